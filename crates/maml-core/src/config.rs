@@ -1,0 +1,104 @@
+//! Hyperparameters of the inner loop (adaptation), checked once, up front.
+
+use std::fmt;
+use std::str::FromStr;
+
+use burn::config::Config;
+use serde::{Deserialize, Serialize};
+
+use crate::error::MamlError;
+
+/// Whether the meta-gradient differentiates through the inner gradients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Order {
+    /// First-order MAML: inner gradients are constants (detached).
+    First,
+    /// Exact second-order MAML: inner gradients stay on the graph
+    /// (PyTorch's `create_graph=True`), by nesting the autodiff decorator.
+    Second,
+}
+
+/// The loss of a linear model's predictions against targets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Loss {
+    /// Sum over all elements of `(prediction - target)^2`.
+    Sse,
+    /// Mean over all elements of `(prediction - target)^2`.
+    Mse,
+}
+
+macro_rules! named_enum {
+    ($ty:ident, $kind:literal, $($variant:ident => $name:literal),+) => {
+        impl $ty {
+            /// The name used in files and on the command line.
+            pub fn name(self) -> &'static str {
+                match self { $($ty::$variant => $name),+ }
+            }
+        }
+        impl fmt::Display for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.name())
+            }
+        }
+        impl FromStr for $ty {
+            type Err = MamlError;
+            fn from_str(s: &str) -> crate::error::Result<Self> {
+                match s {
+                    $($name => Ok($ty::$variant),)+
+                    _ => Err(MamlError::UnknownName {
+                        kind: $kind,
+                        value: s.to_string(),
+                        expected: concat!($($name, " "),+),
+                    }),
+                }
+            }
+        }
+    };
+}
+named_enum!(Order, "order", First => "first", Second => "second");
+named_enum!(Loss, "loss", Sse => "sse", Mse => "mse");
+
+/// How a task's fast weights are obtained from the initial weights: `inner_steps` plain
+/// gradient steps of size `inner_lr` on the support loss.
+#[derive(Config, Debug, PartialEq)]
+pub struct AdaptConfig {
+    /// Inner-loop step size (alpha).
+    pub inner_lr: f64,
+    /// Number of inner gradient steps, K. Zero means no adaptation.
+    #[config(default = 1)]
+    pub inner_steps: usize,
+    /// First or second order.
+    #[config(default = "Order::Second")]
+    pub order: Order,
+    /// Support and query loss.
+    #[config(default = "Loss::Sse")]
+    pub loss: Loss,
+}
+
+impl AdaptConfig {
+    /// Checks the hyperparameters: `inner_lr` must be finite and positive.
+    pub fn validate(&self) -> crate::error::Result<()> {
+        check_lr("inner_lr", self.inner_lr)
+    }
+}
+
+/// Checks that a learning rate is finite and positive.
+pub fn check_lr(name: &'static str, value: f64) -> crate::error::Result<()> {
+    if !value.is_finite() {
+        return Err(MamlError::InvalidHyperparameter {
+            name,
+            value: value.to_string(),
+            reason: "must be a finite number",
+        });
+    }
+    if value <= 0.0 {
+        return Err(MamlError::InvalidHyperparameter {
+            name,
+            value: value.to_string(),
+            reason: "must be positive",
+        });
+    }
+    Ok(())
+}

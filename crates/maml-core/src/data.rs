@@ -1,0 +1,305 @@
+//! Host-side (f64) data: linear weights, tasks and the problem-file format of
+//! `shared/reference/problem-schema.md`, with validation that names the bad value.
+
+use std::path::Path;
+
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rand_distr::{Distribution, Normal};
+use serde::{Deserialize, Serialize};
+
+use crate::config::{AdaptConfig, Loss, Order};
+use crate::error::{MamlError, Result};
+
+/// Weights of a linear model `y = x W^T + b` in host memory, laid out as in problem files:
+/// `weight` is `[out][in]`, `bias` is `[out]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LinearWeights {
+    /// `[out][in]`.
+    pub weight: Vec<Vec<f64>>,
+    /// `[out]`.
+    pub bias: Vec<f64>,
+}
+
+impl LinearWeights {
+    /// Kaiming-normal weight (std = sqrt(2 / in), PyTorch's `kaiming_normal_` with its
+    /// defaults, fan-in mode) and zero bias, drawn from an RNG seeded with `seed`.
+    pub fn kaiming(d_in: usize, d_out: usize, seed: u64) -> Self {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let std = (2.0 / d_in as f64).sqrt();
+        let normal = Normal::new(0.0, std).expect("std = sqrt(2 / in) is finite and positive");
+        let weight = (0..d_out)
+            .map(|_| (0..d_in).map(|_| normal.sample(&mut rng)).collect())
+            .collect();
+        Self {
+            weight,
+            bias: vec![0.0; d_out],
+        }
+    }
+
+    /// Zero weight and bias of the given shape.
+    pub fn zeros(d_in: usize, d_out: usize) -> Self {
+        Self {
+            weight: vec![vec![0.0; d_in]; d_out],
+            bias: vec![0.0; d_out],
+        }
+    }
+
+    /// Output dimension.
+    pub fn d_out(&self) -> usize {
+        self.weight.len()
+    }
+
+    /// Input dimension.
+    pub fn d_in(&self) -> usize {
+        self.weight.first().map_or(0, Vec::len)
+    }
+
+    /// The weight flattened row-major, `[out * in]`.
+    pub fn weight_flat(&self) -> Vec<f64> {
+        self.weight.iter().flatten().copied().collect()
+    }
+
+    /// Builds weights from a row-major `[out * in]` weight and an `[out]` bias.
+    pub fn from_flat(weight: &[f64], bias: &[f64], d_in: usize) -> Self {
+        Self {
+            weight: weight.chunks(d_in.max(1)).map(<[f64]>::to_vec).collect(),
+            bias: bias.to_vec(),
+        }
+    }
+
+    /// Checks the layout (a non-empty rectangular `[out][in]` weight, `[out]` bias) and
+    /// that every number is finite. `location` names the weights in messages.
+    pub fn validate(&self, location: &str) -> Result<()> {
+        if self.weight.is_empty() {
+            return Err(MamlError::Empty {
+                location: format!("{location}.weight"),
+                detail: "the weight needs at least one row ([out][in])",
+            });
+        }
+        let d_in = self.d_in();
+        if d_in == 0 {
+            return Err(MamlError::Empty {
+                location: format!("{location}.weight[0]"),
+                detail: "the weight needs at least one column ([out][in])",
+            });
+        }
+        check_matrix(&self.weight, d_in, &format!("{location}.weight"))?;
+        if self.bias.len() != self.d_out() {
+            return Err(MamlError::Shape {
+                location: format!("{location}.bias"),
+                detail: format!(
+                    "bias has {} entries but the weight has {} rows (out)",
+                    self.bias.len(),
+                    self.d_out()
+                ),
+            });
+        }
+        check_finite(&self.bias, &format!("{location}.bias"))
+    }
+
+    /// Largest absolute entry of weight and bias.
+    pub fn max_abs(&self) -> f64 {
+        self.weight_flat()
+            .iter()
+            .chain(&self.bias)
+            .fold(0.0, |m, v| m.max(v.abs()))
+    }
+
+    /// Largest absolute entry-wise difference to `other` (same shape).
+    pub fn max_abs_diff(&self, other: &Self) -> f64 {
+        let a = self
+            .weight_flat()
+            .into_iter()
+            .chain(self.bias.iter().copied());
+        let b = other
+            .weight_flat()
+            .into_iter()
+            .chain(other.bias.iter().copied());
+        a.zip(b).fold(0.0, |m, (x, y)| m.max((x - y).abs()))
+    }
+}
+
+/// A support or query set: rows of features and optional targets.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SetData {
+    /// Features, `[n][in]`.
+    pub x: Vec<Vec<f64>>,
+    /// Targets, `[n][out]`; absent means a target of zero.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub y: Option<Vec<Vec<f64>>>,
+}
+
+impl SetData {
+    /// Number of rows.
+    pub fn len(&self) -> usize {
+        self.x.len()
+    }
+
+    /// Whether the set has no rows.
+    pub fn is_empty(&self) -> bool {
+        self.x.is_empty()
+    }
+
+    fn validate(&self, d_in: usize, d_out: usize, location: &str) -> Result<()> {
+        if self.x.is_empty() {
+            return Err(MamlError::Empty {
+                location: format!("{location}.x"),
+                detail: "a support or query set needs at least one row",
+            });
+        }
+        check_matrix(&self.x, d_in, &format!("{location}.x"))?;
+        if let Some(y) = &self.y {
+            if y.len() != self.x.len() {
+                return Err(MamlError::Shape {
+                    location: format!("{location}.y"),
+                    detail: format!("{} target rows for {} feature rows", y.len(), self.x.len()),
+                });
+            }
+            check_matrix(y, d_out, &format!("{location}.y"))?;
+        }
+        Ok(())
+    }
+}
+
+/// One task: a support set to adapt on and a query set to evaluate the fast weights on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskData {
+    /// The support set (inner loop).
+    pub support: SetData,
+    /// The query set (meta-loss).
+    pub query: SetData,
+}
+
+impl TaskData {
+    /// Checks both sets against the model's `in` and `out`; `location` names the task.
+    pub fn validate(&self, d_in: usize, d_out: usize, location: &str) -> Result<()> {
+        self.support
+            .validate(d_in, d_out, &format!("{location}.support"))?;
+        self.query
+            .validate(d_in, d_out, &format!("{location}.query"))
+    }
+}
+
+/// Checks a list of tasks against the model's shape.
+pub fn validate_tasks(tasks: &[TaskData], d_in: usize, d_out: usize) -> Result<()> {
+    if tasks.is_empty() {
+        return Err(MamlError::Empty {
+            location: "tasks".into(),
+            detail: "at least one task is needed",
+        });
+    }
+    for (i, task) in tasks.iter().enumerate() {
+        task.validate(d_in, d_out, &format!("tasks[{i}]"))?;
+    }
+    Ok(())
+}
+
+/// A problem file: everything a single meta-gradient depends on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Problem {
+    /// The initial weights' `[out][in]` matrix.
+    pub weight: Vec<Vec<f64>>,
+    /// The initial weights' `[out]` bias.
+    pub bias: Vec<f64>,
+    /// The tasks; the meta-loss is the mean of their query losses.
+    pub tasks: Vec<TaskData>,
+    /// Inner-loop step size.
+    pub inner_lr: f64,
+    /// Number of inner steps.
+    pub inner_steps: usize,
+    /// First or second order.
+    pub order: Order,
+    /// `sse` or `mse`.
+    pub loss: Loss,
+}
+
+impl Problem {
+    /// Parses and validates a problem from JSON text; `source_name` names it in errors.
+    pub fn from_json(text: &str, source_name: &str) -> Result<Self> {
+        let problem: Problem =
+            serde_json::from_str(text).map_err(|e| MamlError::json(source_name, &e))?;
+        problem.validate()?;
+        Ok(problem)
+    }
+
+    /// Reads, parses and validates a problem file.
+    pub fn load(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let text = read_text(path)?;
+        Self::from_json(&text, &path.display().to_string())
+    }
+
+    /// The initial weights.
+    pub fn initial_weights(&self) -> LinearWeights {
+        LinearWeights {
+            weight: self.weight.clone(),
+            bias: self.bias.clone(),
+        }
+    }
+
+    /// The inner-loop configuration.
+    pub fn adapt_config(&self) -> AdaptConfig {
+        AdaptConfig::new(self.inner_lr)
+            .with_inner_steps(self.inner_steps)
+            .with_order(self.order)
+            .with_loss(self.loss)
+    }
+
+    /// Checks shapes, finiteness and hyperparameters.
+    pub fn validate(&self) -> Result<()> {
+        let init = self.initial_weights();
+        init.validate("problem")?;
+        self.adapt_config().validate()?;
+        validate_tasks(&self.tasks, init.d_in(), init.d_out())
+    }
+}
+
+/// The answer to a problem: meta-loss, meta-gradient and each task's fast weights.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Answer {
+    /// Mean query loss of the fast weights over the tasks.
+    pub meta_loss: f64,
+    /// Derivative of the meta-loss with respect to the initial weights.
+    pub meta_grad: LinearWeights,
+    /// `theta_K` for each task, in order.
+    pub fast_weights: Vec<LinearWeights>,
+}
+
+impl Answer {
+    /// Reads an answer file.
+    pub fn load(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let text = read_text(path)?;
+        serde_json::from_str(&text).map_err(|e| MamlError::json(path.display().to_string(), &e))
+    }
+}
+
+/// Reads a whole text file, naming it in the error.
+pub fn read_text(path: &Path) -> Result<String> {
+    std::fs::read_to_string(path).map_err(|e| MamlError::io("cannot read", path, e))
+}
+
+fn check_matrix(rows: &[Vec<f64>], width: usize, location: &str) -> Result<()> {
+    for (i, row) in rows.iter().enumerate() {
+        if row.len() != width {
+            return Err(MamlError::Shape {
+                location: format!("{location}[{i}]"),
+                detail: format!("row has {} entries, expected {width}", row.len()),
+            });
+        }
+        check_finite(row, &format!("{location}[{i}]"))?;
+    }
+    Ok(())
+}
+
+fn check_finite(values: &[f64], location: &str) -> Result<()> {
+    match values.iter().position(|v| !v.is_finite()) {
+        Some(j) => Err(MamlError::NonFinite {
+            location: format!("{location}[{j}]"),
+            value: values[j],
+        }),
+        None => Ok(()),
+    }
+}

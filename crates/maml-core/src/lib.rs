@@ -1,0 +1,36 @@
+#![warn(missing_docs)]
+//! # maml-core
+//!
+//! Exact first- and second-order MAML for a linear model `y = x W^T + b`, generic over
+//! Burn backends (`B: Backend`).
+//!
+//! - [`maml::adapt`]: the inner loop, `K` gradient steps on each task's support set;
+//! - [`maml::meta_gradient`]: the outer loop's gradient of the mean query loss with
+//!   respect to the initial weights, first order (inner gradients detached) or second
+//!   order (through every inner gradient, by nesting Burn's autodiff decorator:
+//!   [`maml::SecondOrder`]);
+//! - [`learner::MetaLearner`]: meta-updates with SGD or Adam;
+//! - [`closed_form`]: the same quantities in closed form, in f64, independent of autodiff;
+//! - [`trace::trace_meta_step`]: everything the seed prints about one meta step.
+
+pub mod closed_form;
+pub mod config;
+pub mod data;
+pub mod error;
+pub mod learner;
+pub mod maml;
+pub mod model;
+pub mod tasks;
+pub mod trace;
+
+pub use config::{AdaptConfig, Loss, Order};
+pub use data::{Answer, LinearWeights, Problem, SetData, TaskData};
+pub use error::{MamlError, Result};
+pub use learner::{MetaConfig, MetaLearner, MetaOptimizer};
+pub use maml::{
+    FastWeights, MetaBackend, MetaGradient, SecondOrder, adapt, adapt_detached, is_tracked,
+    meta_gradient, solve,
+};
+pub use model::LinearModel;
+pub use tasks::{SetBatch, TaskBatch};
+pub use trace::{MetaStepTrace, trace_meta_step};

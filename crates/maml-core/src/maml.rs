@@ -1,0 +1,278 @@
+//! The inner loop (`adapt`) and the meta-gradient (outer loop), first and second order.
+//!
+//! Burn has no `create_graph`: the gradient that an autodiff backend's backward pass
+//! returns lives on its inner backend and is detached. Nesting the decorator gives exact
+//! second order: on [`SecondOrder<B>`] = `Autodiff<Autodiff<B>>`, the support gradient
+//! comes back as a tensor of `Autodiff<B>` that is itself tracked, so the query loss of
+//! the fast weights can be differentiated back to the initial weights through every
+//! inner step. This module is the only place that nests the decorator.
+
+use burn::optim::GradientsParams;
+use burn::prelude::*;
+use burn_autodiff::Autodiff;
+
+use crate::config::{AdaptConfig, Order};
+use crate::data::{Answer, Problem};
+use crate::error::Result;
+use crate::model::{LinearModel, check_device_precision, tensors_to_weights, to_f64};
+use crate::tasks::{SetBatch, TaskBatch};
+
+/// The backend of the meta-learned initial weights: one autodiff level over `B`.
+pub type MetaBackend<B> = Autodiff<B>;
+
+/// Two autodiff levels: second-order inner gradients are taken here, and the backward
+/// pass of this backend runs (tracked) on [`MetaBackend<B>`].
+pub type SecondOrder<B> = Autodiff<Autodiff<B>>;
+
+const GRAD_EXISTS: &str = "the weights were marked require_grad and feed the loss, so \
+                           backward yields their gradient";
+
+/// Every task's fast weights: `weight [tasks, out, in]`, `bias [tasks, out]`.
+#[derive(Debug, Clone)]
+pub struct FastWeights<B: Backend> {
+    /// `[tasks, out, in]`.
+    pub weight: Tensor<B, 3>,
+    /// `[tasks, out]`.
+    pub bias: Tensor<B, 2>,
+}
+
+/// One inner step, as recorded for a trace.
+#[derive(Debug, Clone)]
+pub struct InnerStep<B: Backend> {
+    /// Each task's support loss before the step, `[tasks]`.
+    pub support_loss: Tensor<B, 1>,
+    /// Support gradient of the weight, `[tasks, out, in]`.
+    pub grad_weight: Tensor<B, 3>,
+    /// Support gradient of the bias, `[tasks, out]`.
+    pub grad_bias: Tensor<B, 2>,
+    /// Whether the support gradient is itself tracked by autodiff (PyTorch's
+    /// `requires_grad`): true in second order, false in first order.
+    pub grad_tracked: bool,
+}
+
+/// Whether autodiff records operations on `tensor`, PyTorch's `requires_grad`: true for a
+/// leaf marked with `require_grad` and for anything computed from one. (Burn's
+/// `Tensor::is_require_grad` is true for such leaves alone.)
+pub fn is_tracked<B: Backend, const D: usize>(tensor: &Tensor<Autodiff<B>, D>) -> bool {
+    tensor.clone().into_primitive().tensor().is_tracked()
+}
+
+/// What a traced meta step records besides the numbers.
+#[derive(Debug, Clone, Default)]
+pub struct Recording<B: Backend> {
+    /// The inner steps.
+    pub steps: Vec<InnerStep<B>>,
+    /// Whether the initial weights are leaves that require gradients.
+    pub initial_is_leaf: bool,
+    /// Whether the fast weights are tracked (computed from the initial weights).
+    pub fast_tracked: bool,
+}
+
+/// The support loss `[tasks]` and its gradients, on the meta backend.
+type SupportGrad<B> = (
+    Tensor<B, 1>,
+    Tensor<MetaBackend<B>, 3>,
+    Tensor<MetaBackend<B>, 2>,
+);
+
+/// First order: the gradient is taken on a detached copy of the fast weights, so it is a
+/// constant of the meta backend.
+fn support_grad_first_order<B: Backend>(
+    weight: &Tensor<MetaBackend<B>, 3>,
+    bias: &Tensor<MetaBackend<B>, 2>,
+    support: &SetBatch<MetaBackend<B>>,
+) -> SupportGrad<B> {
+    let w = weight.clone().detach().require_grad();
+    let b = bias.clone().detach().require_grad();
+    let loss = support.losses(w.clone(), b.clone());
+    let grads = loss.clone().sum().backward();
+    let gw = w.grad(&grads).expect(GRAD_EXISTS);
+    let gb = b.grad(&grads).expect(GRAD_EXISTS);
+    (loss.inner(), Tensor::from_inner(gw), Tensor::from_inner(gb))
+}
+
+/// Second order: the fast weights are lifted to [`SecondOrder<B>`] as leaves; the
+/// gradient that its backward pass returns is a tracked tensor of the meta backend.
+fn support_grad_second_order<B: Backend>(
+    weight: &Tensor<MetaBackend<B>, 3>,
+    bias: &Tensor<MetaBackend<B>, 2>,
+    support: &SetBatch<SecondOrder<B>>,
+) -> SupportGrad<B> {
+    let w = Tensor::<SecondOrder<B>, 3>::from_inner(weight.clone()).require_grad();
+    let b = Tensor::<SecondOrder<B>, 2>::from_inner(bias.clone()).require_grad();
+    let loss = support.losses(w.clone(), b.clone());
+    let grads = loss.clone().sum().backward();
+    let gw = w.grad(&grads).expect(GRAD_EXISTS);
+    let gb = b.grad(&grads).expect(GRAD_EXISTS);
+    (loss.inner().inner(), gw, gb)
+}
+
+/// The inner loop: `inner_steps` gradient steps of size `inner_lr` on each task's support
+/// set, from the initial weights `weight [out, in]`, `bias [out]` (tracked on the meta
+/// backend). Returns every task's fast weights, tracked as functions of the initial
+/// weights: fully in second order, through the identity alone in first order.
+pub fn adapt<B: Backend>(
+    weight: Tensor<MetaBackend<B>, 2>,
+    bias: Tensor<MetaBackend<B>, 1>,
+    support: &SetBatch<B>,
+    config: &AdaptConfig,
+) -> FastWeights<MetaBackend<B>> {
+    adapt_recorded(weight, bias, support, config, None)
+}
+
+fn adapt_recorded<B: Backend>(
+    weight: Tensor<MetaBackend<B>, 2>,
+    bias: Tensor<MetaBackend<B>, 1>,
+    support: &SetBatch<B>,
+    config: &AdaptConfig,
+    mut record: Option<&mut Recording<B>>,
+) -> FastWeights<MetaBackend<B>> {
+    if let Some(record) = record.as_deref_mut() {
+        record.initial_is_leaf = weight.is_require_grad() && bias.is_require_grad();
+    }
+    let tasks = support.tasks();
+    let mut weight = weight.unsqueeze_dim::<3>(0).repeat_dim(0, tasks);
+    let mut bias = bias.unsqueeze_dim::<2>(0).repeat_dim(0, tasks);
+    if config.inner_steps == 0 {
+        return FastWeights { weight, bias };
+    }
+    let support1 = support.lift::<MetaBackend<B>>();
+    let support2 = match config.order {
+        Order::First => None,
+        Order::Second => Some(support1.lift::<SecondOrder<B>>()),
+    };
+    for _ in 0..config.inner_steps {
+        let (loss, gw, gb) = match &support2 {
+            None => support_grad_first_order(&weight, &bias, &support1),
+            Some(support2) => support_grad_second_order(&weight, &bias, support2),
+        };
+        if let Some(record) = record.as_deref_mut() {
+            record.steps.push(InnerStep {
+                support_loss: loss,
+                grad_tracked: is_tracked(&gw),
+                grad_weight: gw.clone().inner(),
+                grad_bias: gb.clone().inner(),
+            });
+        }
+        weight = weight - gw.mul_scalar(config.inner_lr);
+        bias = bias - gb.mul_scalar(config.inner_lr);
+    }
+    if let Some(record) = record {
+        record.fast_tracked = is_tracked(&weight) && is_tracked(&bias);
+    }
+    FastWeights { weight, bias }
+}
+
+/// Fast weights without a meta-gradient (for evaluation): the same inner loop, with the
+/// initial weights `[out, in]`, `[out]` given as plain tensors of `B`.
+pub fn adapt_detached<B: Backend>(
+    weight: Tensor<B, 2>,
+    bias: Tensor<B, 1>,
+    support: &SetBatch<B>,
+    config: &AdaptConfig,
+) -> FastWeights<B> {
+    let config = AdaptConfig {
+        order: Order::First,
+        ..config.clone()
+    };
+    let fast = adapt(
+        Tensor::from_inner(weight),
+        Tensor::from_inner(bias),
+        support,
+        &config,
+    );
+    FastWeights {
+        weight: fast.weight.inner(),
+        bias: fast.bias.inner(),
+    }
+}
+
+/// A meta-gradient and what it was computed from. All tensors are lazy: reading one
+/// synchronises with the device.
+#[derive(Debug, Clone)]
+pub struct MetaGradient<B: Backend> {
+    /// Mean query loss over the tasks, `[1]`.
+    pub meta_loss: Tensor<B, 1>,
+    /// Each task's query loss, `[tasks]`.
+    pub query_losses: Tensor<B, 1>,
+    /// d meta-loss / d weight, `[out, in]`.
+    pub weight: Tensor<B, 2>,
+    /// d meta-loss / d bias, `[out]`.
+    pub bias: Tensor<B, 1>,
+    /// Every task's fast weights.
+    pub fast: FastWeights<B>,
+}
+
+/// The meta-gradient of the mean query loss over a meta-batch with respect to the
+/// model's (initial) weights, first or second order as `config` says.
+pub fn meta_gradient<B: Backend>(
+    model: &LinearModel<MetaBackend<B>>,
+    batch: &TaskBatch<B>,
+    config: &AdaptConfig,
+) -> MetaGradient<B> {
+    meta_gradient_recorded(model, batch, config, None).0
+}
+
+pub(crate) fn meta_gradient_recorded<B: Backend>(
+    model: &LinearModel<MetaBackend<B>>,
+    batch: &TaskBatch<B>,
+    config: &AdaptConfig,
+    record: Option<&mut Recording<B>>,
+) -> (MetaGradient<B>, GradientsParams) {
+    let fast = adapt_recorded(
+        model.weight.val(),
+        model.bias.val(),
+        &batch.support,
+        config,
+        record,
+    );
+    let query = batch.query.lift::<MetaBackend<B>>();
+    let query_losses = query.losses(fast.weight.clone(), fast.bias.clone());
+    let meta_loss = query_losses.clone().mean();
+    let params = GradientsParams::from_grads(meta_loss.backward(), model);
+    let gradient = MetaGradient {
+        meta_loss: meta_loss.inner(),
+        query_losses: query_losses.inner(),
+        weight: params.get(model.weight.id).expect(GRAD_EXISTS),
+        bias: params.get(model.bias.id).expect(GRAD_EXISTS),
+        fast: FastWeights {
+            weight: fast.weight.inner(),
+            bias: fast.bias.inner(),
+        },
+    };
+    (gradient, params)
+}
+
+/// Solves a problem file on backend `B`: meta-loss, meta-gradient and fast weights, by
+/// automatic differentiation.
+pub fn solve<B: Backend>(problem: &Problem, device: &B::Device) -> Result<Answer> {
+    problem.validate()?;
+    check_device_precision::<B>(device)?;
+    let init = problem.initial_weights();
+    let model = LinearModel::<MetaBackend<B>>::from_weights(&init, device);
+    let batch = TaskBatch::from_tasks(&problem.tasks, init.d_out(), problem.loss, device);
+    let gradient = meta_gradient(&model, &batch, &problem.adapt_config());
+    Ok(answer_from(gradient))
+}
+
+/// Reads a meta-gradient back to the host in the answer layout.
+pub fn answer_from<B: Backend>(gradient: MetaGradient<B>) -> Answer {
+    Answer {
+        meta_loss: to_f64(gradient.meta_loss)[0],
+        meta_grad: tensors_to_weights(gradient.weight, gradient.bias),
+        fast_weights: fast_to_weights(gradient.fast),
+    }
+}
+
+/// Splits batched fast weights into one host copy per task.
+pub fn fast_to_weights<B: Backend>(fast: FastWeights<B>) -> Vec<crate::data::LinearWeights> {
+    let [tasks, _, _] = fast.weight.dims();
+    (0..tasks)
+        .map(|t| {
+            tensors_to_weights(
+                fast.weight.clone().slice(t..t + 1).squeeze_dim(0),
+                fast.bias.clone().slice(t..t + 1).squeeze_dim(0),
+            )
+        })
+        .collect()
+}

@@ -1,0 +1,115 @@
+//! A structured trace of one meta step holding everything the seed prints.
+
+use burn::prelude::*;
+use serde::Serialize;
+
+use crate::closed_form;
+use crate::data::{LinearWeights, TaskData, validate_tasks};
+use crate::error::Result;
+use crate::learner::{MetaConfig, MetaLearner};
+use crate::maml::{FastWeights, Recording, fast_to_weights};
+use crate::model::to_f64;
+use crate::tasks::TaskBatch;
+
+/// One inner step of a traced meta step.
+#[derive(Debug, Clone, Serialize)]
+pub struct InnerStepTrace {
+    /// Each task's support loss before the step.
+    pub support_loss: Vec<f64>,
+    /// Each task's support gradient.
+    pub support_grad: Vec<LinearWeights>,
+    /// Whether the support gradient is tracked by autodiff, read off the tensor
+    /// (PyTorch: `requires_grad`; such a tensor is not a leaf).
+    pub grad_requires_grad: bool,
+}
+
+/// Everything one meta step computes, automatic and closed form side by side.
+#[derive(Debug, Clone, Serialize)]
+pub struct MetaStepTrace {
+    /// The configuration.
+    pub config: MetaConfig,
+    /// Initial weights before the step.
+    pub initial: LinearWeights,
+    /// Whether the initial weights are leaves that require gradients (PyTorch's
+    /// `is_leaf` of a parameter).
+    pub initial_is_leaf: bool,
+    /// The inner steps.
+    pub inner_steps: Vec<InnerStepTrace>,
+    /// Whether the fast weights are tracked, i.e. computed from the initial weights and
+    /// so not leaves.
+    pub fast_tracked: bool,
+    /// Each task's fast weights after the inner loop.
+    pub fast_weights: Vec<LinearWeights>,
+    /// Each task's query loss at its fast weights.
+    pub query_loss: Vec<f64>,
+    /// Mean query loss.
+    pub meta_loss: f64,
+    /// Meta-gradient by automatic differentiation.
+    pub meta_grad: LinearWeights,
+    /// Meta-gradient in closed form (f64, no autodiff).
+    pub manual_meta_grad: LinearWeights,
+    /// Weights after the meta-update with the automatic meta-gradient (the optimiser's).
+    pub updated: LinearWeights,
+    /// `initial - meta_lr * manual_meta_grad`, the seed's "Manual" update (SGD).
+    pub manual_updated: LinearWeights,
+}
+
+/// Runs and records one meta step on `tasks` from `initial`.
+pub fn trace_meta_step<B: Backend>(
+    initial: &LinearWeights,
+    tasks: &[TaskData],
+    config: MetaConfig,
+    device: &B::Device,
+) -> Result<MetaStepTrace> {
+    initial.validate("initial weights")?;
+    validate_tasks(tasks, initial.d_in(), initial.d_out())?;
+    let batch = TaskBatch::<B>::from_tasks(tasks, initial.d_out(), config.adapt.loss, device);
+    let mut learner = MetaLearner::<B>::new(initial, config.clone(), device)?;
+    let mut record = Recording::default();
+    let gradient = learner.step_recorded(&batch, Some(&mut record));
+
+    let inner_steps = record
+        .steps
+        .into_iter()
+        .map(|step| InnerStepTrace {
+            support_loss: to_f64(step.support_loss),
+            support_grad: fast_to_weights(FastWeights {
+                weight: step.grad_weight,
+                bias: step.grad_bias,
+            }),
+            grad_requires_grad: step.grad_tracked,
+        })
+        .collect();
+    let manual = closed_form::meta_gradient(initial, tasks, &config.adapt);
+    let manual_updated = step_sgd(initial, &manual.meta_grad, config.meta_lr);
+    Ok(MetaStepTrace {
+        initial: initial.clone(),
+        initial_is_leaf: record.initial_is_leaf,
+        inner_steps,
+        fast_tracked: record.fast_tracked,
+        fast_weights: fast_to_weights(gradient.fast),
+        query_loss: to_f64(gradient.query_losses),
+        meta_loss: to_f64(gradient.meta_loss)[0],
+        meta_grad: crate::model::tensors_to_weights(gradient.weight, gradient.bias),
+        manual_meta_grad: manual.meta_grad,
+        updated: learner.weights(),
+        manual_updated,
+        config,
+    })
+}
+
+fn step_sgd(w: &LinearWeights, g: &LinearWeights, lr: f64) -> LinearWeights {
+    let weight: Vec<f64> = w
+        .weight_flat()
+        .iter()
+        .zip(g.weight_flat())
+        .map(|(w, g)| w - lr * g)
+        .collect();
+    let bias: Vec<f64> = w
+        .bias
+        .iter()
+        .zip(&g.bias)
+        .map(|(w, g)| w - lr * g)
+        .collect();
+    LinearWeights::from_flat(&weight, &bias, w.d_in())
+}

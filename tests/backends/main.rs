@@ -1,0 +1,46 @@
+//! Backend-parameterised tests, f32: ndarray and wgpu. The same test bodies
+//! (`tests/cases/`) run in f64 in the `backends_f64` test binary: Burn fixes one default
+//! float type per device type per process, so each precision of ndarray gets a process
+//! of its own.
+//!
+//! Every test body is written once, generic over `B: Backend`. Expected values are
+//! independent of the code under test: the shared reference answers (PyTorch, float64,
+//! cross-checked by JAX), the closed form in f64, finite differences, and the numbers
+//! printed in the seed document.
+//!
+//! wgpu needs an adapter (a GPU, or Mesa's software Vulkan device). Without one the wgpu
+//! tests are skipped with a message, unless `MAML_REQUIRE_WGPU=1`, when they fail.
+
+/// Instantiates each generic test `fn name<B: Backend>(device: &B::Device)` of the
+/// calling module as `ndarray_f32::name` and `wgpu_f32::name`.
+macro_rules! backend_tests {
+    ($($test:ident),+ $(,)?) => {
+        mod ndarray_f32 {
+            $(#[test]
+            fn $test() {
+                super::$test::<maml_burn::backend::Cpu<f32>>(&Default::default());
+            })+
+        }
+        mod wgpu_f32 {
+            $(#[test]
+            fn $test() {
+                if let Some(device) = $crate::common::wgpu() {
+                    super::$test::<maml_burn::backend::Gpu>(&device);
+                }
+            })+
+        }
+    };
+}
+pub(crate) use backend_tests;
+
+#[path = "../common/mod.rs"]
+mod common;
+
+#[path = "../cases/closed_form.rs"]
+mod closed_form;
+#[path = "../cases/finite_differences.rs"]
+mod finite_differences;
+#[path = "../cases/orders.rs"]
+mod orders;
+#[path = "../cases/reference.rs"]
+mod reference;

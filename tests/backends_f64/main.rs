@@ -1,0 +1,27 @@
+//! Backend-parameterised tests, f64: ndarray. The same test bodies as the `backends`
+//! binary (`tests/cases/`), in a process of their own (see there).
+
+/// Instantiates each generic test of the calling module as `ndarray_f64::name`.
+macro_rules! backend_tests {
+    ($($test:ident),+ $(,)?) => {
+        mod ndarray_f64 {
+            $(#[test]
+            fn $test() {
+                super::$test::<maml_burn::backend::Cpu<f64>>(&Default::default());
+            })+
+        }
+    };
+}
+pub(crate) use backend_tests;
+
+#[path = "../common/mod.rs"]
+mod common;
+
+#[path = "../cases/closed_form.rs"]
+mod closed_form;
+#[path = "../cases/finite_differences.rs"]
+mod finite_differences;
+#[path = "../cases/orders.rs"]
+mod orders;
+#[path = "../cases/reference.rs"]
+mod reference;

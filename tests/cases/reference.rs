@@ -1,0 +1,45 @@
+//! Every shared reference problem (tests/data, copied from shared/reference/problems),
+//! answered by automatic differentiation on each backend.
+
+use burn::prelude::Backend;
+use maml_burn::maml_core::{Answer, Problem, solve};
+
+use crate::common::{assert_close, assert_weights_close, data_dir, reference_problems, tolerance};
+
+/// Meta-loss, meta-gradient and every task's fast weights within the tolerance (f32:
+/// 1e-4, f64: 1e-9, relative to the largest entry) of the PyTorch float64 answers.
+fn every_reference_problem_is_reproduced<B: Backend>(device: &B::Device) {
+    let tol = tolerance::<B>();
+    for name in reference_problems() {
+        let problem = Problem::load(data_dir().join(format!("{name}.json"))).unwrap();
+        let expected = Answer::load(data_dir().join(format!("{name}.expected.json"))).unwrap();
+        let answer = solve::<B>(&problem, device).unwrap();
+        assert_close(
+            answer.meta_loss,
+            expected.meta_loss,
+            tol,
+            &format!("{name} meta_loss"),
+        );
+        assert_weights_close(
+            &answer.meta_grad,
+            &expected.meta_grad,
+            tol,
+            &format!("{name} meta_grad"),
+        );
+        assert_eq!(
+            answer.fast_weights.len(),
+            expected.fast_weights.len(),
+            "{name}: tasks"
+        );
+        for (t, (a, e)) in answer
+            .fast_weights
+            .iter()
+            .zip(&expected.fast_weights)
+            .enumerate()
+        {
+            assert_weights_close(a, e, tol, &format!("{name} fast_weights[{t}]"));
+        }
+    }
+}
+
+crate::backend_tests!(every_reference_problem_is_reproduced);

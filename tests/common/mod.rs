@@ -1,0 +1,154 @@
+//! Helpers shared by the backend tests (both test binaries).
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use burn::prelude::Backend;
+use maml_burn::backend::{WgpuDevice, wgpu_device};
+use maml_burn::maml_core::{LinearWeights, Loss, SetData, TaskData};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+/// The wgpu device, `None` (skip) when there is no adapter and `MAML_REQUIRE_WGPU` is not
+/// `1`; panics when it is.
+pub fn wgpu() -> Option<WgpuDevice> {
+    match wgpu_device() {
+        Ok(device) => Some(device),
+        Err(err) if std::env::var("MAML_REQUIRE_WGPU").as_deref() == Ok("1") => {
+            panic!("MAML_REQUIRE_WGPU=1 but {err}")
+        }
+        Err(err) => {
+            eprintln!("skipping a wgpu test: {err}");
+            None
+        }
+    }
+}
+
+/// Whether `B` computes in 64-bit floats.
+pub fn is_f64<B: Backend>() -> bool {
+    std::mem::size_of::<B::FloatElem>() == 8
+}
+
+/// The reference tolerance of the issue: relative to the largest entry, 1e-4 in f32 and
+/// 1e-9 in f64.
+pub fn tolerance<B: Backend>() -> f64 {
+    if is_f64::<B>() { 1e-9 } else { 1e-4 }
+}
+
+/// `tests/data`.
+pub fn data_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data")
+}
+
+/// The names of the reference problems (`NAME.json` with a `NAME.expected.json`).
+pub fn reference_problems() -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(data_dir())
+        .expect("tests/data exists in the repository")
+        .filter_map(|e| {
+            let name = e.ok()?.file_name().into_string().ok()?;
+            let stem = name.strip_suffix(".expected.json")?;
+            Some(stem.to_string())
+        })
+        .collect();
+    names.sort();
+    assert!(
+        names.len() >= 12,
+        "expected the 12 shared reference problems, found {names:?}"
+    );
+    names
+}
+
+/// Asserts `|actual - expected| <= tol * scale` entry-wise, where `scale` is the largest
+/// absolute entry of `expected` (at least 1e-12).
+pub fn assert_weights_close(
+    actual: &LinearWeights,
+    expected: &LinearWeights,
+    tol: f64,
+    what: &str,
+) {
+    assert_eq!(actual.d_out(), expected.d_out(), "{what}: out");
+    assert_eq!(actual.d_in(), expected.d_in(), "{what}: in");
+    let scale = expected.max_abs().max(1e-12);
+    let diff = actual.max_abs_diff(expected);
+    assert!(
+        diff <= tol * scale,
+        "{what}: max |difference| {diff:e} > {tol:e} * {scale:e}\n actual   {actual:?}\n expected {expected:?}"
+    );
+}
+
+/// Asserts `|actual - expected| <= tol * max(|expected|, 1e-12)`.
+pub fn assert_close(actual: f64, expected: f64, tol: f64, what: &str) {
+    let scale = expected.abs().max(1e-12);
+    assert!(
+        (actual - expected).abs() <= tol * scale,
+        "{what}: {actual} vs {expected} (|difference| {:e} > {tol:e} * {scale:e})",
+        (actual - expected).abs()
+    );
+}
+
+/// A random problem shape: `in` 1..=8, `out` 1..=3.
+#[derive(Debug, Clone, Copy)]
+pub struct Shape {
+    pub d_in: usize,
+    pub d_out: usize,
+    pub tasks: usize,
+}
+
+/// Random tasks with `N(0, 1)`-ish features, random targets (or none), and support and
+/// query sizes that differ between tasks.
+pub fn random_tasks(rng: &mut StdRng, shape: Shape) -> Vec<TaskData> {
+    let set = |rng: &mut StdRng, n: usize, targets: bool| SetData {
+        x: (0..n)
+            .map(|_| {
+                (0..shape.d_in)
+                    .map(|_| rng.random_range(-1.5..1.5))
+                    .collect()
+            })
+            .collect(),
+        y: targets.then(|| {
+            (0..n)
+                .map(|_| {
+                    (0..shape.d_out)
+                        .map(|_| rng.random_range(-2.0..2.0))
+                        .collect()
+                })
+                .collect()
+        }),
+    };
+    let targets = rng.random_bool(0.8);
+    (0..shape.tasks)
+        .map(|_| {
+            let ns = rng.random_range(1..=6);
+            let nq = rng.random_range(1..=6);
+            TaskData {
+                support: set(rng, ns, targets),
+                query: set(rng, nq, targets),
+            }
+        })
+        .collect()
+}
+
+/// Random initial weights.
+pub fn random_weights(rng: &mut StdRng, shape: Shape) -> LinearWeights {
+    let weight: Vec<f64> = (0..shape.d_in * shape.d_out)
+        .map(|_| rng.random_range(-1.0..1.0))
+        .collect();
+    let bias: Vec<f64> = (0..shape.d_out)
+        .map(|_| rng.random_range(-1.0..1.0))
+        .collect();
+    LinearWeights::from_flat(&weight, &bias, shape.d_in)
+}
+
+/// A seeded RNG.
+pub fn rng(seed: u64) -> StdRng {
+    StdRng::seed_from_u64(seed)
+}
+
+/// An inner learning rate small enough for stable adaptation on the random tasks:
+/// `sse` sums over up to 6 rows of up to 3 outputs, so it takes a smaller step.
+pub fn stable_inner_lr(rng: &mut StdRng, loss: Loss) -> f64 {
+    match loss {
+        Loss::Sse => rng.random_range(0.005..0.05),
+        Loss::Mse => rng.random_range(0.02..0.3),
+    }
+}
