@@ -6,8 +6,14 @@ use std::str::FromStr;
 /// The CPU backend (ndarray), `f32` by default.
 pub type Cpu<F = f32> = burn_ndarray::NdArray<F>;
 
-/// The GPU backend (wgpu with its default compiler, WGSL, and kernel fusion), `f32`.
-pub type Gpu = burn_wgpu::Wgpu<f32, i32>;
+/// The GPU backend: wgpu (WGSL kernels), `f32`, without Burn's kernel fusion.
+///
+/// With fusion (`burn_wgpu::Wgpu`), Burn 0.21 computes wrong, run-to-run different
+/// results for a matmul by a column vector (`[n, k] x [k, 1]`, our `out = 1` models)
+/// followed by elementwise operations and a reduction: the fused matmul's autotune can
+/// pick a kernel meant for vector-matrix products (tracel-ai/burn#5122, open). The tests
+/// in `tests/cases/` catch it; the unfused backend passes them.
+pub type Gpu = burn_wgpu::CubeBackend<burn_wgpu::WgpuRuntime, f32, i32, u32>;
 
 /// The wgpu device type.
 pub use burn_wgpu::WgpuDevice;
@@ -33,6 +39,9 @@ pub enum BackendError {
         /// Why.
         reason: &'static str,
     },
+    /// The CPU thread pool could not be started.
+    #[error("cannot start the CPU thread pool: {0}")]
+    ThreadPool(String),
     /// A backend or precision name that is not known.
     #[error("unknown {kind} {value:?}: expected one of {expected}")]
     UnknownName {
@@ -171,11 +180,11 @@ pub fn check_precision(backend: BackendKind, precision: Precision) -> Result<(),
 
 /// Work that runs on whichever backend is chosen at run time: [`dispatch`] calls
 /// [`BackendJob::run`] with the concrete backend type.
-pub trait BackendJob {
+pub trait BackendJob: Send {
     /// What the job returns.
-    type Output;
+    type Output: Send;
     /// The job's error; backend selection errors convert into it.
-    type Error: From<BackendError>;
+    type Error: From<BackendError> + Send;
     /// Runs on backend `B`.
     fn run<B: burn::prelude::Backend>(
         self,
@@ -184,16 +193,49 @@ pub trait BackendJob {
 }
 
 /// Runs `job` on `backend` in `precision`: ndarray in f32 or f64, wgpu in f32 (after
-/// checking for an adapter).
+/// checking for an adapter). ndarray runs on one thread; see [`dispatch_with`].
 pub fn dispatch<J: BackendJob>(
     backend: BackendKind,
     precision: Precision,
     job: J,
 ) -> Result<J::Output, J::Error> {
+    dispatch_with(backend, precision, 1, job)
+}
+
+/// [`dispatch`] with `cpu_threads` threads for the ndarray backend.
+pub fn dispatch_with<J: BackendJob>(
+    backend: BackendKind,
+    precision: Precision,
+    cpu_threads: usize,
+    job: J,
+) -> Result<J::Output, J::Error> {
     check_precision(backend, precision)?;
     match (backend, precision) {
-        (BackendKind::Ndarray, Precision::F32) => job.run::<Cpu<f32>>(&Default::default()),
-        (BackendKind::Ndarray, Precision::F64) => job.run::<Cpu<f64>>(&Default::default()),
+        (BackendKind::Ndarray, Precision::F32) => {
+            on_cpu_pool(cpu_threads, || job.run::<Cpu<f32>>(&Default::default()))?
+        }
+        (BackendKind::Ndarray, Precision::F64) => {
+            on_cpu_pool(cpu_threads, || job.run::<Cpu<f64>>(&Default::default()))?
+        }
         (BackendKind::Wgpu, _) => job.run::<Gpu>(&wgpu_device()?),
     }
+}
+
+/// Runs `f` on a worker thread of a rayon pool of `threads` threads.
+///
+/// Burn's ndarray backend wraps each operation in `rayon::scope`. Called from a thread
+/// outside a pool, every such scope is a round trip: the job is queued for a worker and
+/// the caller sleeps until it is done, which for the small tensors of meta-learning
+/// costs more than the operation itself. On a worker thread the same scope runs in
+/// place. With one thread (the default) nothing is handed between threads at all;
+/// larger problems may gain from more.
+pub fn on_cpu_pool<R: Send>(
+    threads: usize,
+    f: impl FnOnce() -> R + Send,
+) -> Result<R, BackendError> {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads.max(1))
+        .build()
+        .map_err(|e| BackendError::ThreadPool(e.to_string()))?;
+    Ok(pool.install(f))
 }

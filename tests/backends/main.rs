@@ -38,9 +38,13 @@ mod common;
 
 #[path = "../cases/closed_form.rs"]
 mod closed_form;
+#[path = "../cases/convergence.rs"]
+mod convergence;
 #[path = "../cases/finite_differences.rs"]
 mod finite_differences;
 #[path = "../cases/orders.rs"]
 mod orders;
 #[path = "../cases/reference.rs"]
 mod reference;
+#[path = "../cases/training.rs"]
+mod training;

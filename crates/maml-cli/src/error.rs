@@ -12,6 +12,15 @@ pub enum CliError {
     /// Backend selection.
     #[error(transparent)]
     Backend(#[from] BackendError),
+    /// Training stopped (divergence); says which checkpoint is kept.
+    #[error("{0}")]
+    Stopped(String),
+    /// Drawing a plot failed.
+    #[error("cannot draw plot {0}")]
+    Plot(String),
+    /// Bad command-line usage that clap cannot see.
+    #[error("{0}")]
+    Usage(String),
     /// A check that found the automatic and expected results apart.
     #[error("{0}")]
     CheckFailed(String),

@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use burn::prelude::Backend;
-use maml_burn::backend::{BackendJob, Precision, dispatch};
+use maml_burn::backend::{BackendJob, Precision, dispatch_with};
 use maml_burn::maml_core::{Answer, Problem, closed_form, solve};
 use serde::Serialize;
 
@@ -23,7 +23,7 @@ impl BackendJob for Solve {
 /// `maml grad PROBLEM`.
 pub fn grad(path: &Path, args: BackendArgs) -> Result<(), CliError> {
     let problem = Problem::load(path)?;
-    let answer = dispatch(args.backend, args.precision, Solve(problem))?;
+    let answer = dispatch_with(args.backend, args.precision, args.threads, Solve(problem))?;
     print_json(&answer);
     Ok(())
 }
@@ -90,7 +90,7 @@ pub fn check(
         &problem.tasks,
         &problem.adapt_config(),
     );
-    let auto = dispatch(args.backend, args.precision, Solve(problem))?;
+    let auto = dispatch_with(args.backend, args.precision, args.threads, Solve(problem))?;
     let mut comparisons = vec![compare("closed form", &auto, &manual, tol)];
     if let Some(expected) = &expected {
         comparisons.push(compare("expected answer", &auto, expected, tol));

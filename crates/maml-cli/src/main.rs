@@ -1,14 +1,23 @@
 //! `maml`: check, train, evaluate and benchmark MAML on a linear model, on the CPU
 //! (ndarray) or a GPU (wgpu).
 
+mod bench;
 mod error;
+mod eval;
 mod grad;
+mod plot;
+mod train;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use maml_burn::backend::{BackendKind, Precision};
+
+// Meta-learning on small tensors allocates and frees many small buffers per step;
+// mimalloc does this faster than glibc's allocator (measured in docs/benchmarks.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Exact second-order MAML on Burn.
 #[derive(Debug, Parser)]
@@ -27,6 +36,9 @@ pub struct BackendArgs {
     /// Floating-point precision: f32, or f64 (ndarray only).
     #[arg(long, default_value = "f32", value_parser = parse::<Precision>)]
     pub precision: Precision,
+    /// CPU threads for the ndarray backend (1 is fastest for small tasks).
+    #[arg(long, default_value_t = 1, value_parser = parse_threads)]
+    pub threads: usize,
 }
 
 #[derive(Debug, Subcommand)]
@@ -52,9 +64,29 @@ enum Command {
         #[command(flatten)]
         backend: BackendArgs,
     },
+    /// Meta-train a linear model's initial weights: progress bar, checkpoints, metrics
+    /// CSV and plots in --out.
+    Train(Box<train::TrainArgs>),
+    /// Query loss before and after adaptation on fresh tasks, for a checkpoint and for a
+    /// random initialisation.
+    Eval(eval::EvalArgs),
+    /// The exact MAML optimum over a fixed task set (second order) and the point that
+    /// first-order MAML converges to, by f64 linear solves.
+    Optimum(eval::OptimumArgs),
+    /// Meta-steps per second and peak memory of a benchmark configuration.
+    Bench(bench::BenchArgs),
 }
 
-fn parse<T: std::str::FromStr<Err: std::fmt::Display>>(s: &str) -> Result<T, String> {
+fn parse_threads(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n @ 1..=1024) => Ok(n),
+        _ => Err(format!(
+            "invalid thread count {s:?}: expected a whole number from 1 to 1024"
+        )),
+    }
+}
+
+pub fn parse<T: std::str::FromStr<Err: std::fmt::Display>>(s: &str) -> Result<T, String> {
     s.parse().map_err(|e: T::Err| e.to_string())
 }
 
@@ -68,6 +100,10 @@ fn main() -> ExitCode {
             tolerance,
             backend,
         } => grad::check(&problem, expected.as_deref(), tolerance, backend),
+        Command::Train(args) => train::train(*args),
+        Command::Eval(args) => eval::eval(args),
+        Command::Optimum(args) => eval::optimum_cmd(args),
+        Command::Bench(args) => bench::bench(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -146,3 +146,54 @@ pub fn meta_gradient(init: &LinearWeights, tasks: &[TaskData], config: &AdaptCon
         fast_weights,
     }
 }
+
+/// The exact minimiser of the meta-loss and the first-order fixed point.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Optimum {
+    /// The minimiser of the meta-loss, where exact (second-order) MAML converges.
+    pub second_order: LinearWeights,
+    /// The point where the first-order meta-gradient vanishes, where first-order MAML
+    /// converges.
+    pub first_order: LinearWeights,
+}
+
+/// The exact MAML optimum over a fixed task set (f64 linear solves).
+///
+/// With `Θ_K = Θ₀ A_t + B_t` per task, the meta-loss `(1/n) Σ_t c_t ||X̃_t Θ_K^T - Y_t||²`
+/// is a quadratic in `Θ₀`. Its gradient vanishes where
+/// `Θ₀ Σ c_t A_t S_t A_t^T = Σ c_t (R_t - B_t S_t) A_t^T` (second order); the first-order
+/// meta-gradient `Σ c_t ((Θ₀ A_t + B_t) S_t - R_t)` vanishes where
+/// `Θ₀ Σ c_t A_t S_t = Σ c_t (R_t - B_t S_t)`. (`S_t`, `R_t` of the query sets.)
+pub fn optimum(
+    tasks: &[TaskData],
+    d_out: usize,
+    config: &AdaptConfig,
+) -> crate::error::Result<Optimum> {
+    let d_in = tasks[0].support.x[0].len();
+    let dim = d_in + 1;
+    let (mut h2, mut c2) = (DMatrix::zeros(dim, dim), DMatrix::zeros(d_out, dim));
+    let (mut h1, mut c1) = (DMatrix::zeros(dim, dim), DMatrix::zeros(d_out, dim));
+    for task in tasks {
+        let support = SetMoments::new(&task.support, d_out, config.loss);
+        let query = SetMoments::new(&task.query, d_out, config.loss);
+        let ad = AffineAdaptation::new(&support, d_out, config);
+        let a_s = &ad.a * &query.s;
+        let rhs = (&query.r - &ad.b * &query.s) * query.c;
+        h2 += &a_s * ad.a.transpose() * query.c;
+        c2 += &rhs * ad.a.transpose();
+        h1 += a_s * query.c;
+        c1 += rhs;
+    }
+    let solve = |h: DMatrix<f64>, c: DMatrix<f64>, which: &'static str| {
+        // Θ H = C  <=>  H^T Θ^T = C^T
+        h.transpose()
+            .lu()
+            .solve(&c.transpose())
+            .map(|t| from_theta(&t.transpose()))
+            .ok_or(crate::error::MamlError::Singular { which })
+    };
+    Ok(Optimum {
+        second_order: solve(h2, c2, "second-order meta-loss")?,
+        first_order: solve(h1, c1, "first-order fixed-point equation")?,
+    })
+}

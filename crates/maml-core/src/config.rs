@@ -10,7 +10,7 @@ use crate::error::MamlError;
 
 /// Whether the meta-gradient differentiates through the inner gradients.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "lowercase", try_from = "String")]
 pub enum Order {
     /// First-order MAML: inner gradients are constants (detached).
     First,
@@ -21,7 +21,7 @@ pub enum Order {
 
 /// The loss of a linear model's predictions against targets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "lowercase", try_from = "String")]
 pub enum Loss {
     /// Sum over all elements of `(prediction - target)^2`.
     Sse,
@@ -30,7 +30,7 @@ pub enum Loss {
 }
 
 macro_rules! named_enum {
-    ($ty:ident, $kind:literal, $($variant:ident => $name:literal),+) => {
+    ($ty:ident, $kind:literal, $expected:literal, $($variant:ident => $name:literal),+) => {
         impl $ty {
             /// The name used in files and on the command line.
             pub fn name(self) -> &'static str {
@@ -50,15 +50,21 @@ macro_rules! named_enum {
                     _ => Err(MamlError::UnknownName {
                         kind: $kind,
                         value: s.to_string(),
-                        expected: concat!($($name, " "),+),
+                        expected: $expected,
                     }),
                 }
             }
         }
+        impl TryFrom<String> for $ty {
+            type Error = MamlError;
+            fn try_from(s: String) -> crate::error::Result<Self> {
+                s.parse()
+            }
+        }
     };
 }
-named_enum!(Order, "order", First => "first", Second => "second");
-named_enum!(Loss, "loss", Sse => "sse", Mse => "mse");
+named_enum!(Order, "order", "first second", First => "first", Second => "second");
+named_enum!(Loss, "loss", "sse mse", Sse => "sse", Mse => "mse");
 
 /// How a task's fast weights are obtained from the initial weights: `inner_steps` plain
 /// gradient steps of size `inner_lr` on the support loss.

@@ -303,3 +303,41 @@ fn check_finite(values: &[f64], location: &str) -> Result<()> {
         None => Ok(()),
     }
 }
+
+/// Writes `bytes` to `path` atomically: to a temporary file in the same directory, synced,
+/// then renamed over `path`. A crash leaves either the old file or the new one, never a
+/// partial one.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "out".into());
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let write = || -> std::io::Result<()> {
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        // Make the rename itself durable.
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    };
+    write().map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        MamlError::io("cannot write", path, e)
+    })
+}
+
+/// Reads a JSON file into `T`, naming the file in errors (with line and column for bad
+/// JSON).
+pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
+    let text = read_text(path)?;
+    serde_json::from_str(&text).map_err(|e| MamlError::json(path.display().to_string(), &e))
+}

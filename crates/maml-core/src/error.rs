@@ -85,6 +85,31 @@ pub enum MamlError {
         /// The device's default float type.
         actual: String,
     },
+    /// A linear system without a unique solution.
+    #[error(
+        "the {which} has no unique solution: its matrix is singular (add tasks or query \
+         rows, or change inner_lr / inner_steps)"
+    )]
+    Singular {
+        /// Which system.
+        which: &'static str,
+    },
+    /// A checkpoint or weights file for a model of another shape.
+    #[error(
+        "{path}: holds a model of shape [{found_out}, {found_in}], expected [{want_out}, {want_in}]"
+    )]
+    ModelShape {
+        /// The file.
+        path: String,
+        /// Its `out`.
+        found_out: usize,
+        /// Its `in`.
+        found_in: usize,
+        /// The expected `out`.
+        want_out: usize,
+        /// The expected `in`.
+        want_in: usize,
+    },
     /// Training produced a non-finite meta-loss or gradient.
     #[error(
         "training diverged at meta step {step}: {what} = {value}; try a smaller learning rate \

@@ -19,7 +19,7 @@ use crate::tasks::TaskBatch;
 
 /// The meta-optimiser.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "lowercase", try_from = "String")]
 pub enum MetaOptimizer {
     /// Plain SGD, `θ ← θ - meta_lr g` (the seed's).
     Sgd,
@@ -40,6 +40,13 @@ impl MetaOptimizer {
 impl fmt::Display for MetaOptimizer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
+    }
+}
+
+impl TryFrom<String> for MetaOptimizer {
+    type Error = MamlError;
+    fn try_from(s: String) -> crate::error::Result<Self> {
+        s.parse()
     }
 }
 

@@ -17,20 +17,24 @@ pub mod closed_form;
 pub mod config;
 pub mod data;
 pub mod error;
+pub mod families;
 pub mod learner;
 pub mod maml;
 pub mod model;
 pub mod tasks;
 pub mod trace;
+pub mod train;
 
 pub use config::{AdaptConfig, Loss, Order};
 pub use data::{Answer, LinearWeights, Problem, SetData, TaskData};
 pub use error::{MamlError, Result};
+pub use families::{FixedTasks, LinearFamily, SeedFamily, TaskFamily};
 pub use learner::{MetaConfig, MetaLearner, MetaOptimizer};
 pub use maml::{
-    FastWeights, MetaBackend, MetaGradient, SecondOrder, adapt, adapt_detached, is_tracked,
-    meta_gradient, solve,
+    FastWeights, MetaBackend, MetaGradient, SecondOrder, adapt, adapt_detached, adaptation_curve,
+    is_tracked, meta_gradient, solve,
 };
 pub use model::LinearModel;
 pub use tasks::{SetBatch, TaskBatch};
 pub use trace::{MetaStepTrace, trace_meta_step};
+pub use train::{Checkpoint, EvalReport, StepMetrics, TaskSource, TrainConfig, Trainer, evaluate};

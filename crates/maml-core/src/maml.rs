@@ -27,13 +27,53 @@ pub type SecondOrder<B> = Autodiff<Autodiff<B>>;
 const GRAD_EXISTS: &str = "the weights were marked require_grad and feed the loss, so \
                            backward yields their gradient";
 
-/// Every task's fast weights: `weight [tasks, out, in]`, `bias [tasks, out]`.
+/// Every task's fast weights, stored as `Θ^T = [W | b]^T`, `[tasks, in + 1, out]`.
 #[derive(Debug, Clone)]
 pub struct FastWeights<B: Backend> {
-    /// `[tasks, out, in]`.
-    pub weight: Tensor<B, 3>,
-    /// `[tasks, out]`.
-    pub bias: Tensor<B, 2>,
+    /// `[tasks, in + 1, out]`: rows `0..in` are `W^T`, row `in` is `b`.
+    pub theta_t: Tensor<B, 3>,
+}
+
+impl<B: Backend> FastWeights<B> {
+    /// `W`, `[tasks, out, in]`.
+    pub fn weight(&self) -> Tensor<B, 3> {
+        let [tasks, rows, out] = self.theta_t.dims();
+        self.theta_t
+            .clone()
+            .slice([0..tasks, 0..rows - 1, 0..out])
+            .swap_dims(1, 2)
+    }
+
+    /// `b`, `[tasks, out]`.
+    pub fn bias(&self) -> Tensor<B, 2> {
+        let [tasks, rows, out] = self.theta_t.dims();
+        self.theta_t
+            .clone()
+            .slice([0..tasks, rows - 1..rows, 0..out])
+            .reshape([tasks, out])
+    }
+}
+
+/// `Θ^T = [W | b]^T`, `[in + 1, out]`, from `weight [out, in]` and `bias [out]`.
+pub fn theta_t<B: Backend>(weight: Tensor<B, 2>, bias: Tensor<B, 1>) -> Tensor<B, 2> {
+    Tensor::cat(vec![weight.transpose(), bias.unsqueeze_dim(0)], 0)
+}
+
+/// `Θ^T` repeated for each of `tasks` tasks, `[tasks, in + 1, out]`.
+fn per_task<B: Backend>(weight: Tensor<B, 2>, bias: Tensor<B, 1>, tasks: usize) -> Tensor<B, 3> {
+    theta_t(weight, bias)
+        .unsqueeze_dim::<3>(0)
+        .repeat_dim(0, tasks)
+}
+
+/// Mean loss over the tasks of `set` of the same weights `weight [out, in]`,
+/// `bias [out]` for every task (e.g. the query loss before adaptation), `[1]`.
+pub fn mean_loss<B: Backend>(
+    weight: Tensor<B, 2>,
+    bias: Tensor<B, 1>,
+    set: &SetBatch<B>,
+) -> Tensor<B, 1> {
+    set.task_losses(per_task(weight, bias, set.tasks())).mean()
 }
 
 /// One inner step, as recorded for a trace.
@@ -41,10 +81,8 @@ pub struct FastWeights<B: Backend> {
 pub struct InnerStep<B: Backend> {
     /// Each task's support loss before the step, `[tasks]`.
     pub support_loss: Tensor<B, 1>,
-    /// Support gradient of the weight, `[tasks, out, in]`.
-    pub grad_weight: Tensor<B, 3>,
-    /// Support gradient of the bias, `[tasks, out]`.
-    pub grad_bias: Tensor<B, 2>,
+    /// Each task's support gradient, in the layout of [`FastWeights`].
+    pub grad: FastWeights<B>,
     /// Whether the support gradient is itself tracked by autodiff (PyTorch's
     /// `requires_grad`): true in second order, false in first order.
     pub grad_tracked: bool,
@@ -68,43 +106,26 @@ pub struct Recording<B: Backend> {
     pub fast_tracked: bool,
 }
 
-/// The support loss `[tasks]` and its gradients, on the meta backend.
-type SupportGrad<B> = (
-    Tensor<B, 1>,
-    Tensor<MetaBackend<B>, 3>,
-    Tensor<MetaBackend<B>, 2>,
-);
-
-/// First order: the gradient is taken on a detached copy of the fast weights, so it is a
-/// constant of the meta backend.
+/// First order: the support gradient of `theta_t [tasks, in + 1, out]` taken on a
+/// detached copy, so it is a constant of the meta backend.
 fn support_grad_first_order<B: Backend>(
-    weight: &Tensor<MetaBackend<B>, 3>,
-    bias: &Tensor<MetaBackend<B>, 2>,
+    theta_t: &Tensor<MetaBackend<B>, 3>,
     support: &SetBatch<MetaBackend<B>>,
-) -> SupportGrad<B> {
-    let w = weight.clone().detach().require_grad();
-    let b = bias.clone().detach().require_grad();
-    let loss = support.losses(w.clone(), b.clone());
-    let grads = loss.clone().sum().backward();
-    let gw = w.grad(&grads).expect(GRAD_EXISTS);
-    let gb = b.grad(&grads).expect(GRAD_EXISTS);
-    (loss.inner(), Tensor::from_inner(gw), Tensor::from_inner(gb))
+) -> Tensor<MetaBackend<B>, 3> {
+    let leaf = theta_t.clone().detach().require_grad();
+    let grads = support.total_loss(leaf.clone()).backward();
+    Tensor::from_inner(leaf.grad(&grads).expect(GRAD_EXISTS))
 }
 
-/// Second order: the fast weights are lifted to [`SecondOrder<B>`] as leaves; the
+/// Second order: the fast weights are lifted to [`SecondOrder<B>`] as a leaf; the
 /// gradient that its backward pass returns is a tracked tensor of the meta backend.
 fn support_grad_second_order<B: Backend>(
-    weight: &Tensor<MetaBackend<B>, 3>,
-    bias: &Tensor<MetaBackend<B>, 2>,
+    theta_t: &Tensor<MetaBackend<B>, 3>,
     support: &SetBatch<SecondOrder<B>>,
-) -> SupportGrad<B> {
-    let w = Tensor::<SecondOrder<B>, 3>::from_inner(weight.clone()).require_grad();
-    let b = Tensor::<SecondOrder<B>, 2>::from_inner(bias.clone()).require_grad();
-    let loss = support.losses(w.clone(), b.clone());
-    let grads = loss.clone().sum().backward();
-    let gw = w.grad(&grads).expect(GRAD_EXISTS);
-    let gb = b.grad(&grads).expect(GRAD_EXISTS);
-    (loss.inner().inner(), gw, gb)
+) -> Tensor<MetaBackend<B>, 3> {
+    let leaf = Tensor::<SecondOrder<B>, 3>::from_inner(theta_t.clone()).require_grad();
+    let grads = support.total_loss(leaf.clone()).backward();
+    leaf.grad(&grads).expect(GRAD_EXISTS)
 }
 
 /// The inner loop: `inner_steps` gradient steps of size `inner_lr` on each task's support
@@ -130,37 +151,32 @@ fn adapt_recorded<B: Backend>(
     if let Some(record) = record.as_deref_mut() {
         record.initial_is_leaf = weight.is_require_grad() && bias.is_require_grad();
     }
-    let tasks = support.tasks();
-    let mut weight = weight.unsqueeze_dim::<3>(0).repeat_dim(0, tasks);
-    let mut bias = bias.unsqueeze_dim::<2>(0).repeat_dim(0, tasks);
-    if config.inner_steps == 0 {
-        return FastWeights { weight, bias };
-    }
+    let mut theta = per_task(weight, bias, support.tasks());
     let support1 = support.lift::<MetaBackend<B>>();
     let support2 = match config.order {
-        Order::First => None,
-        Order::Second => Some(support1.lift::<SecondOrder<B>>()),
+        Order::Second if config.inner_steps > 0 => Some(support1.lift::<SecondOrder<B>>()),
+        _ => None,
     };
     for _ in 0..config.inner_steps {
-        let (loss, gw, gb) = match &support2 {
-            None => support_grad_first_order(&weight, &bias, &support1),
-            Some(support2) => support_grad_second_order(&weight, &bias, support2),
+        let grad = match &support2 {
+            None => support_grad_first_order(&theta, &support1),
+            Some(support2) => support_grad_second_order(&theta, support2),
         };
         if let Some(record) = record.as_deref_mut() {
             record.steps.push(InnerStep {
-                support_loss: loss,
-                grad_tracked: is_tracked(&gw),
-                grad_weight: gw.clone().inner(),
-                grad_bias: gb.clone().inner(),
+                support_loss: support.task_losses(theta.clone().inner()),
+                grad_tracked: is_tracked(&grad),
+                grad: FastWeights {
+                    theta_t: grad.clone().inner(),
+                },
             });
         }
-        weight = weight - gw.mul_scalar(config.inner_lr);
-        bias = bias - gb.mul_scalar(config.inner_lr);
+        theta = theta - grad.mul_scalar(config.inner_lr);
     }
     if let Some(record) = record {
-        record.fast_tracked = is_tracked(&weight) && is_tracked(&bias);
+        record.fast_tracked = is_tracked(&theta);
     }
-    FastWeights { weight, bias }
+    FastWeights { theta_t: theta }
 }
 
 /// Fast weights without a meta-gradient (for evaluation): the same inner loop, with the
@@ -182,8 +198,7 @@ pub fn adapt_detached<B: Backend>(
         &config,
     );
     FastWeights {
-        weight: fast.weight.inner(),
-        bias: fast.bias.inner(),
+        theta_t: fast.theta_t.inner(),
     }
 }
 
@@ -227,7 +242,7 @@ pub(crate) fn meta_gradient_recorded<B: Backend>(
         record,
     );
     let query = batch.query.lift::<MetaBackend<B>>();
-    let query_losses = query.losses(fast.weight.clone(), fast.bias.clone());
+    let query_losses = query.task_losses(fast.theta_t.clone());
     let meta_loss = query_losses.clone().mean();
     let params = GradientsParams::from_grads(meta_loss.backward(), model);
     let gradient = MetaGradient {
@@ -236,8 +251,7 @@ pub(crate) fn meta_gradient_recorded<B: Backend>(
         weight: params.get(model.weight.id).expect(GRAD_EXISTS),
         bias: params.get(model.bias.id).expect(GRAD_EXISTS),
         fast: FastWeights {
-            weight: fast.weight.inner(),
-            bias: fast.bias.inner(),
+            theta_t: fast.theta_t.inner(),
         },
     };
     (gradient, params)
@@ -266,13 +280,40 @@ pub fn answer_from<B: Backend>(gradient: MetaGradient<B>) -> Answer {
 
 /// Splits batched fast weights into one host copy per task.
 pub fn fast_to_weights<B: Backend>(fast: FastWeights<B>) -> Vec<crate::data::LinearWeights> {
-    let [tasks, _, _] = fast.weight.dims();
+    let [tasks, rows, out] = fast.theta_t.dims();
+    let d_in = rows - 1;
+    let values = to_f64(fast.theta_t);
     (0..tasks)
         .map(|t| {
-            tensors_to_weights(
-                fast.weight.clone().slice(t..t + 1).squeeze_dim(0),
-                fast.bias.clone().slice(t..t + 1).squeeze_dim(0),
-            )
+            let at = |r: usize, o: usize| values[(t * rows + r) * out + o];
+            crate::data::LinearWeights {
+                weight: (0..out)
+                    .map(|o| (0..d_in).map(|r| at(r, o)).collect())
+                    .collect(),
+                bias: (0..out).map(|o| at(d_in, o)).collect(),
+            }
         })
         .collect()
+}
+
+/// Mean query loss after `k` inner steps, for `k = 0..=config.inner_steps`, starting
+/// from the initial weights `weight [out, in]`, `bias [out]` (an adaptation curve).
+pub fn adaptation_curve<B: Backend>(
+    weight: Tensor<B, 2>,
+    bias: Tensor<B, 1>,
+    batch: &TaskBatch<B>,
+    config: &AdaptConfig,
+) -> Vec<f64> {
+    let support = batch.support.lift::<MetaBackend<B>>();
+    let mut theta = Tensor::<MetaBackend<B>, 3>::from_inner(per_task(weight, bias, batch.tasks()));
+    let mut curve = Vec::with_capacity(config.inner_steps + 1);
+    for k in 0..=config.inner_steps {
+        let loss = batch.query.task_losses(theta.clone().inner()).mean();
+        curve.push(to_f64(loss)[0]);
+        if k < config.inner_steps {
+            let grad = support_grad_first_order(&theta, &support);
+            theta = theta - grad.mul_scalar(config.inner_lr);
+        }
+    }
+    curve
 }

@@ -57,16 +57,6 @@ pub fn linear<B: Backend>(
     x.matmul(weight.transpose()) + bias.unsqueeze_dim(0)
 }
 
-/// `F.linear` for a batch of tasks, each with its own (fast) weights:
-/// `x [tasks, n, in]`, `weight [tasks, out, in]`, `bias [tasks, out]` -> `[tasks, n, out]`.
-pub fn linear_batched<B: Backend>(
-    x: Tensor<B, 3>,
-    weight: Tensor<B, 3>,
-    bias: Tensor<B, 2>,
-) -> Tensor<B, 3> {
-    x.matmul(weight.swap_dims(1, 2)) + bias.unsqueeze_dim(1)
-}
-
 /// Host weights to tensors `([out, in], [out])`.
 pub fn weights_to_tensors<B: Backend>(
     weights: &LinearWeights,

@@ -1,12 +1,17 @@
-//! A meta-batch of tasks as batched tensors (`[tasks, n, in]`), so that every task of a
-//! meta-batch runs through one set of tensor operations.
+//! A meta-batch of tasks as batched tensors (`[tasks, n, in + 1]`), so that every task of
+//! a meta-batch runs through one set of tensor operations.
+//!
+//! Features carry an appended column of ones (`x̃ = [x | 1]`), so a linear model with
+//! weights `Θ = [W | b]` is one batched matmul, `x̃ Θ^T`, and its weight and bias get one
+//! gradient and one update. Padded rows (tasks of different sizes) are all zero, the ones
+//! column included, so they predict 0 against a target of 0 and add nothing to a loss:
+//! no mask is needed.
 
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 
 use crate::config::Loss;
 use crate::data::{SetData, TaskData};
-use crate::model::linear_batched;
 
 /// How each task's summed squared error is scaled into its loss.
 #[derive(Debug, Clone)]
@@ -21,12 +26,11 @@ pub enum Scale<B: Backend> {
 /// The support or the query sets of a meta-batch, padded to the largest set.
 #[derive(Debug, Clone)]
 pub struct SetBatch<B: Backend> {
-    /// Features, `[tasks, n, in]`; padded rows are zero.
+    /// Features with a column of ones appended, `[tasks, n, in + 1]`; padded rows are
+    /// zero.
     pub x: Tensor<B, 3>,
     /// Targets, `[tasks, n, out]`; `None` when every target is zero (the seed's loss).
     pub y: Option<Tensor<B, 3>>,
-    /// `[tasks, n, 1]`: 1 for real rows, 0 for padding; `None` when no task is padded.
-    pub mask: Option<Tensor<B, 3>>,
     /// Loss scaling.
     pub scale: Scale<B>,
 }
@@ -36,18 +40,18 @@ impl<B: Backend> SetBatch<B> {
     pub fn from_sets(sets: &[&SetData], d_out: usize, loss: Loss, device: &B::Device) -> Self {
         let tasks = sets.len();
         let d_in = sets[0].x[0].len();
+        let cols = d_in + 1;
         let n = sets.iter().map(|s| s.len()).max().unwrap_or(0);
         let ragged = sets.iter().any(|s| s.len() != n);
         let any_target = sets.iter().any(|s| s.y.is_some());
 
-        let mut x = vec![0.0; tasks * n * d_in];
+        let mut x = vec![0.0; tasks * n * cols];
         let mut y = vec![0.0; tasks * n * d_out];
-        let mut mask = vec![0.0; tasks * n];
         for (t, set) in sets.iter().enumerate() {
             for (i, row) in set.x.iter().enumerate() {
-                let at = (t * n + i) * d_in;
+                let at = (t * n + i) * cols;
                 x[at..at + d_in].copy_from_slice(row);
-                mask[t * n + i] = 1.0;
+                x[at + d_in] = 1.0;
             }
             for (i, row) in set.y.iter().flatten().enumerate() {
                 let at = (t * n + i) * d_out;
@@ -68,26 +72,25 @@ impl<B: Backend> SetBatch<B> {
             )),
         };
         Self {
-            x: tensor(x, [tasks, n, d_in]),
+            x: tensor(x, [tasks, n, cols]),
             y: any_target.then(|| tensor(y, [tasks, n, d_out])),
-            mask: ragged.then(|| tensor(mask, [tasks, n, 1])),
             scale,
         }
     }
 
-    /// Batches already-made tensors of equal-sized sets: `x [tasks, n, in]`,
-    /// `y [tasks, n, out]`.
+    /// Batches equal-sized sets given as tensors: `x [tasks, n, in]` (without the ones
+    /// column), `y [tasks, n, out]`.
     pub fn from_tensors(x: Tensor<B, 3>, y: Option<Tensor<B, 3>>, loss: Loss) -> Self {
-        let [_, n, _] = x.dims();
+        let [tasks, n, _] = x.dims();
         let d_out = y.as_ref().map_or(1, |y| y.dims()[2]);
+        let ones = Tensor::ones([tasks, n, 1], &x.device());
         let scale = match loss {
             Loss::Sse => 1.0,
             Loss::Mse => 1.0 / (n * d_out) as f64,
         };
         Self {
-            x,
+            x: Tensor::cat(vec![x, ones], 2),
             y,
-            mask: None,
             scale: Scale::Uniform(scale),
         }
     }
@@ -97,27 +100,40 @@ impl<B: Backend> SetBatch<B> {
         self.x.dims()[0]
     }
 
-    /// Each task's loss of the given per-task weights, `[tasks]`.
-    ///
-    /// `weight` is `[tasks, out, in]`, `bias` is `[tasks, out]`.
-    pub fn losses(&self, weight: Tensor<B, 3>, bias: Tensor<B, 2>) -> Tensor<B, 1> {
-        let tasks = self.tasks();
-        let pred = linear_batched(self.x.clone(), weight, bias);
+    /// Scaled squared residuals of per-task weights `theta_t [tasks, in + 1, out]`
+    /// (`Θ^T`), `[tasks, n, out]`, and the uniform factor still to apply.
+    fn squares(&self, theta_t: Tensor<B, 3>) -> (Tensor<B, 3>, f64) {
+        let pred = self.x.clone().matmul(theta_t);
         let residual = match &self.y {
             Some(y) => pred - y.clone(),
             None => pred,
         };
-        let mut squared = residual.clone() * residual;
-        if let Some(mask) = &self.mask {
-            squared = squared * mask.clone();
+        let squared = residual.clone() * residual;
+        match &self.scale {
+            Scale::Uniform(s) => (squared, *s),
+            Scale::PerTask(s) => (squared * s.clone(), 1.0),
         }
-        let per_task = squared.sum_dim(2).sum_dim(1); // [tasks, 1, 1]
-        let per_task = match &self.scale {
-            Scale::Uniform(1.0) => per_task,
-            Scale::Uniform(s) => per_task.mul_scalar(*s),
-            Scale::PerTask(s) => per_task * s.clone(),
-        };
-        per_task.reshape([tasks])
+    }
+
+    /// The sum over tasks of each task's loss, `[1]`, for per-task weights
+    /// `theta_t [tasks, in + 1, out]`. Tasks are independent, so its gradient with
+    /// respect to `theta_t` holds every task's own loss gradient.
+    pub fn total_loss(&self, theta_t: Tensor<B, 3>) -> Tensor<B, 1> {
+        let (squared, s) = self.squares(theta_t);
+        let total = squared.sum();
+        if s == 1.0 { total } else { total.mul_scalar(s) }
+    }
+
+    /// Each task's loss, `[tasks]`, for per-task weights `theta_t [tasks, in + 1, out]`.
+    pub fn task_losses(&self, theta_t: Tensor<B, 3>) -> Tensor<B, 1> {
+        let tasks = self.tasks();
+        let (squared, s) = self.squares(theta_t);
+        let per_task = squared.sum_dim(2).sum_dim(1).reshape([tasks]);
+        if s == 1.0 {
+            per_task
+        } else {
+            per_task.mul_scalar(s)
+        }
     }
 
     /// The same sets on the autodiff backend `A` wrapping `B` (untracked constants).
@@ -125,10 +141,20 @@ impl<B: Backend> SetBatch<B> {
         SetBatch {
             x: Tensor::from_inner(self.x.clone()),
             y: self.y.clone().map(Tensor::from_inner),
-            mask: self.mask.clone().map(Tensor::from_inner),
             scale: match &self.scale {
                 Scale::Uniform(s) => Scale::Uniform(*s),
                 Scale::PerTask(s) => Scale::PerTask(Tensor::from_inner(s.clone())),
+            },
+        }
+    }
+
+    fn slice(&self, range: std::ops::Range<usize>) -> Self {
+        Self {
+            x: self.x.clone().slice(range.clone()),
+            y: self.y.clone().map(|y| y.slice(range.clone())),
+            scale: match &self.scale {
+                Scale::Uniform(v) => Scale::Uniform(*v),
+                Scale::PerTask(t) => Scale::PerTask(t.clone().slice(range)),
             },
         }
     }
@@ -161,18 +187,9 @@ impl<B: Backend> TaskBatch<B> {
 
     /// Tasks `range` of the batch (e.g. one task, for per-task checks).
     pub fn slice(&self, range: std::ops::Range<usize>) -> Self {
-        let cut = |s: &SetBatch<B>| SetBatch {
-            x: s.x.clone().slice(range.clone()),
-            y: s.y.clone().map(|y| y.slice(range.clone())),
-            mask: s.mask.clone().map(|m| m.slice(range.clone())),
-            scale: match &s.scale {
-                Scale::Uniform(v) => Scale::Uniform(*v),
-                Scale::PerTask(t) => Scale::PerTask(t.clone().slice(range.clone())),
-            },
-        };
         Self {
-            support: cut(&self.support),
-            query: cut(&self.query),
+            support: self.support.slice(range.clone()),
+            query: self.query.slice(range),
         }
     }
 }

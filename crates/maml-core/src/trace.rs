@@ -7,7 +7,7 @@ use crate::closed_form;
 use crate::data::{LinearWeights, TaskData, validate_tasks};
 use crate::error::Result;
 use crate::learner::{MetaConfig, MetaLearner};
-use crate::maml::{FastWeights, Recording, fast_to_weights};
+use crate::maml::{Recording, fast_to_weights};
 use crate::model::to_f64;
 use crate::tasks::TaskBatch;
 
@@ -73,10 +73,7 @@ pub fn trace_meta_step<B: Backend>(
         .into_iter()
         .map(|step| InnerStepTrace {
             support_loss: to_f64(step.support_loss),
-            support_grad: fast_to_weights(FastWeights {
-                weight: step.grad_weight,
-                bias: step.grad_bias,
-            }),
+            support_grad: fast_to_weights(step.grad),
             grad_requires_grad: step.grad_tracked,
         })
         .collect();

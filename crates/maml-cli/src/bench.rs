@@ -1,0 +1,257 @@
+//! `maml bench`: meta-steps per second and peak memory of one configuration.
+
+use std::time::Instant;
+
+use burn::prelude::Backend;
+use clap::{Args, ValueEnum};
+use maml_burn::backend::{BackendJob, dispatch_with};
+use maml_burn::maml_core::{
+    AdaptConfig, LinearFamily, LinearWeights, Loss, MetaConfig, MetaLearner, Order, SeedFamily,
+    TaskBatch, TaskFamily,
+};
+use serde::Serialize;
+
+use crate::error::CliError;
+use crate::{BackendArgs, parse, print_json};
+
+/// Benchmark configurations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BenchConfig {
+    /// in 16, out 1, 25 tasks, 10 support / 15 query shots, 5 inner steps, inner lr 0.01,
+    /// SGD meta lr 0.001, mse, fresh tasks every step (a ~ N(0, I), c ~ N(0, 1)): the
+    /// peers' default.
+    #[value(name = "linreg-16")]
+    Linreg16,
+    /// The seed's 1x1 task: one task, one inner step (inner lr 1, sse), meta lr 0.001.
+    Seed,
+}
+
+/// `maml bench` arguments.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// The configuration.
+    #[arg(long, value_enum, default_value = "linreg-16")]
+    pub config: BenchConfig,
+    /// first or second.
+    #[arg(long, default_value = "second", value_parser = parse::<Order>)]
+    pub order: Order,
+    #[command(flatten)]
+    pub backend: BackendArgs,
+    /// Seconds to measure, after a warm-up.
+    #[arg(long, default_value_t = 3.0)]
+    pub seconds: f64,
+    /// Override the input dimension (linreg-16 only; for scaling tables).
+    #[arg(long = "in")]
+    pub d_in: Option<usize>,
+    /// Override the number of tasks per meta-batch (linreg-16 only).
+    #[arg(long)]
+    pub tasks: Option<usize>,
+    /// Override the number of inner steps.
+    #[arg(long)]
+    pub inner_steps: Option<usize>,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct BenchReport {
+    config: String,
+    order: String,
+    backend: String,
+    precision: String,
+    d_in: usize,
+    tasks: usize,
+    inner_steps: usize,
+    meta_steps: usize,
+    seconds: f64,
+    meta_steps_per_s: f64,
+    ms_per_meta_step: f64,
+    peak_rss_bytes: Option<u64>,
+    device: String,
+}
+
+struct BenchJob {
+    rng: rand::rngs::SmallRng,
+    config: BenchConfig,
+    family: LinearFamily,
+    tasks: usize,
+    meta: MetaConfig,
+    seconds: f64,
+}
+
+impl BenchJob {
+    fn batch<B: Backend>(&mut self, device: &B::Device) -> TaskBatch<B> {
+        match self.config {
+            BenchConfig::Linreg16 => self.family.sample_batch::<B, _>(
+                self.tasks,
+                self.meta.adapt.loss,
+                &mut self.rng,
+                device,
+            ),
+            BenchConfig::Seed => {
+                // The same task every step: built once (see `run`).
+                let tasks = SeedFamily.sample(1, &mut rand_rng());
+                TaskBatch::from_tasks(&tasks, 1, Loss::Sse, device)
+            }
+        }
+    }
+}
+
+fn rand_rng() -> rand::rngs::StdRng {
+    rand::SeedableRng::seed_from_u64(0)
+}
+
+impl BackendJob for BenchJob {
+    type Output = (usize, f64, String);
+    type Error = CliError;
+    fn run<B: Backend>(mut self, device: &B::Device) -> Result<Self::Output, CliError> {
+        let (d_in, d_out) = match self.config {
+            BenchConfig::Linreg16 => (self.family.d_in, self.family.d_out),
+            BenchConfig::Seed => (1, 1),
+        };
+        let init = LinearWeights::kaiming(d_in, d_out, 0);
+        let mut learner = MetaLearner::<B>::new(&init, self.meta.clone(), device)?;
+        let fixed = (self.config == BenchConfig::Seed).then(|| self.batch::<B>(device));
+        let seconds = self.seconds;
+        let mut step = |learner: &mut MetaLearner<B>| match &fixed {
+            Some(batch) => {
+                learner.step(batch);
+            }
+            None => {
+                let batch = self.batch::<B>(device);
+                learner.step(&batch);
+            }
+        };
+        let sync = || B::sync(device).map_err(|e| CliError::Usage(format!("device error: {e:?}")));
+        // Warm-up: kernel compilation and autotuning on GPUs, allocator pools everywhere.
+        let warm = Instant::now();
+        while warm.elapsed().as_secs_f64() < (seconds / 4.0).min(1.0) {
+            for _ in 0..5 {
+                step(&mut learner);
+            }
+            sync()?;
+        }
+        let start = Instant::now();
+        let mut steps = 0;
+        loop {
+            for _ in 0..10 {
+                step(&mut learner);
+            }
+            steps += 10;
+            sync()?;
+            if start.elapsed().as_secs_f64() >= seconds {
+                break;
+            }
+        }
+        let seconds = start.elapsed().as_secs_f64();
+        let w = learner.weights();
+        if !w.max_abs().is_finite() {
+            return Err(CliError::Usage(
+                "the benchmark's weights became non-finite; lower the learning rates".into(),
+            ));
+        }
+        Ok((steps, seconds, B::name(device)))
+    }
+}
+
+/// Peak resident memory of this process (Linux: `VmHWM` of /proc/self/status).
+fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// `maml bench`.
+pub fn bench(args: BenchArgs) -> Result<(), CliError> {
+    if !(args.seconds.is_finite() && args.seconds > 0.0) {
+        return Err(CliError::Usage(format!(
+            "invalid --seconds {}: must be a positive number",
+            args.seconds
+        )));
+    }
+    let (family, tasks, adapt, meta_lr) = match args.config {
+        BenchConfig::Linreg16 => {
+            let family = LinearFamily {
+                d_in: args.d_in.unwrap_or(16),
+                noise: 0.0,
+                ..LinearFamily::default()
+            };
+            let adapt = AdaptConfig::new(0.01)
+                .with_inner_steps(args.inner_steps.unwrap_or(5))
+                .with_loss(Loss::Mse);
+            (family, args.tasks.unwrap_or(25), adapt, 0.001)
+        }
+        BenchConfig::Seed => {
+            let adapt = AdaptConfig::new(1.0)
+                .with_inner_steps(args.inner_steps.unwrap_or(1))
+                .with_loss(Loss::Sse);
+            (LinearFamily::default(), 1, adapt, 0.001)
+        }
+    };
+    family.validate()?;
+    if tasks == 0 {
+        return Err(CliError::Usage(
+            "invalid --tasks 0: must be at least 1".into(),
+        ));
+    }
+    let adapt = adapt.with_order(args.order);
+    let inner_steps = adapt.inner_steps;
+    let d_in = family.d_in;
+    let job = BenchJob {
+        rng: rand::SeedableRng::seed_from_u64(0),
+        config: args.config,
+        family,
+        tasks,
+        meta: MetaConfig::new(adapt).with_meta_lr(meta_lr),
+        seconds: args.seconds,
+    };
+    let (steps, seconds, device) = dispatch_with(
+        args.backend.backend,
+        args.backend.precision,
+        args.backend.threads,
+        job,
+    )?;
+    let config_name = match args.config {
+        BenchConfig::Linreg16 => "linreg-16",
+        BenchConfig::Seed => "seed",
+    };
+    let report = BenchReport {
+        config: config_name.into(),
+        order: args.order.to_string(),
+        backend: args.backend.backend.to_string(),
+        precision: args.backend.precision.to_string(),
+        d_in: if args.config == BenchConfig::Seed {
+            1
+        } else {
+            d_in
+        },
+        tasks,
+        inner_steps,
+        meta_steps: steps,
+        seconds,
+        meta_steps_per_s: steps as f64 / seconds,
+        ms_per_meta_step: seconds * 1e3 / steps as f64,
+        peak_rss_bytes: peak_rss_bytes(),
+        device,
+    };
+    if args.json {
+        print_json(&report);
+    } else {
+        println!(
+            "{} {}-order on {} ({}): {:.1} meta-steps/s ({:.3} ms/step), peak RSS {}",
+            report.config,
+            report.order,
+            report.backend,
+            report.device,
+            report.meta_steps_per_s,
+            report.ms_per_meta_step,
+            report.peak_rss_bytes.map_or("unknown".into(), |b| format!(
+                "{:.1} MiB",
+                b as f64 / 1048576.0
+            ))
+        );
+    }
+    Ok(())
+}

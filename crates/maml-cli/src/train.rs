@@ -1,0 +1,561 @@
+//! `maml train`: meta-training with a progress bar, atomic checkpoints, metrics, plots.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use burn::prelude::Backend;
+use clap::{Args, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+use maml_burn::backend::{BackendJob, dispatch_with};
+use maml_burn::maml_core::closed_form::{Optimum, optimum};
+use maml_burn::maml_core::data::{read_json, read_text, write_atomic};
+use maml_burn::maml_core::train::{Checkpoint, load_tasks, step_rng};
+use maml_burn::maml_core::{
+    AdaptConfig, LinearFamily, LinearWeights, Loss, MamlError, MetaConfig, MetaOptimizer, Order,
+    TaskSource, TrainConfig, Trainer, evaluate,
+};
+use serde::Serialize;
+
+use crate::error::CliError;
+use crate::plot::{Series, line_plot};
+use crate::{BackendArgs, parse};
+
+/// Built-in task families.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FamilyArg {
+    /// The seed's task (support x = 1, query x = 2, zero targets).
+    Seed,
+    /// Linear regression, y = x A^T + c + noise.
+    Linear,
+}
+
+/// Options of the `linear` task family.
+#[derive(Debug, Clone, Args)]
+pub struct LinearArgs {
+    /// Input dimension.
+    #[arg(long = "in", default_value_t = 16)]
+    pub d_in: usize,
+    /// Output dimension.
+    #[arg(long = "out-dim", default_value_t = 1)]
+    pub d_out: usize,
+    /// Support rows per task.
+    #[arg(long, default_value_t = 10)]
+    pub support_shots: usize,
+    /// Query rows per task.
+    #[arg(long, default_value_t = 15)]
+    pub query_shots: usize,
+    /// Standard deviation of the target noise.
+    #[arg(long, default_value_t = 0.1)]
+    pub noise: f64,
+    /// Mean of the task coefficients A.
+    #[arg(long, default_value_t = 1.0, allow_hyphen_values = true)]
+    pub coef_mean: f64,
+    /// Spread of the task coefficients A around their mean.
+    #[arg(long, default_value_t = 0.5)]
+    pub coef_std: f64,
+    /// Mean of the task offsets c.
+    #[arg(long, default_value_t = 0.0, allow_hyphen_values = true)]
+    pub offset_mean: f64,
+    /// Spread of the task offsets c.
+    #[arg(long, default_value_t = 0.5)]
+    pub offset_std: f64,
+}
+
+impl LinearArgs {
+    fn family(&self) -> LinearFamily {
+        LinearFamily {
+            d_in: self.d_in,
+            d_out: self.d_out,
+            support_shots: self.support_shots,
+            query_shots: self.query_shots,
+            noise: self.noise,
+            coef_mean: self.coef_mean,
+            coef_std: self.coef_std,
+            offset_mean: self.offset_mean,
+            offset_std: self.offset_std,
+        }
+    }
+}
+
+/// Inner-loop and meta-update hyperparameters.
+#[derive(Debug, Clone, Args)]
+pub struct HyperArgs {
+    /// first or second.
+    #[arg(long, default_value = "second", value_parser = parse::<Order>)]
+    pub order: Order,
+    /// Inner gradient steps K.
+    #[arg(long, default_value_t = 5)]
+    pub inner_steps: usize,
+    /// Inner learning rate.
+    #[arg(long, default_value_t = 0.1, allow_hyphen_values = true)]
+    pub inner_lr: f64,
+    /// mse or sse.
+    #[arg(long, default_value = "mse", value_parser = parse::<Loss>)]
+    pub loss: Loss,
+}
+
+impl HyperArgs {
+    /// The inner loop.
+    pub fn adapt(&self) -> AdaptConfig {
+        AdaptConfig::new(self.inner_lr)
+            .with_inner_steps(self.inner_steps)
+            .with_order(self.order)
+            .with_loss(self.loss)
+    }
+}
+
+/// `maml train` arguments.
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// A fixed task set: the tasks of a problem file (the meta-batch is then all of
+    /// them unless --meta-batch says otherwise).
+    #[arg(long, conflicts_with = "family")]
+    pub tasks: Option<PathBuf>,
+    /// A task family to draw fresh tasks from every meta step.
+    #[arg(long, value_enum, default_value = "linear")]
+    pub family: FamilyArg,
+    #[command(flatten)]
+    pub linear: LinearArgs,
+    #[command(flatten)]
+    pub hyper: HyperArgs,
+    /// sgd or adam.
+    #[arg(long, default_value = "adam", value_parser = parse::<MetaOptimizer>)]
+    pub meta_optimizer: MetaOptimizer,
+    /// Meta learning rate.
+    #[arg(long, default_value_t = 0.01, allow_hyphen_values = true)]
+    pub meta_lr: f64,
+    /// Meta steps (with --resume: the total to reach).
+    #[arg(long)]
+    pub meta_steps: Option<usize>,
+    /// Tasks per meta-batch (default 25; a fixed task set: all its tasks).
+    #[arg(long)]
+    pub meta_batch: Option<usize>,
+    /// Seed of the initial weights and of every meta-batch.
+    #[arg(long, default_value_t = 0)]
+    pub rng_seed: u64,
+    #[command(flatten)]
+    pub backend: BackendArgs,
+    /// Output directory: config.json, metrics.csv, checkpoint.json, weights.json, plots.
+    #[arg(long, default_value = "maml-run")]
+    pub out: PathBuf,
+    /// Start from a saved configuration (a run's config.json); the task and
+    /// hyperparameter flags are then ignored, except --meta-steps.
+    #[arg(long, conflicts_with_all = ["tasks", "resume"])]
+    pub config: Option<PathBuf>,
+    /// Continue the run in --out from its checkpoint (its config.json is used; only
+    /// --meta-steps may change).
+    #[arg(long)]
+    pub resume: bool,
+    /// Write a checkpoint every N meta steps (and at the end).
+    #[arg(long, default_value_t = 100)]
+    pub checkpoint_every: usize,
+    /// Fresh tasks for the adaptation curve.
+    #[arg(long, default_value_t = 100)]
+    pub eval_tasks: usize,
+    /// Skip the comparison run (first order) and the adaptation plot.
+    #[arg(long)]
+    pub no_compare: bool,
+}
+
+const DEFAULT_META_STEPS: usize = 500;
+const DEFAULT_META_BATCH: usize = 25;
+
+/// One metrics row.
+#[derive(Debug, Clone, Copy)]
+struct Row {
+    step: usize,
+    meta_loss: f64,
+    before: f64,
+    after: f64,
+    /// Relative distance to the exact optimum and to the first-order fixed point.
+    distances: Option<(f64, f64)>,
+}
+
+fn distances(w: &LinearWeights, opt: &Optimum) -> (f64, f64) {
+    (
+        w.max_abs_diff(&opt.second_order) / opt.second_order.max_abs().max(1e-300),
+        w.max_abs_diff(&opt.first_order) / opt.first_order.max_abs().max(1e-300),
+    )
+}
+
+fn metrics_csv(rows: &[Row]) -> String {
+    let mut csv = String::from("step,meta_loss,query_loss_before,query_loss_after");
+    let with_opt = rows.first().is_some_and(|r| r.distances.is_some());
+    if with_opt {
+        csv.push_str(",rel_dist_second_order_optimum,rel_dist_first_order_point");
+    }
+    csv.push('\n');
+    for r in rows {
+        let _ = write!(
+            csv,
+            "{},{:e},{:e},{:e}",
+            r.step, r.meta_loss, r.before, r.after
+        );
+        if let Some((a, b)) = r.distances {
+            let _ = write!(csv, ",{a:e},{b:e}");
+        }
+        csv.push('\n');
+    }
+    csv
+}
+
+fn parse_metrics(text: &str, path: &Path, until: usize) -> Result<Vec<Row>, CliError> {
+    let bad = |line: usize| {
+        CliError::Usage(format!(
+            "{}: line {line} is not a metrics row",
+            path.display()
+        ))
+    };
+    let mut rows = Vec::new();
+    for (i, line) in text.lines().enumerate().skip(1) {
+        let cols: Vec<f64> = line
+            .split(',')
+            .map(|c| c.parse::<f64>())
+            .collect::<Result<_, _>>()
+            .map_err(|_| bad(i + 1))?;
+        if cols.len() < 4 {
+            return Err(bad(i + 1));
+        }
+        let step = cols[0] as usize;
+        if step >= until {
+            break;
+        }
+        rows.push(Row {
+            step,
+            meta_loss: cols[1],
+            before: cols[2],
+            after: cols[3],
+            distances: (cols.len() >= 6).then(|| (cols[4], cols[5])),
+        });
+    }
+    Ok(rows)
+}
+
+/// What a training run prints at the end.
+#[derive(Debug, Serialize)]
+struct Summary {
+    out: String,
+    backend: String,
+    meta_steps: usize,
+    final_meta_loss: f64,
+    seconds: f64,
+    meta_steps_per_s: f64,
+}
+
+struct TrainJob {
+    config: TrainConfig,
+    initial: Option<LinearWeights>,
+    start_step: usize,
+    rows: Vec<Row>,
+    out: PathBuf,
+    checkpoint_every: usize,
+    eval_tasks: usize,
+    compare: bool,
+}
+
+impl TrainJob {
+    fn save_checkpoint(&self, step: usize, weights: LinearWeights) -> Result<(), CliError> {
+        let checkpoint = Checkpoint::new(step, self.config.clone(), weights);
+        let json = serde_json::to_string_pretty(&checkpoint).expect("checkpoints serialise");
+        write_atomic(&self.out.join("checkpoint.json"), json.as_bytes())?;
+        Ok(())
+    }
+
+    fn fixed_optimum(&self) -> Option<Optimum> {
+        let TaskSource::File { path } = &self.config.tasks else {
+            return None;
+        };
+        let tasks = load_tasks(path).ok()?;
+        let d_out = tasks[0].query.y.as_ref().map_or(1, |y| y[0].len());
+        match optimum(&tasks, d_out, &self.config.meta.adapt) {
+            Ok(opt) => Some(opt),
+            Err(err) => {
+                eprintln!("note: no convergence plot: {err}");
+                None
+            }
+        }
+    }
+}
+
+/// Runs a trainer to `config.meta_steps`, calling `on_row` after each step.
+fn run_steps<B: Backend>(
+    trainer: &mut Trainer<B>,
+    meta_steps: usize,
+    opt: Option<&Optimum>,
+    mut on_row: impl FnMut(&Trainer<B>, Row) -> Result<(), CliError>,
+) -> Result<(), CliError> {
+    while trainer.step_index() < meta_steps {
+        let before = opt.map(|o| distances(&trainer.weights(), o));
+        let m = trainer.step()?;
+        let row = Row {
+            step: m.step,
+            meta_loss: m.meta_loss,
+            before: m.query_loss_before,
+            after: m.query_loss_after,
+            distances: before,
+        };
+        on_row(trainer, row)?;
+    }
+    Ok(())
+}
+
+impl BackendJob for TrainJob {
+    type Output = Summary;
+    type Error = CliError;
+
+    fn run<B: Backend>(mut self, device: &B::Device) -> Result<Summary, CliError> {
+        let family = self.config.tasks.family()?;
+        let steps = self.config.meta_steps;
+        let opt = self.fixed_optimum();
+        let mut trainer = Trainer::<B>::new(
+            self.config.clone(),
+            family,
+            self.initial.clone(),
+            self.start_step,
+            device,
+        )?;
+        let bar = ProgressBar::new(steps as u64).with_position(self.start_step as u64);
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{bar:30} {pos}/{len} meta-loss {msg} [{elapsed_precise}, {per_sec}, eta {eta}]",
+            )
+            .expect("the template is valid"),
+        );
+        let started = Instant::now();
+        let first = self.start_step;
+        let mut last_good: Option<usize> = None;
+        let mut rows = std::mem::take(&mut self.rows);
+        let result = run_steps(&mut trainer, steps, opt.as_ref(), |t, row| {
+            rows.push(row);
+            bar.set_message(format!("{:.4e}", row.meta_loss));
+            bar.inc(1);
+            let done = t.step_index();
+            if done % self.checkpoint_every == 0 || done == steps {
+                self.save_checkpoint(done, t.weights())?;
+                write_atomic(&self.out.join("metrics.csv"), metrics_csv(&rows).as_bytes())?;
+                last_good = Some(done);
+            }
+            Ok(())
+        });
+        bar.finish_and_clear();
+        if let Err(err) = result {
+            let kept = match (last_good, self.start_step) {
+                (Some(step), _) => format!("the last good checkpoint (meta step {step}) is kept"),
+                (None, 0) => "no checkpoint was written yet".to_string(),
+                (None, step) => format!("the checkpoint of meta step {step} is kept"),
+            };
+            return Err(CliError::Stopped(format!(
+                "{err}; {kept} in {}",
+                self.out.join("checkpoint.json").display()
+            )));
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        let final_weights = trainer.weights();
+        let weights_json = serde_json::to_string_pretty(&final_weights).expect("weights serialise");
+        write_atomic(&self.out.join("weights.json"), weights_json.as_bytes())?;
+        let final_meta_loss = rows.last().map_or(f64::NAN, |r| r.meta_loss);
+
+        let meta_series = |name: &str, rows: &[Row]| Series {
+            name: name.into(),
+            points: rows.iter().map(|r| (r.step as f64, r.meta_loss)).collect(),
+        };
+        let order = self.config.meta.adapt.order;
+        let mut loss_series = vec![meta_series(&format!("{order}-order MAML"), &rows)];
+
+        if self.compare {
+            // The comparison run: the other order (first order for a second-order run).
+            let other = match order {
+                Order::Second => Order::First,
+                Order::First => Order::Second,
+            };
+            let mut config = self.config.clone();
+            config.meta.adapt.order = other;
+            let mut trainer2 =
+                Trainer::<B>::new(config, self.config.tasks.family()?, None, 0, device)?;
+            let mut rows2 = Vec::new();
+            let compared = run_steps(&mut trainer2, steps, opt.as_ref(), |_, row| {
+                rows2.push(row);
+                Ok(())
+            });
+            match compared {
+                Ok(()) => {
+                    loss_series.push(meta_series(&format!("{other}-order MAML"), &rows2));
+                    let family = trainer.family();
+                    let eval =
+                        family.sample(self.eval_tasks, &mut step_rng(self.config.seed, usize::MAX));
+                    let adapt = AdaptConfig {
+                        order: Order::First,
+                        ..self.config.meta.adapt.clone()
+                    };
+                    let random =
+                        LinearWeights::kaiming(family.d_in(), family.d_out(), self.config.seed);
+                    let inits = [
+                        (format!("{order}-order MAML"), final_weights.clone()),
+                        (format!("{other}-order MAML"), trainer2.weights()),
+                        ("random init (Kaiming)".to_string(), random),
+                    ];
+                    let mut curves = Vec::new();
+                    for (name, w) in inits {
+                        let report = evaluate::<B>(&w, &eval, &adapt, device)?;
+                        curves.push(Series {
+                            name,
+                            points: report
+                                .curve
+                                .iter()
+                                .enumerate()
+                                .map(|(k, l)| (k as f64, *l))
+                                .collect(),
+                        });
+                    }
+                    line_plot(
+                        &self.out.join("adaptation.svg"),
+                        &format!("Adaptation on {} fresh tasks", self.eval_tasks),
+                        "inner steps",
+                        "mean query loss",
+                        &curves,
+                        true,
+                    )?;
+                    if opt.is_some() {
+                        let dist = |name: &str, rows: &[Row], second: bool| Series {
+                            name: name.into(),
+                            points: rows
+                                .iter()
+                                .filter_map(|r| {
+                                    let (a, b) = r.distances?;
+                                    Some((r.step as f64, if second { a } else { b }.max(1e-17)))
+                                })
+                                .collect(),
+                        };
+                        let (second_rows, first_rows) = match order {
+                            Order::Second => (&rows, &rows2),
+                            Order::First => (&rows2, &rows),
+                        };
+                        line_plot(
+                            &self.out.join("convergence.svg"),
+                            "Distance to the exact MAML optimum (relative, max-norm)",
+                            "meta step",
+                            "relative distance",
+                            &[
+                                dist("second-order MAML to the exact optimum", second_rows, true),
+                                dist("first-order MAML to the exact optimum", first_rows, true),
+                                dist(
+                                    "first-order MAML to the first-order fixed point",
+                                    first_rows,
+                                    false,
+                                ),
+                            ],
+                            true,
+                        )?;
+                    }
+                }
+                Err(err) => eprintln!("note: the {other}-order comparison run stopped: {err}"),
+            }
+        }
+        line_plot(
+            &self.out.join("meta_loss.svg"),
+            "Meta-loss (mean query loss after adaptation)",
+            "meta step",
+            "meta-loss",
+            &loss_series,
+            true,
+        )?;
+        let done = steps.saturating_sub(first);
+        Ok(Summary {
+            out: self.out.display().to_string(),
+            backend: B::name(device),
+            meta_steps: steps,
+            final_meta_loss,
+            seconds,
+            meta_steps_per_s: done as f64 / seconds.max(1e-9),
+        })
+    }
+}
+
+/// `maml train`.
+pub fn train(args: TrainArgs) -> Result<(), CliError> {
+    let out = args.out.clone();
+    std::fs::create_dir_all(&out).map_err(|e| MamlError::io("cannot create", &out, e))?;
+    let (config, initial, start_step, rows) = if args.resume {
+        let path = out.join("checkpoint.json");
+        let checkpoint = Checkpoint::load(&path)?;
+        let mut config = checkpoint.config.clone();
+        if let Some(steps) = args.meta_steps {
+            config.meta_steps = steps;
+        }
+        let family = config.tasks.family()?;
+        checkpoint.check_shape(&path.display().to_string(), family.d_in(), family.d_out())?;
+        let metrics_path = out.join("metrics.csv");
+        let rows = match read_text(&metrics_path) {
+            Ok(text) => parse_metrics(&text, &metrics_path, checkpoint.step)?,
+            Err(_) => Vec::new(),
+        };
+        (config, Some(checkpoint.weights), checkpoint.step, rows)
+    } else if let Some(path) = &args.config {
+        let mut config: TrainConfig = read_json(path)?;
+        if let Some(steps) = args.meta_steps {
+            config.meta_steps = steps;
+        }
+        config.validate()?;
+        config.tasks.family()?;
+        (config, None, 0, Vec::new())
+    } else {
+        let tasks = match &args.tasks {
+            Some(path) => TaskSource::File {
+                path: path.display().to_string(),
+            },
+            None => match args.family {
+                FamilyArg::Seed => TaskSource::Seed,
+                FamilyArg::Linear => TaskSource::Linear(args.linear.family()),
+            },
+        };
+        let meta_batch = match (&args.meta_batch, &args.tasks) {
+            (Some(n), _) => *n,
+            (None, Some(path)) => load_tasks(&path.display().to_string())?.len(),
+            (None, None) => DEFAULT_META_BATCH,
+        };
+        let meta = MetaConfig::new(args.hyper.adapt())
+            .with_meta_lr(args.meta_lr)
+            .with_meta_optimizer(args.meta_optimizer);
+        let config = TrainConfig::new(meta, tasks)
+            .with_meta_batch(meta_batch)
+            .with_meta_steps(args.meta_steps.unwrap_or(DEFAULT_META_STEPS))
+            .with_seed(args.rng_seed);
+        (config, None, 0, Vec::new())
+    };
+    config.validate()?;
+    if args.checkpoint_every == 0 {
+        return Err(CliError::Usage(
+            "invalid --checkpoint-every 0: must be at least 1".into(),
+        ));
+    }
+    let config_json = serde_json::to_string_pretty(&config).expect("configs serialise");
+    write_atomic(&out.join("config.json"), config_json.as_bytes())?;
+    let job = TrainJob {
+        config,
+        initial,
+        start_step,
+        rows,
+        out,
+        checkpoint_every: args.checkpoint_every,
+        eval_tasks: args.eval_tasks.max(1),
+        compare: !args.no_compare,
+    };
+    let summary = dispatch_with(
+        args.backend.backend,
+        args.backend.precision,
+        args.backend.threads,
+        job,
+    )?;
+    eprintln!(
+        "trained {} meta steps in {:.2} s ({:.0} meta-steps/s) on {}; final meta-loss {:.6e}; wrote {}",
+        summary.meta_steps,
+        summary.seconds,
+        summary.meta_steps_per_s,
+        summary.backend,
+        summary.final_meta_loss,
+        summary.out
+    );
+    crate::print_json(&summary);
+    Ok(())
+}

@@ -1,0 +1,278 @@
+//! Task families: where meta-batches come from.
+
+use rand::rngs::StdRng;
+use rand_distr::{Distribution, StandardNormal};
+use serde::{Deserialize, Serialize};
+
+use crate::data::{SetData, TaskData, validate_tasks};
+use crate::error::{MamlError, Result};
+
+/// A distribution over tasks of one shape.
+pub trait TaskFamily {
+    /// `in` of every task.
+    fn d_in(&self) -> usize;
+    /// `out` of every task.
+    fn d_out(&self) -> usize;
+    /// Draws a meta-batch of `tasks` tasks.
+    fn sample(&self, tasks: usize, rng: &mut StdRng) -> Vec<TaskData>;
+}
+
+/// The seed's task, always the same: support x = 1, query x = 2, zero targets.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SeedFamily;
+
+impl TaskFamily for SeedFamily {
+    fn d_in(&self) -> usize {
+        1
+    }
+    fn d_out(&self) -> usize {
+        1
+    }
+    fn sample(&self, tasks: usize, _rng: &mut StdRng) -> Vec<TaskData> {
+        let task = TaskData {
+            support: SetData {
+                x: vec![vec![1.0]],
+                y: None,
+            },
+            query: SetData {
+                x: vec![vec![2.0]],
+                y: None,
+            },
+        };
+        vec![task; tasks]
+    }
+}
+
+/// Linear-regression tasks `y = x A^T + c + noise`: per task, `A [out, in]` and `c [out]`
+/// have entries `N(coef_mean, coef_std²)` and `N(offset_mean, offset_std²)`;
+/// `x ~ N(0, I)`; `noise ~ N(0, noise²)`. With the defaults this is the peers' task
+/// distribution (shared/peers): `a ~ N(0, I)`, `c ~ N(0, 1)`, no noise.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LinearFamily {
+    /// `in`.
+    pub d_in: usize,
+    /// `out`.
+    pub d_out: usize,
+    /// Support rows per task.
+    pub support_shots: usize,
+    /// Query rows per task.
+    pub query_shots: usize,
+    /// Standard deviation of the target noise.
+    pub noise: f64,
+    /// Mean of the entries of `A`.
+    pub coef_mean: f64,
+    /// Standard deviation of the entries of `A`.
+    pub coef_std: f64,
+    /// Mean of the entries of `c`.
+    pub offset_mean: f64,
+    /// Standard deviation of the entries of `c`.
+    pub offset_std: f64,
+}
+
+impl Default for LinearFamily {
+    fn default() -> Self {
+        Self {
+            d_in: 16,
+            d_out: 1,
+            support_shots: 10,
+            query_shots: 15,
+            noise: 0.0,
+            coef_mean: 0.0,
+            coef_std: 1.0,
+            offset_mean: 0.0,
+            offset_std: 1.0,
+        }
+    }
+}
+
+impl LinearFamily {
+    /// Checks sizes and spreads.
+    pub fn validate(&self) -> Result<()> {
+        for (name, value) in [
+            ("in", self.d_in),
+            ("out", self.d_out),
+            ("support_shots", self.support_shots),
+            ("query_shots", self.query_shots),
+        ] {
+            if value == 0 {
+                return Err(MamlError::InvalidHyperparameter {
+                    name,
+                    value: "0".into(),
+                    reason: "must be at least 1",
+                });
+            }
+        }
+        for (name, value) in [
+            ("noise", self.noise),
+            ("coef_std", self.coef_std),
+            ("offset_std", self.offset_std),
+        ] {
+            if !value.is_finite() || value < 0.0 {
+                return Err(MamlError::InvalidHyperparameter {
+                    name,
+                    value: value.to_string(),
+                    reason: "must be finite and not negative",
+                });
+            }
+        }
+        for (name, value) in [
+            ("coef_mean", self.coef_mean),
+            ("offset_mean", self.offset_mean),
+        ] {
+            if !value.is_finite() {
+                return Err(MamlError::InvalidHyperparameter {
+                    name,
+                    value: value.to_string(),
+                    reason: "must be finite",
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+fn normal(rng: &mut StdRng, mean: f64, std: f64) -> f64 {
+    let z: f64 = StandardNormal.sample(rng);
+    mean + std * z
+}
+
+impl TaskFamily for LinearFamily {
+    fn d_in(&self) -> usize {
+        self.d_in
+    }
+    fn d_out(&self) -> usize {
+        self.d_out
+    }
+    fn sample(&self, tasks: usize, rng: &mut StdRng) -> Vec<TaskData> {
+        (0..tasks)
+            .map(|_| {
+                let a: Vec<Vec<f64>> = (0..self.d_out)
+                    .map(|_| {
+                        (0..self.d_in)
+                            .map(|_| normal(rng, self.coef_mean, self.coef_std))
+                            .collect()
+                    })
+                    .collect();
+                let c: Vec<f64> = (0..self.d_out)
+                    .map(|_| normal(rng, self.offset_mean, self.offset_std))
+                    .collect();
+                let mut set = |n: usize| {
+                    let x: Vec<Vec<f64>> = (0..n)
+                        .map(|_| (0..self.d_in).map(|_| normal(rng, 0.0, 1.0)).collect())
+                        .collect();
+                    let y = x
+                        .iter()
+                        .map(|row| {
+                            a.iter()
+                                .zip(&c)
+                                .map(|(a_o, c_o)| {
+                                    let dot: f64 = a_o.iter().zip(row).map(|(a, x)| a * x).sum();
+                                    dot + c_o + normal(rng, 0.0, self.noise)
+                                })
+                                .collect()
+                        })
+                        .collect();
+                    SetData { x, y: Some(y) }
+                };
+                let support = set(self.support_shots);
+                let query = set(self.query_shots);
+                TaskData { support, query }
+            })
+            .collect()
+    }
+}
+
+/// A fixed set of tasks (e.g. the `tasks` of a problem file). A meta-batch is all of
+/// them, or a random subset of a given size, drawn without replacement.
+#[derive(Debug, Clone)]
+pub struct FixedTasks {
+    tasks: Vec<TaskData>,
+    d_in: usize,
+    d_out: usize,
+}
+
+impl FixedTasks {
+    /// Validated tasks, all of shape `in` -> `out`.
+    pub fn new(tasks: Vec<TaskData>) -> Result<Self> {
+        let first = tasks.first().ok_or_else(|| MamlError::Empty {
+            location: "tasks".into(),
+            detail: "at least one task is needed",
+        })?;
+        let d_in = first.support.x.first().map_or(0, Vec::len);
+        let d_out = first
+            .support
+            .y
+            .as_ref()
+            .or(first.query.y.as_ref())
+            .and_then(|y| y.first())
+            .map_or(1, Vec::len);
+        validate_tasks(&tasks, d_in, d_out)?;
+        Ok(Self { tasks, d_in, d_out })
+    }
+
+    /// Every task.
+    pub fn tasks(&self) -> &[TaskData] {
+        &self.tasks
+    }
+}
+
+impl TaskFamily for FixedTasks {
+    fn d_in(&self) -> usize {
+        self.d_in
+    }
+    fn d_out(&self) -> usize {
+        self.d_out
+    }
+    fn sample(&self, tasks: usize, rng: &mut StdRng) -> Vec<TaskData> {
+        if tasks >= self.tasks.len() {
+            return self.tasks.clone();
+        }
+        rand::seq::index::sample(rng, self.tasks.len(), tasks)
+            .into_iter()
+            .map(|i| self.tasks[i].clone())
+            .collect()
+    }
+}
+
+impl LinearFamily {
+    /// Draws a meta-batch as tensors: the normals come from `rng` on the host (a fast
+    /// generator, e.g. `rand::rngs::SmallRng`), are uploaded once per tensor, and the
+    /// targets `y = x A^T + c + noise` are computed on the device. For benchmarks and
+    /// fast training; [`TaskFamily::sample`] gives host-side tasks.
+    pub fn sample_batch<B: burn::prelude::Backend, R: rand::Rng>(
+        &self,
+        tasks: usize,
+        loss: crate::config::Loss,
+        rng: &mut R,
+        device: &B::Device,
+    ) -> crate::tasks::TaskBatch<B> {
+        use burn::tensor::{Tensor, TensorData};
+        let mut normal = |shape: [usize; 3], mean: f64, std: f64| {
+            let n = shape.iter().product();
+            let values: Vec<f32> = (0..n)
+                .map(|_| {
+                    let z: f32 = StandardNormal.sample(rng);
+                    (mean + std * z as f64) as f32
+                })
+                .collect();
+            Tensor::<B, 3>::from_data(TensorData::new(values, shape), device)
+        };
+        let coef = normal(
+            [tasks, self.d_in, self.d_out],
+            self.coef_mean,
+            self.coef_std,
+        );
+        let offset = normal([tasks, 1, self.d_out], self.offset_mean, self.offset_std);
+        let mut set = |n: usize| {
+            let x = normal([tasks, n, self.d_in], 0.0, 1.0);
+            let mut y = x.clone().matmul(coef.clone()) + offset.clone();
+            if self.noise > 0.0 {
+                y = y + normal([tasks, n, self.d_out], 0.0, self.noise);
+            }
+            crate::tasks::SetBatch::from_tensors(x, Some(y), loss)
+        };
+        let support = set(self.support_shots);
+        let query = set(self.query_shots);
+        crate::tasks::TaskBatch { support, query }
+    }
+}

@@ -1,0 +1,129 @@
+//! Property tests shared by `properties_f32` and `properties_f64` (one process per
+//! precision: Burn fixes one default float type per device type per process).
+
+use burn::prelude::Backend;
+use maml_core::maml::answer_from;
+use maml_core::{
+    AdaptConfig, LinearModel, LinearWeights, Loss, MetaBackend, Order, SetData, TaskBatch,
+    TaskData, closed_form, meta_gradient,
+};
+use proptest::prelude::*;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+/// A random problem: shapes and hyperparameters from proptest (so they shrink), values
+/// from a seeded RNG.
+#[derive(Debug, Clone)]
+pub struct Case {
+    pub init: LinearWeights,
+    pub tasks: Vec<TaskData>,
+    pub config: AdaptConfig,
+}
+
+pub fn case() -> impl Strategy<Value = Case> {
+    (
+        1usize..=8,
+        1usize..=3,
+        1usize..=4,
+        0usize..=5,
+        any::<bool>(),
+        any::<bool>(),
+        0.1f64..1.0,
+        any::<u64>(),
+    )
+        .prop_map(|(d_in, d_out, tasks, k, second, mse, lr_frac, seed)| {
+            let mut rng = StdRng::seed_from_u64(seed);
+            let loss = if mse { Loss::Mse } else { Loss::Sse };
+            // Step sizes that keep K steps stable on these sets (|x| < 1.5, n <= 6).
+            let lr = lr_frac * if mse { 0.3 } else { 0.04 };
+            let mut set = |n: usize| SetData {
+                x: (0..n)
+                    .map(|_| (0..d_in).map(|_| rng.random_range(-1.5..1.5)).collect())
+                    .collect(),
+                y: Some(
+                    (0..n)
+                        .map(|_| (0..d_out).map(|_| rng.random_range(-2.0..2.0)).collect())
+                        .collect(),
+                ),
+            };
+            let tasks: Vec<TaskData> = (0..tasks)
+                .map(|_| {
+                    let (ns, nq) = (1 + (seed as usize + 3) % 6, 1 + (seed as usize / 7) % 6);
+                    TaskData {
+                        support: set(ns),
+                        query: set(nq),
+                    }
+                })
+                .collect();
+            let w: Vec<f64> = (0..d_in * d_out)
+                .map(|_| rng.random_range(-1.0..1.0))
+                .collect();
+            let b: Vec<f64> = (0..d_out).map(|_| rng.random_range(-1.0..1.0)).collect();
+            Case {
+                init: LinearWeights::from_flat(&w, &b, d_in),
+                tasks,
+                config: AdaptConfig::new(lr)
+                    .with_inner_steps(k)
+                    .with_order(if second { Order::Second } else { Order::First })
+                    .with_loss(loss),
+            }
+        })
+}
+
+pub fn auto<B: Backend>(c: &Case, config: &AdaptConfig) -> maml_core::Answer {
+    let device = Default::default();
+    let model = LinearModel::<MetaBackend<B>>::from_weights(&c.init, &device);
+    let batch = TaskBatch::<B>::from_tasks(&c.tasks, c.init.d_out(), config.loss, &device);
+    answer_from(meta_gradient(&model, &batch, config))
+}
+
+pub fn rel(a: &LinearWeights, b: &LinearWeights) -> f64 {
+    a.max_abs_diff(b) / b.max_abs().max(1e-9)
+}
+
+/// Automatic = closed form.
+pub fn autodiff_matches_closed_form<B: Backend>(c: &Case, tol: f64) -> Result<(), TestCaseError> {
+    let a = auto::<B>(c, &c.config);
+    let m = closed_form::meta_gradient(&c.init, &c.tasks, &c.config);
+    prop_assert!(
+        rel(&a.meta_grad, &m.meta_grad) <= tol,
+        "{:?} vs {:?}",
+        a.meta_grad,
+        m.meta_grad
+    );
+    prop_assert!((a.meta_loss - m.meta_loss).abs() <= tol * m.meta_loss.abs().max(1e-9));
+    Ok(())
+}
+
+/// One batch of tasks = the mean of the one-task meta-gradients.
+pub fn batched_equals_per_task<B: Backend>(c: &Case, tol: f64) -> Result<(), TestCaseError> {
+    let batched = auto::<B>(c, &c.config);
+    let n = c.tasks.len() as f64;
+    let mut mean = vec![0.0; c.init.d_in() * c.init.d_out() + c.init.d_out()];
+    for t in &c.tasks {
+        let single = Case {
+            tasks: vec![t.clone()],
+            ..c.clone()
+        };
+        let g = auto::<B>(&single, &c.config).meta_grad;
+        for (m, v) in mean
+            .iter_mut()
+            .zip(g.weight_flat().into_iter().chain(g.bias))
+        {
+            *m += v / n;
+        }
+    }
+    let d_w = c.init.d_in() * c.init.d_out();
+    let mean = LinearWeights::from_flat(&mean[..d_w], &mean[d_w..], c.init.d_in());
+    prop_assert!(rel(&batched.meta_grad, &mean) <= tol);
+    Ok(())
+}
+
+/// With no inner step there is no inner gradient to differentiate: the orders agree.
+pub fn orders_agree_without_inner_steps<B: Backend>(c: &Case) -> Result<(), TestCaseError> {
+    let config = c.config.clone().with_inner_steps(0);
+    let first = auto::<B>(c, &config.clone().with_order(Order::First));
+    let second = auto::<B>(c, &config.with_order(Order::Second));
+    prop_assert_eq!(first.meta_grad, second.meta_grad);
+    Ok(())
+}
