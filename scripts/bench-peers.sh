@@ -19,7 +19,7 @@ if ! "$venv/bin/python" -c 'import jax, torch' 2>/dev/null; then
     "$venv/bin/pip" install -q jax jaxlib torch
 fi
 
-cargo build --release -q --bin maml
+cargo build --release -q -p maml-cli --bin maml
 maml=target/release/maml
 py="$venv/bin/python"
 

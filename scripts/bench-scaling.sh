@@ -9,26 +9,26 @@ cd "$(dirname "$0")/.."
 backend="${1:-ndarray}"
 seconds="${2:-2}"
 maml="${MAML:-target/release/maml}"
-[ -x "$maml" ] || cargo build --release -q --bin maml
+[ -x "$maml" ] || cargo build --release -q -p maml-cli --bin maml
 
 row() { # in tasks inner order
     "$maml" bench --config linreg-16 --backend "$backend" --in "$1" --tasks "$2" \
         --inner-steps "$3" --order "$4" --seconds "$seconds" --json |
-        python3 -c 'import json,sys; r=json.load(sys.stdin); print(f"| {r[\"d_in\"]} | {r[\"tasks\"]} | {r[\"inner_steps\"]} | {r[\"order\"]} | {r[\"ms_per_meta_step\"]:.3f} | {r[\"meta_steps_per_s\"]:,.0f} | {r[\"peak_rss_bytes\"]/1048576:.1f} |")'
+        python3 scripts/bench-row.py
 }
 
 echo "maml bench --config linreg-16 --backend $backend (--seconds $seconds), $(nproc) cores, $(uname -m)"
 echo
-echo "| in | tasks | inner steps | order | ms / meta step | meta-steps/s | peak RSS (MiB) |"
-echo "|---:|---:|---:|---|---:|---:|---:|"
+echo "| in | tasks | inner steps | order | ms / meta step | meta-steps/s | peak RSS (MiB) | heap of a meta step (MiB) |"
+echo "|---:|---:|---:|---|---:|---:|---:|---:|"
 for order in second first; do
     for d in 16 128 1024; do row "$d" 25 5 "$order"; done
     row 16 250 5 "$order"
     for k in 1 20; do row 16 25 "$k" "$order"; done
 done
 echo
-echo "Memory as inner steps grow (in 256, 100 tasks):"
+echo "Memory as inner steps grow (in 256, 1000 tasks):"
 echo
-echo "| in | tasks | inner steps | order | ms / meta step | meta-steps/s | peak RSS (MiB) |"
-echo "|---:|---:|---:|---|---:|---:|---:|"
-for k in 0 1 5 10 20 40; do row 256 100 "$k" second; done
+echo "| in | tasks | inner steps | order | ms / meta step | meta-steps/s | peak RSS (MiB) | heap of a meta step (MiB) |"
+echo "|---:|---:|---:|---|---:|---:|---:|---:|"
+for k in 0 1 5 10 20 40; do for order in second first; do row 256 1000 "$k" "$order"; done; done

@@ -68,6 +68,10 @@ struct BenchReport {
     meta_steps_per_s: f64,
     ms_per_meta_step: f64,
     peak_rss_bytes: Option<u64>,
+    /// Peak live heap during the measured steps, above what was live before them: the
+    /// memory of one meta step (its graph and tensors), to the byte. CPU backends only
+    /// (a GPU's memory is not on this heap).
+    meta_step_heap_bytes: usize,
     device: String,
 }
 
@@ -103,7 +107,7 @@ fn rand_rng() -> rand::rngs::StdRng {
 }
 
 impl BackendJob for BenchJob {
-    type Output = (usize, f64, String);
+    type Output = (usize, f64, String, usize);
     type Error = CliError;
     fn run<B: Backend>(mut self, device: &B::Device) -> Result<Self::Output, CliError> {
         let (d_in, d_out) = match self.config {
@@ -114,14 +118,21 @@ impl BackendJob for BenchJob {
         let mut learner = MetaLearner::<B>::new(&init, self.meta.clone(), device)?;
         let fixed = (self.config == BenchConfig::Seed).then(|| self.batch::<B>(device));
         let seconds = self.seconds;
-        let mut step = |learner: &mut MetaLearner<B>| match &fixed {
-            Some(batch) => {
-                learner.step(batch);
-            }
-            None => {
-                let batch = self.batch::<B>(device);
-                learner.step(&batch);
-            }
+        let mut step_heap = 0usize;
+        let mut step = |learner: &mut MetaLearner<B>| {
+            let sampled;
+            let batch = match &fixed {
+                Some(batch) => batch,
+                None => {
+                    sampled = self.batch::<B>(device);
+                    &sampled
+                }
+            };
+            // The heap of the meta step alone: above what is live with its batch ready.
+            let base = crate::alloc::HEAP.live();
+            crate::alloc::HEAP.reset_peak();
+            learner.step(batch);
+            step_heap = step_heap.max(crate::alloc::HEAP.peak().saturating_sub(base));
         };
         let sync = || B::sync(device).map_err(|e| CliError::Usage(format!("device error: {e:?}")));
         // Warm-up: kernel compilation and autotuning on GPUs, allocator pools everywhere.
@@ -151,7 +162,7 @@ impl BackendJob for BenchJob {
                 "the benchmark's weights became non-finite; lower the learning rates".into(),
             ));
         }
-        Ok((steps, seconds, B::name(device)))
+        Ok((steps, seconds, B::name(device), step_heap))
     }
 }
 
@@ -207,7 +218,7 @@ pub fn bench(args: BenchArgs) -> Result<(), CliError> {
         meta: MetaConfig::new(adapt).with_meta_lr(meta_lr),
         seconds: args.seconds,
     };
-    let (steps, seconds, device) = dispatch_with(
+    let (steps, seconds, device, step_heap) = dispatch_with(
         args.backend.backend,
         args.backend.precision,
         args.backend.threads,
@@ -234,12 +245,13 @@ pub fn bench(args: BenchArgs) -> Result<(), CliError> {
         meta_steps_per_s: steps as f64 / seconds,
         ms_per_meta_step: seconds * 1e3 / steps as f64,
         peak_rss_bytes: peak_rss_bytes(),
+        meta_step_heap_bytes: step_heap,
         device,
     };
     if args.json {
         print_json(&report);
     } else {
-        println!(
+        crate::emit(&format!(
             "{} {}-order on {} ({}): {:.1} meta-steps/s ({:.3} ms/step), peak RSS {}",
             report.config,
             report.order,
@@ -251,7 +263,7 @@ pub fn bench(args: BenchArgs) -> Result<(), CliError> {
                 "{:.1} MiB",
                 b as f64 / 1048576.0
             ))
-        );
+        ));
     }
     Ok(())
 }

@@ -140,16 +140,19 @@ pub fn eval(args: EvalArgs) -> Result<(), CliError> {
     if args.json {
         print_json(&output);
     } else {
-        println!(
+        crate::emit(&format!(
             "query loss on {} tasks, before and after {} inner steps (inner_lr {}):",
             output.rows[0].report.tasks, output.inner_steps, output.inner_lr
-        );
-        println!("{:<36} {:>14} {:>14}", "initial weights", "before", "after");
+        ));
+        crate::emit(&format!(
+            "{:<36} {:>14} {:>14}",
+            "initial weights", "before", "after"
+        ));
         for row in &output.rows {
-            println!(
+            crate::emit(&format!(
                 "{:<36} {:>14.6e} {:>14.6e}",
                 row.init, row.report.before, row.report.after
-            );
+            ));
         }
     }
     Ok(())

@@ -1,6 +1,7 @@
 //! `maml`: check, train, evaluate and benchmark MAML on a linear model, on the CPU
 //! (ndarray) or a GPU (wgpu).
 
+mod alloc;
 mod bench;
 mod error;
 mod eval;
@@ -13,11 +14,6 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use maml_burn::backend::{BackendKind, Precision};
-
-// Meta-learning on small tensors allocates and frees many small buffers per step;
-// mimalloc does this faster than glibc's allocator (measured in docs/benchmarks.md).
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Exact second-order MAML on Burn.
 #[derive(Debug, Parser)]
@@ -116,9 +112,19 @@ fn main() -> ExitCode {
 
 /// Prints a value as pretty JSON on stdout.
 pub fn print_json<T: serde::Serialize>(value: &T) {
-    println!(
-        "{}",
-        serde_json::to_string_pretty(value)
-            .expect("answers and reports hold only finite numbers and strings")
-    );
+    emit(&serde_json::to_string_pretty(value).expect("answers and reports serialise"));
+}
+
+/// Writes a line to stdout. A closed pipe (`maml ... | head`) ends the program quietly
+/// with status 141, as SIGPIPE would; another write error is reported as `error: ...`.
+pub fn emit(line: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if let Err(err) = writeln!(out, "{line}").and_then(|()| out.flush()) {
+        if err.kind() != std::io::ErrorKind::BrokenPipe {
+            eprintln!("error: cannot write to standard output: {err}");
+            std::process::exit(1);
+        }
+        std::process::exit(141);
+    }
 }
