@@ -6,8 +6,7 @@ use std::process::ExitCode;
 use burn::prelude::Backend;
 use clap::{Parser, ValueEnum};
 use maml_burn::maml_core::{
-    AdaptConfig, LinearWeights, Loss, MetaConfig, MetaStepTrace, Order, SetData, TaskData,
-    trace_meta_step,
+    AdaptConfig, LinearWeights, Loss, MetaConfig, MetaStepTrace, Order, SeedFamily, trace_meta_step,
 };
 
 /// The seed's recorded initial weights (its README): first-order run, second-order run.
@@ -53,16 +52,7 @@ pub fn run<B: Backend>(device: &B::Device) -> ExitCode {
         Orders::Second => &[Order::Second],
         Orders::Both => &[Order::First, Order::Second],
     };
-    let task = TaskData {
-        support: SetData {
-            x: vec![vec![1.0]],
-            y: None,
-        },
-        query: SetData {
-            x: vec![vec![2.0]],
-            y: None,
-        },
-    };
+    let task = SeedFamily::task();
     println!("backend: {}", B::name(device));
     for &order in orders {
         let initial = match (args.random_init, args.w0) {

@@ -21,15 +21,10 @@ pub trait TaskFamily {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SeedFamily;
 
-impl TaskFamily for SeedFamily {
-    fn d_in(&self) -> usize {
-        1
-    }
-    fn d_out(&self) -> usize {
-        1
-    }
-    fn sample(&self, tasks: usize, _rng: &mut StdRng) -> Vec<TaskData> {
-        let task = TaskData {
+impl SeedFamily {
+    /// The seed's task: support x = 1, query x = 2, no targets (loss `model(x) ** 2`).
+    pub fn task() -> TaskData {
+        TaskData {
             support: SetData {
                 x: vec![vec![1.0]],
                 y: None,
@@ -38,8 +33,19 @@ impl TaskFamily for SeedFamily {
                 x: vec![vec![2.0]],
                 y: None,
             },
-        };
-        vec![task; tasks]
+        }
+    }
+}
+
+impl TaskFamily for SeedFamily {
+    fn d_in(&self) -> usize {
+        1
+    }
+    fn d_out(&self) -> usize {
+        1
+    }
+    fn sample(&self, tasks: usize, _rng: &mut StdRng) -> Vec<TaskData> {
+        vec![Self::task(); tasks]
     }
 }
 

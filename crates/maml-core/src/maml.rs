@@ -234,22 +234,27 @@ pub(crate) fn meta_gradient_recorded<B: Backend>(
     config: &AdaptConfig,
     record: Option<&mut Recording<B>>,
 ) -> (MetaGradient<B>, GradientsParams) {
-    let fast = adapt_recorded(
-        model.weight.val(),
-        model.bias.val(),
-        &batch.support,
-        config,
-        record,
-    );
+    // Fresh leaves for every meta-gradient: the model's parameter tensors may already
+    // have served earlier backward passes, whose graph clean-up can release a reused
+    // leaf (seen on wgpu: a missing bias gradient). The gradients are registered under
+    // the parameters' ids for the optimiser.
+    let weight = model.weight.val().detach().require_grad();
+    let bias = model.bias.val().detach().require_grad();
+    let fast = adapt_recorded(weight.clone(), bias.clone(), &batch.support, config, record);
     let query = batch.query.lift::<MetaBackend<B>>();
     let query_losses = query.task_losses(fast.theta_t.clone());
     let meta_loss = query_losses.clone().mean();
-    let params = GradientsParams::from_grads(meta_loss.backward(), model);
+    let grads = meta_loss.backward();
+    let grad_weight = weight.grad(&grads).expect(GRAD_EXISTS);
+    let grad_bias = bias.grad(&grads).expect(GRAD_EXISTS);
+    let mut params = GradientsParams::new();
+    params.register(model.weight.id, grad_weight.clone());
+    params.register(model.bias.id, grad_bias.clone());
     let gradient = MetaGradient {
         meta_loss: meta_loss.inner(),
         query_losses: query_losses.inner(),
-        weight: params.get(model.weight.id).expect(GRAD_EXISTS),
-        bias: params.get(model.bias.id).expect(GRAD_EXISTS),
+        weight: grad_weight,
+        bias: grad_bias,
         fast: FastWeights {
             theta_t: fast.theta_t.inner(),
         },
