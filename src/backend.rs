@@ -148,23 +148,6 @@ fn burn_graphics_backend() -> wgpu::Backends {
     }
 }
 
-/// The name of the adapter wgpu would pick, if any (for reports).
-pub fn wgpu_adapter_name() -> Option<String> {
-    let instance = wgpu::Instance::new(wgpu::InstanceDescriptor {
-        backends: burn_graphics_backend(),
-        ..wgpu::InstanceDescriptor::new_without_display_handle()
-    });
-    pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions {
-        power_preference: wgpu::PowerPreference::HighPerformance,
-        ..Default::default()
-    }))
-    .ok()
-    .map(|a| {
-        let info = a.get_info();
-        format!("{} ({:?}, {:?})", info.name, info.device_type, info.backend)
-    })
-}
-
 /// Checks that `precision` can run on `backend`.
 pub fn check_precision(backend: BackendKind, precision: Precision) -> Result<(), BackendError> {
     match (backend, precision) {

@@ -31,8 +31,8 @@ pub use error::{MamlError, Result};
 pub use families::{FixedTasks, LinearFamily, SeedFamily, TaskFamily};
 pub use learner::{MetaConfig, MetaLearner, MetaOptimizer};
 pub use maml::{
-    FastWeights, MetaBackend, MetaGradient, SecondOrder, adapt, adapt_detached, adaptation_curve,
-    is_tracked, meta_gradient, solve,
+    FastWeights, MetaBackend, MetaGradient, SecondOrder, adapt, adaptation_curve, is_tracked,
+    meta_gradient, solve,
 };
 pub use model::LinearModel;
 pub use tasks::{SetBatch, TaskBatch};

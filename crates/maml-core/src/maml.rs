@@ -179,29 +179,6 @@ fn adapt_recorded<B: Backend>(
     FastWeights { theta_t: theta }
 }
 
-/// Fast weights without a meta-gradient (for evaluation): the same inner loop, with the
-/// initial weights `[out, in]`, `[out]` given as plain tensors of `B`.
-pub fn adapt_detached<B: Backend>(
-    weight: Tensor<B, 2>,
-    bias: Tensor<B, 1>,
-    support: &SetBatch<B>,
-    config: &AdaptConfig,
-) -> FastWeights<B> {
-    let config = AdaptConfig {
-        order: Order::First,
-        ..config.clone()
-    };
-    let fast = adapt(
-        Tensor::from_inner(weight),
-        Tensor::from_inner(bias),
-        support,
-        &config,
-    );
-    FastWeights {
-        theta_t: fast.theta_t.inner(),
-    }
-}
-
 /// A meta-gradient and what it was computed from. All tensors are lazy: reading one
 /// synchronises with the device.
 #[derive(Debug, Clone)]
