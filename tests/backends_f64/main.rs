@@ -27,5 +27,7 @@ mod finite_differences;
 mod orders;
 #[path = "../cases/reference.rs"]
 mod reference;
+#[path = "../cases/reference_mlp.rs"]
+mod reference_mlp;
 #[path = "../cases/training.rs"]
 mod training;

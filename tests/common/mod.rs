@@ -149,6 +149,6 @@ pub fn rng(seed: u64) -> StdRng {
 pub fn stable_inner_lr(rng: &mut StdRng, loss: Loss) -> f64 {
     match loss {
         Loss::Sse => rng.random_range(0.005..0.05),
-        Loss::Mse => rng.random_range(0.02..0.3),
+        Loss::Mse | Loss::CrossEntropy => rng.random_range(0.02..0.3),
     }
 }

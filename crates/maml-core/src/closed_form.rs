@@ -44,6 +44,7 @@ impl SetMoments {
         let c = match loss {
             Loss::Sse => 1.0,
             Loss::Mse => 1.0 / (n * d_out) as f64,
+            Loss::CrossEntropy => unreachable!("linear problems are validated to use sse or mse"),
         };
         Self {
             c,

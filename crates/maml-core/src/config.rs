@@ -21,12 +21,15 @@ pub enum Order {
 
 /// The loss of a linear model's predictions against targets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase", try_from = "String")]
+#[serde(rename_all = "snake_case", try_from = "String")]
 pub enum Loss {
     /// Sum over all elements of `(prediction - target)^2`.
     Sse,
     /// Mean over all elements of `(prediction - target)^2`.
     Mse,
+    /// Mean over the rows of `-log softmax(prediction)[label]` (N-way classification;
+    /// targets are one-hot rows, class indices in problem files).
+    CrossEntropy,
 }
 
 macro_rules! named_enum {
@@ -64,7 +67,7 @@ macro_rules! named_enum {
     };
 }
 named_enum!(Order, "order", "first second", First => "first", Second => "second");
-named_enum!(Loss, "loss", "sse mse", Sse => "sse", Mse => "mse");
+named_enum!(Loss, "loss", "sse mse cross_entropy", Sse => "sse", Mse => "mse", CrossEntropy => "cross_entropy");
 
 /// How a task's fast weights are obtained from the initial weights: `inner_steps` plain
 /// gradient steps of size `inner_lr` on the support loss.
@@ -81,12 +84,39 @@ pub struct AdaptConfig {
     /// Support and query loss.
     #[config(default = "Loss::Sse")]
     pub loss: Loss,
+    /// Meta-SGD (Li et al. 2017): one learned inner step size per parameter entry,
+    /// starting at `inner_lr`.
+    #[config(default = false)]
+    pub meta_sgd: bool,
 }
 
 impl AdaptConfig {
     /// Checks the hyperparameters: `inner_lr` must be finite and positive.
     pub fn validate(&self) -> crate::error::Result<()> {
         check_lr("inner_lr", self.inner_lr)
+    }
+
+    /// Checks what the linear model's fast path (`[W | b]^T` layout) supports besides:
+    /// `sse` or `mse`, one step size for every parameter.
+    pub fn validate_linear(&self) -> crate::error::Result<()> {
+        self.validate()?;
+        if self.loss == Loss::CrossEntropy {
+            return Err(MamlError::InvalidHyperparameter {
+                name: "loss",
+                value: self.loss.to_string(),
+                reason: "the linear fast path takes sse or mse: give the model as \
+                         version-2 layers (model.layers) for cross_entropy",
+            });
+        }
+        if self.meta_sgd {
+            return Err(MamlError::InvalidHyperparameter {
+                name: "meta_sgd",
+                value: "true".into(),
+                reason: "the linear fast path has one step size: use the model-agnostic \
+                         learner (ModelLearner) for Meta-SGD",
+            });
+        }
+        Ok(())
     }
 }
 

@@ -251,7 +251,7 @@ impl Problem {
     pub fn validate(&self) -> Result<()> {
         let init = self.initial_weights();
         init.validate("problem")?;
-        self.adapt_config().validate()?;
+        self.adapt_config().validate_linear()?;
         validate_tasks(&self.tasks, init.d_in(), init.d_out())
     }
 }

@@ -109,6 +109,7 @@ impl<B: Backend> MetaLearner<B> {
         device: &B::Device,
     ) -> crate::error::Result<Self> {
         config.validate()?;
+        config.adapt.validate_linear()?;
         weights.validate("initial weights")?;
         check_device_precision::<B>(device)?;
         let optim = match config.meta_optimizer {

@@ -13,28 +13,40 @@
 //! - [`closed_form`]: the same quantities in closed form, in f64, independent of autodiff;
 //! - [`trace::trace_meta_step`]: everything the seed prints about one meta step.
 
+pub mod batch;
 pub mod closed_form;
 pub mod config;
 pub mod data;
 pub mod error;
 pub mod families;
+pub mod learn;
 pub mod learner;
 pub mod maml;
 pub mod model;
+pub mod models;
+pub mod module;
+pub mod problem2;
 pub mod tasks;
 pub mod trace;
 pub mod train;
 
+pub use batch::{MetaBatch, Sets};
 pub use config::{AdaptConfig, Loss, Order};
 pub use data::{Answer, LinearWeights, Problem, SetData, TaskData};
 pub use error::{MamlError, Result};
 pub use families::{FixedTasks, LinearFamily, SeedFamily, TaskFamily};
+pub use learn::{
+    Fast, ModelLearner, ModelMetaGradient, adapt_model, model_adaptation_curve, model_meta_gradient,
+};
 pub use learner::{MetaConfig, MetaLearner, MetaOptimizer};
 pub use maml::{
     FastWeights, MetaBackend, MetaGradient, SecondOrder, adapt, adaptation_curve, is_tracked,
     meta_gradient, solve,
 };
 pub use model::LinearModel;
+pub use models::{Activation, Mlp, MlpWeights, TaskLinear};
+pub use module::{Learnable, MetaModel};
+pub use problem2::{AnswerV2, AnyAnswer, AnyProblem, InnerLr, ModelSpec, ProblemV2, solve_v2};
 pub use tasks::{SetBatch, TaskBatch};
 pub use trace::{MetaStepTrace, trace_meta_step};
 pub use train::{Checkpoint, EvalReport, StepMetrics, TaskSource, TrainConfig, Trainer, evaluate};

@@ -64,6 +64,9 @@ impl<B: Backend> SetBatch<B> {
         let scale = match (loss, ragged) {
             (Loss::Sse, _) => Scale::Uniform(1.0),
             (Loss::Mse, false) => Scale::Uniform(1.0 / (n * d_out) as f64),
+            (Loss::CrossEntropy, _) => {
+                unreachable!("the linear fast path is validated to use sse or mse")
+            }
             (Loss::Mse, true) => Scale::PerTask(tensor(
                 sets.iter()
                     .map(|s| 1.0 / (s.len() * d_out) as f64)
@@ -87,6 +90,9 @@ impl<B: Backend> SetBatch<B> {
         let scale = match loss {
             Loss::Sse => 1.0,
             Loss::Mse => 1.0 / (n * d_out) as f64,
+            Loss::CrossEntropy => {
+                unreachable!("the linear fast path is validated to use sse or mse")
+            }
         };
         Self {
             x: Tensor::cat(vec![x, ones], 2),

@@ -1,0 +1,225 @@
+//! A meta-batch for any model: each task's support and query sets padded to the largest,
+//! with a row mask, so every task runs through one set of tensor operations.
+//!
+//! Padded rows are excluded from every loss by the mask and from each task's mean by its
+//! own row count: once the model is not linear, a padded zero row predicts `f(0) != 0`
+//! and would otherwise change the loss and the meta-gradient.
+
+use burn::prelude::*;
+use burn::tensor::activation::log_softmax;
+use burn::tensor::backend::AutodiffBackend;
+
+use crate::config::Loss;
+use crate::data::{SetData, TaskData};
+
+/// How each task's summed per-row loss is scaled into its loss.
+#[derive(Debug, Clone)]
+enum Scale<B: Backend> {
+    /// The same factor for every task.
+    Uniform(f64),
+    /// One factor per task, `[tasks]`.
+    PerTask(Tensor<B, 1>),
+}
+
+/// The support or the query sets of a meta-batch.
+#[derive(Debug, Clone)]
+pub struct Sets<B: Backend> {
+    /// Features, `[tasks, n, in]`; padded rows are zero.
+    pub x: Tensor<B, 3>,
+    /// Targets, `[tasks, n, out]` (one-hot rows for `cross_entropy`); `None`: all zero.
+    pub y: Option<Tensor<B, 3>>,
+    /// `[tasks, n, 1]`: 1 for real rows, 0 for padding; `None` when no task is padded.
+    pub mask: Option<Tensor<B, 3>>,
+    loss: Loss,
+    scale: Scale<B>,
+}
+
+impl<B: Backend> Sets<B> {
+    /// Batches one set per task (validated: same `in` / `out`, at least one row), in the
+    /// backend's own precision.
+    pub fn from_sets(sets: &[&SetData], d_out: usize, loss: Loss, device: &B::Device) -> Self {
+        let tasks = sets.len();
+        let d_in = sets[0].x[0].len();
+        let n = sets.iter().map(|s| s.len()).max().unwrap_or(0);
+        let ragged = sets.iter().any(|s| s.len() != n);
+        let any_target = sets.iter().any(|s| s.y.is_some());
+        let mut x = vec![0.0; tasks * n * d_in];
+        let mut y = vec![0.0; tasks * n * d_out];
+        let mut mask = vec![0.0; tasks * n];
+        for (t, set) in sets.iter().enumerate() {
+            for (i, row) in set.x.iter().enumerate() {
+                let at = (t * n + i) * d_in;
+                x[at..at + d_in].copy_from_slice(row);
+                mask[t * n + i] = 1.0;
+            }
+            for (i, row) in set.y.iter().flatten().enumerate() {
+                let at = (t * n + i) * d_out;
+                y[at..at + d_out].copy_from_slice(row);
+            }
+        }
+        let tensor = |v: Vec<f64>, shape: [usize; 3]| {
+            Tensor::<B, 3>::from_data(TensorData::new(v, shape), device)
+        };
+        let rows: Vec<usize> = sets.iter().map(|s| s.len()).collect();
+        Self {
+            x: tensor(x, [tasks, n, d_in]),
+            y: any_target.then(|| tensor(y, [tasks, n, d_out])),
+            mask: ragged.then(|| tensor(mask, [tasks, n, 1])),
+            loss,
+            scale: scale(loss, &rows, d_out, device),
+        }
+    }
+
+    /// Equal-sized sets given as tensors: `x [tasks, n, in]`, `y [tasks, n, out]`.
+    pub fn from_tensors(x: Tensor<B, 3>, y: Option<Tensor<B, 3>>, loss: Loss) -> Self {
+        let [tasks, n, _] = x.dims();
+        let d_out = y.as_ref().map_or(1, |y| y.dims()[2]);
+        let device = x.device();
+        Self {
+            x,
+            y,
+            mask: None,
+            loss,
+            scale: scale(loss, &vec![n; tasks], d_out, &device),
+        }
+    }
+
+    /// Number of tasks.
+    pub fn tasks(&self) -> usize {
+        self.x.dims()[0]
+    }
+
+    /// The loss.
+    pub fn loss(&self) -> Loss {
+        self.loss
+    }
+
+    /// Each row's loss summed over outputs, masked, `[tasks, n, 1]`, and the uniform
+    /// factor still to apply.
+    fn row_losses(&self, pred: Tensor<B, 3>) -> (Tensor<B, 3>, f64) {
+        let per_element = match self.loss {
+            Loss::Sse | Loss::Mse => {
+                let residual = match &self.y {
+                    Some(y) => pred - y.clone(),
+                    None => pred,
+                };
+                residual.clone() * residual
+            }
+            Loss::CrossEntropy => {
+                let log_p = log_softmax(pred, 2);
+                match &self.y {
+                    Some(y) => (log_p * y.clone()).neg(),
+                    // No labels: nothing to predict (validation rejects this).
+                    None => log_p.zeros_like(),
+                }
+            }
+        };
+        let mut rows = per_element.sum_dim(2);
+        if let Some(mask) = &self.mask {
+            rows = rows * mask.clone();
+        }
+        match &self.scale {
+            Scale::Uniform(s) => (rows, *s),
+            Scale::PerTask(s) => (rows * s.clone().reshape([self.tasks(), 1, 1]), 1.0),
+        }
+    }
+
+    /// The sum over tasks of each task's loss of predictions `pred [tasks, n, out]`,
+    /// `[1]`. Tasks are independent, so its gradient with respect to per-task weights
+    /// holds each task's own gradient.
+    pub fn total_loss(&self, pred: Tensor<B, 3>) -> Tensor<B, 1> {
+        let (rows, s) = self.row_losses(pred);
+        let total = rows.sum();
+        if s == 1.0 { total } else { total.mul_scalar(s) }
+    }
+
+    /// Each task's loss of predictions `pred [tasks, n, out]`, `[tasks]`.
+    pub fn task_losses(&self, pred: Tensor<B, 3>) -> Tensor<B, 1> {
+        let tasks = self.tasks();
+        let (rows, s) = self.row_losses(pred);
+        let per_task = rows.sum_dim(1).reshape([tasks]);
+        if s == 1.0 {
+            per_task
+        } else {
+            per_task.mul_scalar(s)
+        }
+    }
+
+    /// The same sets on the autodiff backend `A` wrapping `B` (untracked constants).
+    pub fn lift<A: AutodiffBackend<InnerBackend = B>>(&self) -> Sets<A> {
+        Sets {
+            x: Tensor::from_inner(self.x.clone()),
+            y: self.y.clone().map(Tensor::from_inner),
+            mask: self.mask.clone().map(Tensor::from_inner),
+            loss: self.loss,
+            scale: match &self.scale {
+                Scale::Uniform(s) => Scale::Uniform(*s),
+                Scale::PerTask(s) => Scale::PerTask(Tensor::from_inner(s.clone())),
+            },
+        }
+    }
+
+    /// Tasks `range` of the sets.
+    pub fn slice(&self, range: std::ops::Range<usize>) -> Self {
+        Self {
+            x: self.x.clone().slice(range.clone()),
+            y: self.y.clone().map(|y| y.slice(range.clone())),
+            mask: self.mask.clone().map(|m| m.slice(range.clone())),
+            loss: self.loss,
+            scale: match &self.scale {
+                Scale::Uniform(v) => Scale::Uniform(*v),
+                Scale::PerTask(t) => Scale::PerTask(t.clone().slice(range)),
+            },
+        }
+    }
+}
+
+fn scale<B: Backend>(loss: Loss, rows: &[usize], d_out: usize, device: &B::Device) -> Scale<B> {
+    let per_task = |n: usize| match loss {
+        Loss::Sse => 1.0,
+        Loss::Mse => 1.0 / (n * d_out) as f64,
+        Loss::CrossEntropy => 1.0 / n as f64,
+    };
+    let first = rows.first().copied().unwrap_or(1);
+    if rows.iter().all(|&n| n == first) {
+        Scale::Uniform(per_task(first))
+    } else {
+        let values: Vec<f64> = rows.iter().map(|&n| per_task(n)).collect();
+        let tasks = values.len();
+        Scale::PerTask(Tensor::from_data(TensorData::new(values, [tasks]), device))
+    }
+}
+
+/// A meta-batch: the support and query sets of each task.
+#[derive(Debug, Clone)]
+pub struct MetaBatch<B: Backend> {
+    /// Support sets (inner loop).
+    pub support: Sets<B>,
+    /// Query sets (meta-loss).
+    pub query: Sets<B>,
+}
+
+impl<B: Backend> MetaBatch<B> {
+    /// Batches validated tasks.
+    pub fn from_tasks(tasks: &[TaskData], d_out: usize, loss: Loss, device: &B::Device) -> Self {
+        let support: Vec<_> = tasks.iter().map(|t| &t.support).collect();
+        let query: Vec<_> = tasks.iter().map(|t| &t.query).collect();
+        Self {
+            support: Sets::from_sets(&support, d_out, loss, device),
+            query: Sets::from_sets(&query, d_out, loss, device),
+        }
+    }
+
+    /// Number of tasks.
+    pub fn tasks(&self) -> usize {
+        self.support.tasks()
+    }
+
+    /// Tasks `range` of the batch.
+    pub fn slice(&self, range: std::ops::Range<usize>) -> Self {
+        Self {
+            support: self.support.slice(range.clone()),
+            query: self.query.slice(range),
+        }
+    }
+}

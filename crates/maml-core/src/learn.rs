@@ -1,0 +1,351 @@
+//! MAML for any model: the inner loop ([`adapt_model`]), the meta-gradient
+//! ([`model_meta_gradient`], first or second order, MAML or Meta-SGD) and a meta-learner
+//! ([`ModelLearner`]) that updates the initial weights (and Meta-SGD's step sizes) with
+//! Burn's SGD or Adam.
+//!
+//! Second order nests the autodiff decorator exactly as for the linear model
+//! ([`crate::maml`]): the fast weights are lifted to [`SecondOrder<B>`] as leaves, the
+//! support loss is differentiated there, and its gradient comes back tracked on the
+//! meta backend.
+
+use burn::module::{AutodiffModule, Module};
+use burn::optim::adaptor::OptimizerAdaptor;
+use burn::optim::{Adam, AdamConfig, GradientsParams, Optimizer, Sgd, SgdConfig};
+use burn::prelude::*;
+use burn::tensor::TensorPrimitive;
+
+use crate::batch::{MetaBatch, Sets};
+use crate::config::{AdaptConfig, Order};
+use crate::error::Result;
+use crate::learner::{MetaConfig, MetaOptimizer};
+use crate::maml::{MetaBackend, SecondOrder};
+use crate::module::{
+    Collect, Fill, FreshLeaves, GradLevel, InnerUpdate, Learnable, MetaModel, RepeatTasks,
+    StepSizes, detached_leaves, lift_second,
+};
+
+fn forward_meta<B: Backend, M: Learnable<B>>(
+    model: &M::Meta,
+    x: Tensor<MetaBackend<B>, 3>,
+) -> Tensor<MetaBackend<B>, 3> {
+    <M::Meta as MetaModel<MetaBackend<B>>>::forward(model, x)
+}
+
+fn batched<B: Backend, M: Learnable<B>>() -> bool {
+    <M::Meta as MetaModel<MetaBackend<B>>>::TASK_BATCHED
+}
+
+/// The inner loop from fast weights `fast` (tracked on the meta backend): each step takes
+/// the support gradient, detached (first order) or tracked (second order), and moves by
+/// `α ⊙ g`.
+fn adapt_steps<B: Backend, M: Learnable<B>>(
+    mut fast: M::Meta,
+    support: &Sets<MetaBackend<B>>,
+    support2: Option<&Sets<SecondOrder<B>>>,
+    inner_steps: usize,
+    sizes: &[TensorPrimitive<MetaBackend<B>>],
+    inner_lr: f64,
+) -> M::Meta {
+    for _ in 0..inner_steps {
+        let (grads, level) = match support2 {
+            Some(support2) => {
+                let lifted = lift_second::<B, M>(fast.clone());
+                let pred = <M as MetaModel<SecondOrder<B>>>::forward(&lifted, support2.x.clone());
+                let grads = support2.total_loss(pred).backward();
+                (GradientsParams::from_grads(grads, &lifted), GradLevel::Meta)
+            }
+            None => {
+                let leaves = detached_leaves::<B, M>(&fast);
+                let pred = forward_meta::<B, M>(&leaves, support.x.clone());
+                let grads = support.total_loss(pred).backward();
+                (
+                    GradientsParams::from_grads(grads, &leaves),
+                    GradLevel::Plain,
+                )
+            }
+        };
+        let sizes = if sizes.is_empty() {
+            StepSizes::Scalar(inner_lr)
+        } else {
+            StepSizes::PerParameter(sizes)
+        };
+        fast = fast.map(&mut InnerUpdate {
+            grads: &grads,
+            level,
+            sizes,
+            index: 0,
+        });
+    }
+    fast
+}
+
+/// Fast weights after the inner loop.
+#[derive(Debug, Clone)]
+pub enum Fast<M> {
+    /// A task-batched model: one module whose parameters' leading axis is the task.
+    Batched(M),
+    /// Any other model: one module per task.
+    PerTask(Vec<M>),
+}
+
+/// The inner loop for any model, on the meta backend: `config.inner_steps` steps on each
+/// task's support set from the initial weights `model` (Meta-SGD: per-parameter step
+/// sizes `step_sizes`, a module of the model's structure). The fast weights are tracked
+/// as functions of `model` (and of `step_sizes`).
+pub fn adapt_model<B: Backend, M: Learnable<B>>(
+    model: &M::Meta,
+    step_sizes: Option<&M::Meta>,
+    support: &Sets<B>,
+    config: &AdaptConfig,
+) -> Fast<M::Meta> {
+    let sizes = step_sizes.map(collect::<B, M>).unwrap_or_default();
+    let support1 = support.lift::<MetaBackend<B>>();
+    let support2 = (config.order == Order::Second && config.inner_steps > 0)
+        .then(|| support1.lift::<SecondOrder<B>>());
+    let tasks = support.tasks();
+    let run = |start: M::Meta, s1: &Sets<MetaBackend<B>>, s2: Option<&Sets<SecondOrder<B>>>| {
+        adapt_steps::<B, M>(start, s1, s2, config.inner_steps, &sizes, config.inner_lr)
+    };
+    if batched::<B, M>() {
+        let start = model.clone().map(&mut RepeatTasks(tasks));
+        Fast::Batched(run(start, &support1, support2.as_ref()))
+    } else {
+        Fast::PerTask(
+            (0..tasks)
+                .map(|t| {
+                    let s1 = support1.slice(t..t + 1);
+                    let s2 = support2.as_ref().map(|s| s.slice(t..t + 1));
+                    run(model.clone(), &s1, s2.as_ref())
+                })
+                .collect(),
+        )
+    }
+}
+
+fn collect<B: Backend, M: Learnable<B>>(module: &M::Meta) -> Vec<TensorPrimitive<MetaBackend<B>>> {
+    let mut visitor = Collect(Vec::new());
+    module.visit(&mut visitor);
+    visitor.0
+}
+
+/// Each task's query loss of fast weights, `[tasks]`.
+pub fn fast_query_losses<B: Backend, M: Learnable<B>>(
+    fast: &Fast<M::Meta>,
+    query: &Sets<MetaBackend<B>>,
+) -> Tensor<MetaBackend<B>, 1> {
+    match fast {
+        Fast::Batched(model) => query.task_losses(forward_meta::<B, M>(model, query.x.clone())),
+        Fast::PerTask(models) => Tensor::cat(
+            models
+                .iter()
+                .enumerate()
+                .map(|(t, model)| {
+                    let q = query.slice(t..t + 1);
+                    q.task_losses(forward_meta::<B, M>(model, q.x.clone()))
+                })
+                .collect(),
+            0,
+        ),
+    }
+}
+
+/// A meta-gradient of any model. Tensors are lazy: reading one syncs with the device.
+#[derive(Debug)]
+pub struct ModelMetaGradient<B: Backend, M: Learnable<B>> {
+    /// Mean query loss over the tasks, `[1]`.
+    pub meta_loss: Tensor<B, 1>,
+    /// Each task's query loss, `[tasks]`.
+    pub query_losses: Tensor<B, 1>,
+    /// d meta-loss / d initial weights, by parameter id (tensors of `B`).
+    pub grads: GradientsParams,
+    /// d meta-loss / d step sizes (Meta-SGD), by the step sizes' parameter ids.
+    pub step_size_grads: Option<GradientsParams>,
+    /// Every task's fast weights, on `B`.
+    pub fast: Fast<M::Plain>,
+}
+
+/// The meta-gradient of the mean query loss over a meta-batch with respect to the
+/// initial weights `model` (and Meta-SGD's `step_sizes`), first or second order as
+/// `config` says.
+pub fn model_meta_gradient<B: Backend, M: Learnable<B>>(
+    model: &M::Meta,
+    step_sizes: Option<&M::Meta>,
+    batch: &MetaBatch<B>,
+    config: &AdaptConfig,
+) -> ModelMetaGradient<B, M> {
+    // Fresh leaves for every meta-gradient (a reused leaf may have been released by an
+    // earlier backward pass's graph clean-up); they keep the parameters' ids.
+    let leaves = model.clone().map(&mut FreshLeaves);
+    let size_leaves = step_sizes.map(|s| s.clone().map(&mut FreshLeaves));
+    let fast = adapt_model::<B, M>(&leaves, size_leaves.as_ref(), &batch.support, config);
+    let query = batch.query.lift::<MetaBackend<B>>();
+    let query_losses = fast_query_losses::<B, M>(&fast, &query);
+    let meta_loss = query_losses.clone().mean();
+    let mut grads = meta_loss.backward();
+    let model_grads = GradientsParams::from_module(&mut grads, &leaves);
+    let step_size_grads = size_leaves
+        .as_ref()
+        .map(|s| GradientsParams::from_module(&mut grads, s));
+    let fast = match fast {
+        Fast::Batched(m) => Fast::Batched(m.valid()),
+        Fast::PerTask(ms) => Fast::PerTask(ms.iter().map(AutodiffModule::valid).collect()),
+    };
+    ModelMetaGradient {
+        meta_loss: meta_loss.inner(),
+        query_losses: query_losses.inner(),
+        grads: model_grads,
+        step_size_grads,
+        fast,
+    }
+}
+
+/// The mean query loss after `k` first-order inner steps from `model` (with Meta-SGD's
+/// `step_sizes`), for `k = 0..=config.inner_steps`: the adaptation curve.
+pub fn model_adaptation_curve<B: Backend, M: Learnable<B>>(
+    model: &M::Meta,
+    step_sizes: Option<&M::Meta>,
+    batch: &MetaBatch<B>,
+    config: &AdaptConfig,
+) -> Vec<f64> {
+    let detach = |m: &M::Meta| <M::Meta as AutodiffModule<MetaBackend<B>>>::from_inner(m.valid());
+    let query = batch.query.lift::<MetaBackend<B>>();
+    let support = batch.support.lift::<MetaBackend<B>>();
+    let sizes = step_sizes
+        .map(|s| collect::<B, M>(&detach(s)))
+        .unwrap_or_default();
+    let start = detach(model);
+    let tasks = batch.tasks();
+    let mut fast = if batched::<B, M>() {
+        Fast::Batched(start.map(&mut RepeatTasks(tasks)))
+    } else {
+        Fast::PerTask(vec![start; tasks])
+    };
+    let step = |m: M::Meta, s: &Sets<MetaBackend<B>>| {
+        detach(&adapt_steps::<B, M>(m, s, None, 1, &sizes, config.inner_lr))
+    };
+    let mut curve = Vec::with_capacity(config.inner_steps + 1);
+    for k in 0..=config.inner_steps {
+        let losses = fast_query_losses::<B, M>(&fast, &query).inner();
+        curve.push(crate::model::to_f64(losses.mean())[0]);
+        if k < config.inner_steps {
+            fast = match fast {
+                Fast::Batched(m) => Fast::Batched(step(m, &support)),
+                Fast::PerTask(ms) => Fast::PerTask(
+                    ms.into_iter()
+                        .enumerate()
+                        .map(|(t, m)| step(m, &support.slice(t..t + 1)))
+                        .collect(),
+                ),
+            };
+        }
+    }
+    curve
+}
+
+#[derive(Clone)]
+enum Optim<B: Backend, M: AutodiffModule<MetaBackend<B>>> {
+    Sgd(OptimizerAdaptor<Sgd<B>, M, MetaBackend<B>>),
+    Adam(OptimizerAdaptor<Adam, M, MetaBackend<B>>),
+}
+
+impl<B: Backend, M: AutodiffModule<MetaBackend<B>>> Optim<B, M> {
+    fn new(kind: MetaOptimizer) -> Self {
+        match kind {
+            MetaOptimizer::Sgd => Self::Sgd(SgdConfig::new().init()),
+            MetaOptimizer::Adam => Self::Adam(AdamConfig::new().init()),
+        }
+    }
+
+    fn step(&mut self, lr: f64, module: M, grads: GradientsParams) -> M {
+        match self {
+            Self::Sgd(o) => o.step(lr, module, grads),
+            Self::Adam(o) => o.step(lr, module, grads),
+        }
+    }
+}
+
+/// Meta-learns the initial weights of any model `M` (named at the top of the autodiff
+/// stack, `Model<SecondOrder<B>>`: see [`Learnable`]), and with `config.adapt.meta_sgd`
+/// one inner step size per parameter entry (Meta-SGD, Li et al. 2017).
+pub struct ModelLearner<B: Backend, M: Learnable<B>> {
+    model: M::Meta,
+    step_sizes: Option<M::Meta>,
+    optim: Optim<B, M::Meta>,
+    size_optim: Optim<B, M::Meta>,
+    config: MetaConfig,
+}
+
+impl<B: Backend, M: Learnable<B>> ModelLearner<B, M> {
+    /// A learner starting from the initial weights `model` (on `B`; lifted to the meta
+    /// backend with its parameter ids), after checking `config`. Meta-SGD's step sizes
+    /// start at `config.adapt.inner_lr`.
+    pub fn new(model: M::Plain, config: MetaConfig) -> Result<Self> {
+        config.validate()?;
+        let model =
+            <M::Meta as AutodiffModule<MetaBackend<B>>>::from_inner(model).map(&mut FreshLeaves);
+        let step_sizes = config.adapt.meta_sgd.then(|| {
+            model
+                .clone()
+                .map(&mut Fill(config.adapt.inner_lr))
+                .map(&mut FreshLeaves)
+        });
+        Ok(Self {
+            optim: Optim::new(config.meta_optimizer),
+            size_optim: Optim::new(config.meta_optimizer),
+            model,
+            step_sizes,
+            config,
+        })
+    }
+
+    /// Replaces Meta-SGD's step sizes (e.g. from a checkpoint or a problem file).
+    pub fn with_step_sizes(mut self, sizes: M::Plain) -> Self {
+        self.step_sizes = Some(M::Meta::from_inner(sizes).map(&mut FreshLeaves));
+        self
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &MetaConfig {
+        &self.config
+    }
+
+    /// The current initial weights, on the meta backend.
+    pub fn model(&self) -> &M::Meta {
+        &self.model
+    }
+
+    /// Meta-SGD's step sizes, if learned.
+    pub fn step_sizes(&self) -> Option<&M::Meta> {
+        self.step_sizes.as_ref()
+    }
+
+    /// The meta-gradient at the current weights, without an update.
+    pub fn meta_gradient(&self, batch: &MetaBatch<B>) -> ModelMetaGradient<B, M> {
+        model_meta_gradient::<B, M>(
+            &self.model,
+            self.step_sizes.as_ref(),
+            batch,
+            &self.config.adapt,
+        )
+    }
+
+    /// One meta step: the meta-gradient on `batch`, then the meta-update of the initial
+    /// weights (and step sizes). Returns the meta-gradient before the update.
+    pub fn step(&mut self, batch: &MetaBatch<B>) -> ModelMetaGradient<B, M> {
+        let mut gradient = self.meta_gradient(batch);
+        self.apply(&mut gradient);
+        gradient
+    }
+
+    /// Applies a meta-gradient (its gradients are taken out of it).
+    pub fn apply(&mut self, gradient: &mut ModelMetaGradient<B, M>) {
+        let lr = self.config.meta_lr;
+        let grads = std::mem::take(&mut gradient.grads);
+        self.model = self.optim.step(lr, self.model.clone(), grads);
+        if let (Some(sizes), Some(grads)) =
+            (self.step_sizes.take(), gradient.step_size_grads.take())
+        {
+            self.step_sizes = Some(self.size_optim.step(lr, sizes, grads));
+        }
+    }
+}

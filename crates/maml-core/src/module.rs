@@ -1,0 +1,230 @@
+//! The seam between MAML and a model: any Burn [`Module`] with a forward pass over a
+//! meta-batch can be meta-learned.
+//!
+//! MAML needs a model on three backends: `B` (evaluation), [`MetaBackend<B>`] (the
+//! meta-learned initial weights and the fast weights, tracked back to them) and
+//! [`SecondOrder<B>`] (where second-order support gradients are taken). A
+//! `#[derive(Module)]` struct generic over `B: Backend` is all three at once; the
+//! [`Learnable`] trait names them from the type at the top, `Model<SecondOrder<B>>`.
+//!
+//! The walks over a module's parameters (fresh leaves, lifting, the inner update) are
+//! [`ModuleMapper`]s, in Burn's own style: parameters are visited and mapped in one
+//! deterministic order and keep their [`ParamId`]s, so gradients are paired by id.
+
+use burn::module::{AutodiffModule, Module, ModuleMapper, ModuleVisitor, Param, ParamId};
+use burn::optim::GradientsParams;
+use burn::prelude::*;
+use burn::tensor::TensorPrimitive;
+
+use crate::maml::{MetaBackend, SecondOrder};
+
+/// A model that MAML can meta-learn: a Burn module whose forward pass maps every task of
+/// a meta-batch at once, `x [tasks, n, in] -> [tasks, n, out]`.
+///
+/// Layers must be written with differentiable-twice operations (`matmul` + `add`,
+/// activations); Burn 0.21's fused `linear`, pooling, embedding and interpolate ops
+/// cannot be differentiated twice, so `burn::nn::Linear::forward` must not be used in
+/// second order.
+///
+/// # Task-batched models
+/// A model whose every parameter has a leading task axis (size 1 in the initial weights)
+/// sets [`MetaModel::TASK_BATCHED`]: the core then repeats the initial weights along that
+/// axis, one copy of fast weights per task, and runs a whole meta-batch through one set of
+/// tensor operations (the built-in [`crate::models::Mlp`] does this). Any other model is
+/// run task by task, `tasks = 1` per forward call, with its parameters as they are: simpler
+/// to write, slower for large meta-batches.
+pub trait MetaModel<B: Backend>: Module<B> {
+    /// Whether every parameter's first axis is the task axis (see the trait's docs).
+    const TASK_BATCHED: bool = false;
+
+    /// Predictions for `x [tasks, n, in]`, `[tasks, n, out]`.
+    fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3>;
+}
+
+/// A model type that can be meta-learned on backend `B`, named at the top of the stack:
+/// `M = Model<SecondOrder<B>>`, with [`Learnable::Meta`] = `Model<MetaBackend<B>>` and
+/// [`Learnable::Plain`] = `Model<B>`. Implemented for every `#[derive(Module)]` struct
+/// that implements [`MetaModel`] for every backend.
+pub trait Learnable<B: Backend>:
+    MetaModel<SecondOrder<B>> + AutodiffModule<SecondOrder<B>, InnerModule = Self::Meta>
+{
+    /// The model on the meta backend: the initial weights and the fast weights.
+    type Meta: MetaModel<MetaBackend<B>> + AutodiffModule<MetaBackend<B>, InnerModule = Self::Plain>;
+    /// The model on the plain backend, for evaluation.
+    type Plain: MetaModel<B>;
+}
+
+impl<B, M> Learnable<B> for M
+where
+    B: Backend,
+    M: MetaModel<SecondOrder<B>> + AutodiffModule<SecondOrder<B>>,
+    M::InnerModule: MetaModel<MetaBackend<B>> + AutodiffModule<MetaBackend<B>>,
+    <M::InnerModule as AutodiffModule<MetaBackend<B>>>::InnerModule: MetaModel<B>,
+{
+    type Meta = M::InnerModule;
+    type Plain = <M::InnerModule as AutodiffModule<MetaBackend<B>>>::InnerModule;
+}
+
+/// Replaces every parameter by a fresh leaf that requires gradients, detached from any
+/// earlier graph, keeping its id.
+pub(crate) struct FreshLeaves;
+
+impl<B: Backend> ModuleMapper<B> for FreshLeaves {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
+        let (id, tensor, mapper) = param.consume();
+        Param::from_mapped_value(id, tensor.detach().require_grad(), mapper)
+    }
+}
+
+/// Marks every parameter as requiring gradients (a leaf once lifted by `from_inner`).
+struct RequireGrad;
+
+impl<B: Backend> ModuleMapper<B> for RequireGrad {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
+        let (id, tensor, mapper) = param.consume();
+        Param::from_mapped_value(id, tensor.require_grad(), mapper)
+    }
+}
+
+/// Repeats every parameter `tasks` times along its leading (task) axis.
+pub(crate) struct RepeatTasks(pub usize);
+
+impl<B: Backend> ModuleMapper<B> for RepeatTasks {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
+        let (id, tensor, mapper) = param.consume();
+        let tensor = if tensor.dims()[0] == self.0 {
+            tensor
+        } else {
+            tensor.repeat_dim(0, self.0)
+        };
+        Param::from_mapped_value(id, tensor, mapper)
+    }
+}
+
+/// Sets every parameter to `value`, with new ids (Meta-SGD's step sizes start so).
+pub(crate) struct Fill(pub f64);
+
+impl<B: Backend> ModuleMapper<B> for Fill {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
+        let (_, tensor, mapper) = param.consume();
+        let filled = tensor.detach().ones_like().mul_scalar(self.0);
+        Param::from_mapped_value(ParamId::new(), filled, mapper)
+    }
+}
+
+/// The lift of (fast) weights from the meta backend to [`SecondOrder<B>`] as leaves that
+/// require gradients (`Param::from_inner` alone keeps a non-leaf's "no gradient" flag).
+pub(crate) fn lift_second<B: Backend, M: Learnable<B>>(fast: M::Meta) -> M {
+    M::from_inner(fast).map(&mut RequireGrad)
+}
+
+/// A detached copy of (fast) weights on the meta backend, as leaves that require
+/// gradients: the first-order support gradient is taken there.
+pub(crate) fn detached_leaves<B: Backend, M: Learnable<B>>(fast: &M::Meta) -> M::Meta {
+    <M::Meta as AutodiffModule<MetaBackend<B>>>::from_inner(fast.valid()).map(&mut RequireGrad)
+}
+
+/// Every parameter's value, in visit order, on the backend it lives on.
+pub(crate) struct Collect<B: Backend>(pub Vec<TensorPrimitive<B>>);
+
+impl<B: Backend> ModuleVisitor<B> for Collect<B> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        self.0.push(param.val().into_primitive());
+    }
+}
+
+/// Every parameter's values in host memory, in visit order: `(shape, values)`.
+pub struct HostParams(pub Vec<(Vec<usize>, Vec<f64>)>);
+
+impl<B: Backend> ModuleVisitor<B> for HostParams {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        let tensor = param.val();
+        let shape = tensor.dims().to_vec();
+        self.0
+            .push((shape, tensor.into_data().iter::<f64>().collect()));
+    }
+}
+
+/// A module's parameter values in host memory, in visit order.
+pub fn host_params<B: Backend, M: Module<B>>(module: &M) -> Vec<(Vec<usize>, Vec<f64>)> {
+    let mut visitor = HostParams(Vec::new());
+    module.visit(&mut visitor);
+    visitor.0
+}
+
+/// Loads host values (visit order, as from [`host_params`]) into a module's parameters,
+/// keeping ids. The shapes must match (checked by the caller).
+pub struct LoadHost<'a> {
+    /// The values, in visit order.
+    pub values: &'a [Vec<f64>],
+    /// The next parameter's index.
+    pub index: usize,
+}
+
+impl<B: Backend> ModuleMapper<B> for LoadHost<'_> {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
+        let (id, tensor, mapper) = param.consume();
+        let shape = tensor.shape();
+        let device = tensor.device();
+        let values = self.values[self.index].clone();
+        self.index += 1;
+        let loaded = Tensor::<B, D>::from_data(TensorData::new(values, shape), &device);
+        let loaded = if tensor.is_require_grad() {
+            loaded.require_grad()
+        } else {
+            loaded
+        };
+        Param::from_mapped_value(id, loaded, mapper)
+    }
+}
+
+/// How big each inner step is.
+pub(crate) enum StepSizes<'a, B: Backend> {
+    /// One step size for every parameter (MAML).
+    Scalar(f64),
+    /// One per parameter entry, in visit order (Meta-SGD), tracked on the meta backend.
+    PerParameter(&'a [TensorPrimitive<MetaBackend<B>>]),
+}
+
+/// Where a support gradient lives: on the meta backend (second order, tracked) or on
+/// `B` (first order, a constant once lifted).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum GradLevel {
+    Meta,
+    Plain,
+}
+
+/// The inner update `θ ← θ - α ⊙ g` of fast weights on the meta backend, with `g` looked
+/// up by parameter id.
+pub(crate) struct InnerUpdate<'a, B: Backend> {
+    pub grads: &'a GradientsParams,
+    pub level: GradLevel,
+    pub sizes: StepSizes<'a, B>,
+    pub index: usize,
+}
+
+impl<B: Backend> ModuleMapper<MetaBackend<B>> for InnerUpdate<'_, B> {
+    fn map_float<const D: usize>(
+        &mut self,
+        param: Param<Tensor<MetaBackend<B>, D>>,
+    ) -> Param<Tensor<MetaBackend<B>, D>> {
+        let index = self.index;
+        self.index += 1;
+        let (id, tensor, mapper) = param.consume();
+        let grad = match self.level {
+            GradLevel::Meta => self.grads.get::<MetaBackend<B>, D>(id),
+            GradLevel::Plain => self.grads.get::<B, D>(id).map(Tensor::from_inner),
+        };
+        // A parameter that does not feed the loss has a zero gradient: it stays.
+        let Some(grad) = grad else {
+            return Param::from_mapped_value(id, tensor, mapper);
+        };
+        let step = match &self.sizes {
+            StepSizes::Scalar(lr) => grad.mul_scalar(*lr),
+            StepSizes::PerParameter(sizes) => {
+                grad * Tensor::<MetaBackend<B>, D>::from_primitive(sizes[index].clone())
+            }
+        };
+        Param::from_mapped_value(id, tensor - step, mapper)
+    }
+}

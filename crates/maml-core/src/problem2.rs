@@ -1,0 +1,337 @@
+//! Problem files of version 2 (`shared/reference/problem-schema.md`, "Version 2"): a
+//! multi-layer perceptron, a scalar or per-parameter (Meta-SGD) `inner_lr`, and
+//! `sse` / `mse` / `cross_entropy` losses; and [`AnyProblem`], which reads either
+//! version.
+
+use std::path::Path;
+
+use burn::optim::GradientsParams;
+use burn::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::batch::MetaBatch;
+use crate::config::{AdaptConfig, Loss, Order};
+use crate::data::{Answer, LinearWeights, Problem, SetData, TaskData, read_text};
+use crate::error::{MamlError, Result};
+use crate::learn::{Fast, ModelLearner};
+use crate::learner::MetaConfig;
+use crate::maml::{MetaBackend, SecondOrder};
+use crate::model::check_device_precision;
+use crate::models::{Activation, Mlp, MlpWeights};
+
+/// The model of a version-2 problem.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSpec {
+    /// The layers, input first (`weight [out][in]`, `bias [out]`).
+    pub layers: Vec<LinearWeights>,
+    /// The activation after every layer but the last.
+    pub activation: Activation,
+}
+
+impl ModelSpec {
+    /// The layers as MLP weights.
+    pub fn weights(&self) -> MlpWeights {
+        MlpWeights {
+            layers: self.layers.clone(),
+        }
+    }
+}
+
+/// `inner_lr`: one step size, or one per parameter entry (Meta-SGD).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum InnerLr {
+    /// The same step size for every parameter.
+    Scalar(f64),
+    /// One step size per weight and bias entry, in the model's layout.
+    PerParameter(MlpWeights),
+}
+
+/// Targets of a version-2 set: rows (`sse`, `mse`) or class indices (`cross_entropy`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Targets {
+    /// `[n][out]`.
+    Rows(Vec<Vec<f64>>),
+    /// `[n]` class indices.
+    Labels(Vec<f64>),
+}
+
+/// A support or query set of a version-2 problem.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetV2 {
+    /// Features, `[n][in]`.
+    pub x: Vec<Vec<f64>>,
+    /// Targets; absent means zero (regression only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub y: Option<Targets>,
+}
+
+/// A task of a version-2 problem.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaskV2 {
+    /// The support set.
+    pub support: SetV2,
+    /// The query set.
+    pub query: SetV2,
+}
+
+/// A version-2 problem file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProblemV2 {
+    /// The model and its initial weights.
+    pub model: ModelSpec,
+    /// The tasks.
+    pub tasks: Vec<TaskV2>,
+    /// Inner step size(s).
+    pub inner_lr: InnerLr,
+    /// Number of inner steps (0: no adaptation).
+    pub inner_steps: usize,
+    /// First or second order.
+    pub order: Order,
+    /// `sse`, `mse` or `cross_entropy`.
+    pub loss: Loss,
+}
+
+/// Converts a set, one-hot encoding class labels into `classes` columns.
+pub fn set_from_v2(set: &SetV2, loss: Loss, classes: usize, location: &str) -> Result<SetData> {
+    let y = match (&set.y, loss) {
+        (None, Loss::CrossEntropy) => {
+            return Err(MamlError::Shape {
+                location: format!("{location}.y"),
+                detail: "cross_entropy needs class labels".into(),
+            });
+        }
+        (None, _) => None,
+        (Some(Targets::Rows(rows)), Loss::Sse | Loss::Mse) => Some(rows.clone()),
+        (Some(Targets::Labels(labels)), Loss::CrossEntropy) => {
+            Some(one_hot(labels, classes, location)?)
+        }
+        (Some(Targets::Labels(_)), _) => {
+            return Err(MamlError::Shape {
+                location: format!("{location}.y"),
+                detail: format!(
+                    "class labels given, but the loss {loss} needs target rows [n][out]"
+                ),
+            });
+        }
+        (Some(Targets::Rows(_)), Loss::CrossEntropy) => {
+            return Err(MamlError::Shape {
+                location: format!("{location}.y"),
+                detail: "cross_entropy needs class labels [n], not rows".into(),
+            });
+        }
+    };
+    Ok(SetData {
+        x: set.x.clone(),
+        y,
+    })
+}
+
+/// One-hot rows for class labels `0..classes`.
+pub fn one_hot(labels: &[f64], classes: usize, location: &str) -> Result<Vec<Vec<f64>>> {
+    labels
+        .iter()
+        .enumerate()
+        .map(|(i, &label)| {
+            if label.fract() != 0.0 || label < 0.0 || label >= classes as f64 {
+                return Err(MamlError::Shape {
+                    location: format!("{location}.y[{i}]"),
+                    detail: format!("class label {label} is not an integer in 0..{classes}"),
+                });
+            }
+            let mut row = vec![0.0; classes];
+            row[label as usize] = 1.0;
+            Ok(row)
+        })
+        .collect()
+}
+
+impl ProblemV2 {
+    /// The inner-loop configuration (Meta-SGD's step sizes come from [`Self::inner_lr`]).
+    pub fn adapt_config(&self) -> AdaptConfig {
+        let (lr, meta_sgd) = match &self.inner_lr {
+            InnerLr::Scalar(lr) => (*lr, false),
+            // The learner's starting value, replaced by the per-parameter sizes.
+            InnerLr::PerParameter(_) => (1.0, true),
+        };
+        AdaptConfig::new(lr)
+            .with_inner_steps(self.inner_steps)
+            .with_order(self.order)
+            .with_loss(self.loss)
+            .with_meta_sgd(meta_sgd)
+    }
+
+    /// The tasks with one-hot targets for `cross_entropy`, validated.
+    pub fn task_data(&self) -> Result<Vec<TaskData>> {
+        let weights = self.model.weights();
+        weights.validate("model")?;
+        let (d_in, d_out) = (weights.d_in(), weights.d_out());
+        let tasks = self
+            .tasks
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                let at = format!("tasks[{i}]");
+                Ok(TaskData {
+                    support: set_from_v2(&t.support, self.loss, d_out, &format!("{at}.support"))?,
+                    query: set_from_v2(&t.query, self.loss, d_out, &format!("{at}.query"))?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        crate::data::validate_tasks(&tasks, d_in, d_out)?;
+        Ok(tasks)
+    }
+
+    /// Checks shapes, finiteness and hyperparameters.
+    pub fn validate(&self) -> Result<()> {
+        let weights = self.model.weights();
+        weights.validate("model")?;
+        match &self.inner_lr {
+            InnerLr::Scalar(lr) => crate::config::check_lr("inner_lr", *lr)?,
+            InnerLr::PerParameter(sizes) => {
+                sizes.validate("inner_lr")?;
+                weights.check_same_shape(sizes, "inner_lr")?;
+            }
+        }
+        self.task_data().map(|_| ())
+    }
+}
+
+/// The answer to a version-2 problem.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AnswerV2 {
+    /// Mean query loss of the fast weights over the tasks.
+    pub meta_loss: f64,
+    /// Derivative of the meta-loss with respect to the initial weights.
+    pub meta_grad: MlpWeights,
+    /// Derivative with respect to the per-parameter step sizes (Meta-SGD only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inner_lr_grad: Option<MlpWeights>,
+    /// `theta_K` for each task, in order.
+    pub fast_weights: Vec<MlpWeights>,
+}
+
+impl AnswerV2 {
+    /// Reads an answer file.
+    pub fn load(path: impl AsRef<Path>) -> Result<Self> {
+        crate::data::read_json(path.as_ref())
+    }
+}
+
+/// A problem file of either version.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AnyProblem {
+    /// Version 1: a linear model.
+    V1(Problem),
+    /// Version 2: an MLP, Meta-SGD, classification.
+    V2(ProblemV2),
+}
+
+/// The answer to a problem of either version.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum AnyAnswer {
+    /// Version 2 (`meta_grad.layers`).
+    V2(AnswerV2),
+    /// Version 1 (`meta_grad.weight`, `meta_grad.bias`).
+    V1(Answer),
+}
+
+impl AnyProblem {
+    /// Parses and validates a problem of either version (version 2 has `model`).
+    pub fn from_json(text: &str, source_name: &str) -> Result<Self> {
+        let value: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| MamlError::json(source_name, &e))?;
+        if value.get("model").is_some() {
+            let problem: ProblemV2 =
+                serde_json::from_str(text).map_err(|e| MamlError::json(source_name, &e))?;
+            problem.validate()?;
+            Ok(Self::V2(problem))
+        } else {
+            Problem::from_json(text, source_name).map(Self::V1)
+        }
+    }
+
+    /// Reads a problem file of either version.
+    pub fn load(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        Self::from_json(&read_text(path)?, &path.display().to_string())
+    }
+
+    /// Solves the problem on backend `B`.
+    pub fn solve<B: Backend>(&self, device: &B::Device) -> Result<AnyAnswer> {
+        match self {
+            Self::V1(problem) => crate::maml::solve::<B>(problem, device).map(AnyAnswer::V1),
+            Self::V2(problem) => solve_v2::<B>(problem, device).map(AnyAnswer::V2),
+        }
+    }
+}
+
+/// The MLP's layers read from gradients registered under its parameter ids.
+fn weights_from_grads<A: Backend, G: Backend>(
+    model: &Mlp<A>,
+    grads: &GradientsParams,
+) -> MlpWeights {
+    let read = |id, shape: [usize; 3]| -> Vec<f64> {
+        grads
+            .get::<G, 3>(id)
+            .map(|g| g.into_data().iter::<f64>().collect())
+            .unwrap_or_else(|| vec![0.0; shape.iter().product()])
+    };
+    MlpWeights {
+        layers: model
+            .layers
+            .iter()
+            .map(|layer| {
+                let [_, d_in, d_out] = layer.weight.dims();
+                let w = read(layer.weight.id, [1, d_in, d_out]);
+                let b = read(layer.bias.id, [1, 1, d_out]);
+                LinearWeights {
+                    weight: (0..d_out)
+                        .map(|o| (0..d_in).map(|i| w[i * d_out + o]).collect())
+                        .collect(),
+                    bias: b,
+                }
+            })
+            .collect(),
+    }
+}
+
+/// Solves a version-2 problem on backend `B` by automatic differentiation.
+pub fn solve_v2<B: Backend>(problem: &ProblemV2, device: &B::Device) -> Result<AnswerV2> {
+    problem.validate()?;
+    check_device_precision::<B>(device)?;
+    let tasks = problem.task_data()?;
+    let weights = problem.model.weights();
+    let activation = problem.model.activation;
+    let model = Mlp::<B>::from_weights(&weights, activation, device);
+    let mut learner = ModelLearner::<B, Mlp<SecondOrder<B>>>::new(
+        model,
+        MetaConfig::new(problem.adapt_config()),
+    )?;
+    if let InnerLr::PerParameter(sizes) = &problem.inner_lr {
+        learner = learner.with_step_sizes(Mlp::from_weights(sizes, activation, device));
+    }
+    let batch = MetaBatch::<B>::from_tasks(&tasks, weights.d_out(), problem.loss, device);
+    let gradient = learner.meta_gradient(&batch);
+    let meta_grad = weights_from_grads::<MetaBackend<B>, B>(learner.model(), &gradient.grads);
+    let inner_lr_grad = match (learner.step_sizes(), &gradient.step_size_grads) {
+        (Some(sizes), Some(grads)) => Some(weights_from_grads::<MetaBackend<B>, B>(sizes, grads)),
+        _ => None,
+    };
+    let fast_weights = match &gradient.fast {
+        Fast::Batched(fast) => (0..tasks.len()).map(|t| fast.to_weights(t)).collect(),
+        Fast::PerTask(fast) => fast.iter().map(|m| m.to_weights(0)).collect(),
+    };
+    Ok(AnswerV2 {
+        meta_loss: crate::model::to_f64(gradient.meta_loss)[0],
+        meta_grad,
+        inner_lr_grad,
+        fast_weights,
+    })
+}

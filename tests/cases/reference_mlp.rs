@@ -1,0 +1,83 @@
+//! Every shared version-2 reference problem (tests/data-mlp, copied from
+//! shared/reference/problems-mlp: MLPs, Meta-SGD, cross-entropy, ragged tasks), answered
+//! by the model-agnostic core on each backend and compared with PyTorch float64.
+
+use burn::prelude::Backend;
+use maml_burn::maml_core::{AnswerV2, MlpWeights, ProblemV2, solve_v2};
+
+use crate::common::{assert_close, tolerance};
+
+fn data_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data-mlp")
+}
+
+fn assert_mlp_close(actual: &MlpWeights, expected: &MlpWeights, tol: f64, what: &str) {
+    assert_eq!(actual.sizes(), expected.sizes(), "{what}: layer sizes");
+    let scale = expected.max_abs().max(1e-12);
+    let diff = actual.max_abs_diff(expected);
+    assert!(
+        diff <= tol * scale,
+        "{what}: max |difference| {diff:e} > {tol:e} * {scale:e}"
+    );
+}
+
+/// Meta-loss, meta-gradient, Meta-SGD step-size gradient and fast weights within 1e-4
+/// (f32) or 1e-9 (f64) of the largest entry of the PyTorch float64 answers.
+fn every_mlp_reference_problem_is_reproduced<B: Backend>(device: &B::Device) {
+    let tol = tolerance::<B>();
+    let mut names: Vec<String> = std::fs::read_dir(data_dir())
+        .expect("tests/data-mlp exists in the repository")
+        .filter_map(|e| {
+            let name = e.ok()?.file_name().into_string().ok()?;
+            Some(name.strip_suffix(".expected.json")?.to_string())
+        })
+        .collect();
+    names.sort();
+    assert_eq!(
+        names.len(),
+        12,
+        "the 12 shared version-2 problems: {names:?}"
+    );
+    for name in names {
+        let text = std::fs::read_to_string(data_dir().join(format!("{name}.json"))).unwrap();
+        let problem: ProblemV2 = serde_json::from_str(&text).unwrap();
+        let expected = AnswerV2::load(data_dir().join(format!("{name}.expected.json"))).unwrap();
+        let answer = solve_v2::<B>(&problem, device).unwrap();
+        assert_close(
+            answer.meta_loss,
+            expected.meta_loss,
+            tol,
+            &format!("{name} meta_loss"),
+        );
+        assert_mlp_close(
+            &answer.meta_grad,
+            &expected.meta_grad,
+            tol,
+            &format!("{name} meta_grad"),
+        );
+        match (&answer.inner_lr_grad, &expected.inner_lr_grad) {
+            (Some(a), Some(e)) => assert_mlp_close(a, e, tol, &format!("{name} inner_lr_grad")),
+            (None, None) => {}
+            (a, e) => panic!(
+                "{name}: inner_lr_grad {} but expected {}",
+                a.is_some(),
+                e.is_some()
+            ),
+        }
+        assert_eq!(
+            answer.fast_weights.len(),
+            expected.fast_weights.len(),
+            "{name}: tasks"
+        );
+        for (t, (a, e)) in answer
+            .fast_weights
+            .iter()
+            .zip(&expected.fast_weights)
+            .enumerate()
+        {
+            assert_mlp_close(a, e, tol, &format!("{name} fast_weights[{t}]"));
+        }
+    }
+}
+
+crate::backend_tests!(every_mlp_reference_problem_is_reproduced);
