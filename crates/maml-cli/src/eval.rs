@@ -39,6 +39,10 @@ pub struct EvalArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// MLP checkpoints of the sinusoid family: also draw the MAML paper's Figure 2
+    /// (figure2.svg beside the checkpoint) and Figure 3 (adaptation.svg).
+    #[arg(long)]
+    pub figures: bool,
     #[command(flatten)]
     pub backend: BackendArgs,
 }
@@ -83,6 +87,9 @@ impl BackendJob for EvalJob {
 
 /// `maml eval`.
 pub fn eval(args: EvalArgs) -> Result<(), CliError> {
+    if crate::train_mlp::is_mlp_checkpoint(&args.checkpoint) {
+        return eval_mlp(args);
+    }
     let checkpoint = Checkpoint::load(&args.checkpoint)?;
     let name = args.checkpoint.display().to_string();
     let (d_in, d_out) = (checkpoint.weights.d_in(), checkpoint.weights.d_out());
@@ -184,5 +191,69 @@ pub fn optimum_cmd(args: OptimumArgs) -> Result<(), CliError> {
     adapt.validate()?;
     let opt = optimum(&problem.tasks, problem.bias.len(), &adapt)?;
     print_json(&opt);
+    Ok(())
+}
+
+/// `maml eval` of an MLP checkpoint: MAML against the pretrained baseline.
+fn eval_mlp(args: EvalArgs) -> Result<(), CliError> {
+    use crate::train_mlp::{Figure2Job, MlpEvalJob, figure3};
+    if args.num_tasks == 0 {
+        return Err(CliError::Usage(
+            "invalid --num-tasks 0: must be at least 1".into(),
+        ));
+    }
+    if args.tasks.is_some() {
+        return Err(CliError::Usage(
+            "--tasks is for linear checkpoints; an MLP checkpoint is evaluated on fresh tasks of its family".into(),
+        ));
+    }
+    let b = args.backend;
+    let report = dispatch_with(
+        b.backend,
+        b.precision,
+        b.threads,
+        MlpEvalJob {
+            checkpoint: args.checkpoint.clone(),
+            num_tasks: args.num_tasks,
+            inner_steps: args.inner_steps,
+            inner_lr: args.inner_lr,
+            seed: args.rng_seed,
+        },
+    )?;
+    if args.figures {
+        let dir = args
+            .checkpoint
+            .parent()
+            .unwrap_or(std::path::Path::new("."));
+        figure3(dir, &report)?;
+        dispatch_with(
+            b.backend,
+            b.precision,
+            b.threads,
+            Figure2Job {
+                checkpoint: args.checkpoint.clone(),
+                seed: args.rng_seed,
+            },
+        )?;
+    }
+    if args.json {
+        print_json(&report);
+    } else {
+        crate::emit(&format!(
+            "mean query loss on {} fresh tasks after k gradient steps (inner_lr {}{}):",
+            report.tasks,
+            report.inner_lr,
+            if report.meta_sgd {
+                ", MAML: Meta-SGD's learned sizes"
+            } else {
+                ""
+            }
+        ));
+        crate::emit(&format!("{:>3} {:>14} {:>14}", "k", "MAML", "pretrained"));
+        for (k, m) in report.maml.iter().enumerate() {
+            let p = report.pretrained.as_ref().map_or(f64::NAN, |p| p[k]);
+            crate::emit(&format!("{k:>3} {m:>14.6} {p:>14.6}"));
+        }
+    }
     Ok(())
 }

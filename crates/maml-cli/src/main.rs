@@ -8,6 +8,7 @@ mod eval;
 mod grad;
 mod plot;
 mod train;
+mod train_mlp;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -12,13 +12,15 @@ use maml_burn::maml_core::closed_form::{Optimum, optimum};
 use maml_burn::maml_core::data::{read_json, read_text, write_atomic};
 use maml_burn::maml_core::train::{Checkpoint, load_tasks, step_rng};
 use maml_burn::maml_core::{
-    AdaptConfig, LinearFamily, LinearWeights, Loss, MamlError, MetaConfig, MetaOptimizer, Order,
-    TaskSource, TrainConfig, Trainer, evaluate,
+    Activation, AdaptConfig, BlobsFamily, LinearFamily, LinearWeights, Loss, MamlError, MetaConfig,
+    MetaOptimizer, MlpCheckpoint, MlpConfig, Order, SinusoidFamily, TaskSource, TrainConfig,
+    Trainer, evaluate,
 };
 use serde::Serialize;
 
 use crate::error::CliError;
 use crate::plot::{Series, line_plot};
+use crate::train_mlp::{MlpJob, MlpSummary, is_mlp_checkpoint, run_mlp};
 use crate::{BackendArgs, parse};
 
 /// Built-in task families.
@@ -28,6 +30,19 @@ pub enum FamilyArg {
     Seed,
     /// Linear regression, y = x A^T + c + noise.
     Linear,
+    /// The MAML paper's sinusoids, y = A sin(x - phase) (in = out = 1).
+    Sinusoid,
+    /// N-way classification of Gaussian clusters (--ways, --in; --loss cross_entropy).
+    Blobs,
+}
+
+/// The model to meta-learn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ModelArg {
+    /// The linear model y = x W^T + b.
+    Linear,
+    /// A multi-layer perceptron (--hidden, --activation).
+    Mlp,
 }
 
 /// Options of the `linear` task family.
@@ -156,6 +171,24 @@ pub struct TrainArgs {
     /// Skip the comparison run (first order) and the adaptation plot.
     #[arg(long)]
     pub no_compare: bool,
+    /// The model: linear, or mlp.
+    #[arg(long, value_enum, default_value = "linear")]
+    pub model: ModelArg,
+    /// Hidden layer widths of the MLP, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "40,40")]
+    pub hidden: Vec<usize>,
+    /// Activation of the MLP: relu or tanh.
+    #[arg(long, default_value = "relu", value_parser = parse::<Activation>)]
+    pub activation: Activation,
+    /// Meta-SGD: learn one inner step size per parameter (starting at --inner-lr).
+    #[arg(long)]
+    pub meta_sgd: bool,
+    /// Classes per task of the blobs family.
+    #[arg(long, default_value_t = 5)]
+    pub ways: usize,
+    /// Steps of the pretrained baseline of an MLP run (default: --meta-steps; 0: none).
+    #[arg(long)]
+    pub baseline_steps: Option<usize>,
 }
 
 const DEFAULT_META_STEPS: usize = 500;
@@ -476,6 +509,9 @@ impl BackendJob for TrainJob {
 pub fn train(args: TrainArgs) -> Result<(), CliError> {
     let out = args.out.clone();
     std::fs::create_dir_all(&out).map_err(|e| MamlError::io("cannot create", &out, e))?;
+    if args.resume && is_mlp_checkpoint(&out.join("checkpoint.json")) {
+        return train_mlp_resume(&args, &out);
+    }
     let (config, initial, start_step, rows) = if args.resume {
         let path = out.join("checkpoint.json");
         let checkpoint = Checkpoint::load(&path)?;
@@ -507,20 +543,50 @@ pub fn train(args: TrainArgs) -> Result<(), CliError> {
             None => match args.family {
                 FamilyArg::Seed => TaskSource::Seed,
                 FamilyArg::Linear => TaskSource::Linear(args.linear.family()),
+                FamilyArg::Sinusoid => TaskSource::Sinusoid(SinusoidFamily {
+                    support_shots: args.linear.support_shots,
+                    query_shots: args.linear.query_shots,
+                    ..SinusoidFamily::default()
+                }),
+                FamilyArg::Blobs => TaskSource::Blobs(BlobsFamily {
+                    ways: args.ways,
+                    d_in: args.linear.d_in,
+                    support_shots: args.linear.support_shots,
+                    query_shots: args.linear.query_shots,
+                    ..BlobsFamily::default()
+                }),
             },
         };
+        if matches!(tasks, TaskSource::Blobs(_)) && args.hyper.loss != Loss::CrossEntropy {
+            return Err(CliError::Usage(format!(
+                "the blobs family is classification: pass --loss cross_entropy (got --loss {})",
+                args.hyper.loss
+            )));
+        }
+        let generic =
+            args.model == ModelArg::Mlp || args.meta_sgd || args.hyper.loss == Loss::CrossEntropy;
+        let model = generic.then(|| {
+            let hidden = match args.model {
+                ModelArg::Mlp => args.hidden.clone(),
+                ModelArg::Linear => Vec::new(),
+            };
+            MlpConfig::new()
+                .with_hidden(hidden)
+                .with_activation(args.activation)
+        });
         let meta_batch = match (&args.meta_batch, &args.tasks) {
             (Some(n), _) => *n,
             (None, Some(path)) => load_tasks(&path.display().to_string())?.len(),
             (None, None) => DEFAULT_META_BATCH,
         };
-        let meta = MetaConfig::new(args.hyper.adapt())
+        let meta = MetaConfig::new(args.hyper.adapt().with_meta_sgd(args.meta_sgd))
             .with_meta_lr(args.meta_lr)
             .with_meta_optimizer(args.meta_optimizer);
         let config = TrainConfig::new(meta, tasks)
             .with_meta_batch(meta_batch)
             .with_meta_steps(args.meta_steps.unwrap_or(DEFAULT_META_STEPS))
-            .with_seed(args.rng_seed);
+            .with_seed(args.rng_seed)
+            .with_model(model);
         (config, None, 0, Vec::new())
     };
     config.validate()?;
@@ -531,6 +597,18 @@ pub fn train(args: TrainArgs) -> Result<(), CliError> {
     }
     let config_json = serde_json::to_string_pretty(&config).expect("configs serialise");
     write_atomic(&out.join("config.json"), config_json.as_bytes())?;
+    if config.model.is_some() {
+        let job = MlpJob {
+            baseline_steps: args.baseline_steps.unwrap_or(config.meta_steps),
+            config,
+            initial: None,
+            start_step: 0,
+            out,
+            checkpoint_every: args.checkpoint_every,
+            eval_tasks: if args.no_compare { 0 } else { args.eval_tasks },
+        };
+        return report_mlp(run_mlp(job, args.backend)?);
+    }
     let job = TrainJob {
         config,
         initial,
@@ -558,4 +636,28 @@ pub fn train(args: TrainArgs) -> Result<(), CliError> {
     );
     crate::print_json(&summary);
     Ok(())
+}
+
+fn report_mlp(summary: MlpSummary) -> Result<(), CliError> {
+    crate::print_json(&summary);
+    Ok(())
+}
+
+/// `maml train --resume` of an MLP run: continues from its checkpoint.
+fn train_mlp_resume(args: &TrainArgs, out: &Path) -> Result<(), CliError> {
+    let checkpoint = MlpCheckpoint::load(&out.join("checkpoint.json"))?;
+    let mut config = checkpoint.config.clone();
+    if let Some(steps) = args.meta_steps {
+        config.meta_steps = steps;
+    }
+    let job = MlpJob {
+        baseline_steps: args.baseline_steps.unwrap_or(0),
+        initial: Some((checkpoint.weights, checkpoint.step_sizes)),
+        start_step: checkpoint.step,
+        config,
+        out: out.to_path_buf(),
+        checkpoint_every: args.checkpoint_every,
+        eval_tasks: 0,
+    };
+    report_mlp(run_mlp(job, args.backend)?)
 }

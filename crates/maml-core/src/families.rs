@@ -255,10 +255,10 @@ impl LinearFamily {
         use burn::tensor::{Tensor, TensorData};
         let mut normal = |shape: [usize; 3], mean: f64, std: f64| {
             let n = shape.iter().product();
-            let values: Vec<f32> = (0..n)
+            let values: Vec<f64> = (0..n)
                 .map(|_| {
-                    let z: f32 = StandardNormal.sample(rng);
-                    (mean + std * z as f64) as f32
+                    let z: f64 = StandardNormal.sample(rng);
+                    mean + std * z
                 })
                 .collect();
             Tensor::<B, 3>::from_data(TensorData::new(values, shape), device)
@@ -280,5 +280,223 @@ impl LinearFamily {
         let support = set(self.support_shots);
         let query = set(self.query_shots);
         crate::tasks::TaskBatch { support, query }
+    }
+}
+
+/// The MAML paper's sinusoid regression (Finn et al. 2017, section 5.1): per task
+/// `y = A sin(x - φ)`, `A ~ U[amp_min, amp_max]` (0.1, 5), `φ ~ U[0, π]`,
+/// `x ~ U[x_min, x_max]` (-5, 5); K support and K query points.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SinusoidFamily {
+    /// Support points per task (K).
+    pub support_shots: usize,
+    /// Query points per task.
+    pub query_shots: usize,
+    /// Smallest amplitude.
+    pub amp_min: f64,
+    /// Largest amplitude.
+    pub amp_max: f64,
+    /// Smallest input.
+    pub x_min: f64,
+    /// Largest input.
+    pub x_max: f64,
+}
+
+impl Default for SinusoidFamily {
+    fn default() -> Self {
+        Self {
+            support_shots: 10,
+            query_shots: 10,
+            amp_min: 0.1,
+            amp_max: 5.0,
+            x_min: -5.0,
+            x_max: 5.0,
+        }
+    }
+}
+
+/// One sinusoid task's amplitude and phase.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Sinusoid {
+    /// `A`.
+    pub amplitude: f64,
+    /// `φ`.
+    pub phase: f64,
+}
+
+impl Sinusoid {
+    /// `A sin(x - φ)`.
+    pub fn at(&self, x: f64) -> f64 {
+        self.amplitude * (x - self.phase).sin()
+    }
+}
+
+impl SinusoidFamily {
+    /// Checks shot counts and ranges.
+    pub fn validate(&self) -> Result<()> {
+        check_shots(self.support_shots, self.query_shots)?;
+        for (name, lo, hi) in [
+            ("amp_min..amp_max", self.amp_min, self.amp_max),
+            ("x_min..x_max", self.x_min, self.x_max),
+        ] {
+            if !(lo.is_finite() && hi.is_finite() && lo <= hi) {
+                return Err(MamlError::InvalidHyperparameter {
+                    name,
+                    value: format!("{lo}..{hi}"),
+                    reason: "must be a finite range, low <= high",
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Draws one task's function and its support and query sets.
+    pub fn sample_task(&self, rng: &mut StdRng) -> (Sinusoid, TaskData) {
+        use rand::Rng;
+        let sine = Sinusoid {
+            amplitude: rng.random_range(self.amp_min..=self.amp_max),
+            phase: rng.random_range(0.0..=std::f64::consts::PI),
+        };
+        let mut set = |n: usize| {
+            let x: Vec<f64> = (0..n)
+                .map(|_| rng.random_range(self.x_min..=self.x_max))
+                .collect();
+            SetData {
+                y: Some(x.iter().map(|&x| vec![sine.at(x)]).collect()),
+                x: x.into_iter().map(|x| vec![x]).collect(),
+            }
+        };
+        let support = set(self.support_shots);
+        let query = set(self.query_shots);
+        (sine, TaskData { support, query })
+    }
+}
+
+fn check_shots(support: usize, query: usize) -> Result<()> {
+    for (name, value) in [("support_shots", support), ("query_shots", query)] {
+        if value == 0 {
+            return Err(MamlError::InvalidHyperparameter {
+                name,
+                value: "0".into(),
+                reason: "must be at least 1",
+            });
+        }
+    }
+    Ok(())
+}
+
+impl TaskFamily for SinusoidFamily {
+    fn d_in(&self) -> usize {
+        1
+    }
+    fn d_out(&self) -> usize {
+        1
+    }
+    fn sample(&self, tasks: usize, rng: &mut StdRng) -> Vec<TaskData> {
+        (0..tasks).map(|_| self.sample_task(rng).1).collect()
+    }
+}
+
+/// N-way K-shot classification of Gaussian clusters: per task, `ways` class centres
+/// `~ N(0, centre_std² I)` in `d_in` dimensions, points `centre + N(0, spread² I)`;
+/// `support_shots` and `query_shots` points per class; targets one-hot (for
+/// `cross_entropy`). Classes are in a random order per task, as in few-shot learning.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BlobsFamily {
+    /// Classes per task (N).
+    pub ways: usize,
+    /// Input dimension.
+    pub d_in: usize,
+    /// Support points per class (K).
+    pub support_shots: usize,
+    /// Query points per class.
+    pub query_shots: usize,
+    /// Spread of the class centres.
+    pub centre_std: f64,
+    /// Spread of the points around their centre.
+    pub spread: f64,
+}
+
+impl Default for BlobsFamily {
+    fn default() -> Self {
+        Self {
+            ways: 5,
+            d_in: 2,
+            support_shots: 5,
+            query_shots: 5,
+            centre_std: 3.0,
+            spread: 1.0,
+        }
+    }
+}
+
+impl BlobsFamily {
+    /// Checks sizes and spreads.
+    pub fn validate(&self) -> Result<()> {
+        check_shots(self.support_shots, self.query_shots)?;
+        for (name, value) in [("ways", self.ways), ("in", self.d_in)] {
+            if value == 0 || (name == "ways" && value < 2) {
+                return Err(MamlError::InvalidHyperparameter {
+                    name,
+                    value: value.to_string(),
+                    reason: "must be at least 2 classes and 1 input",
+                });
+            }
+        }
+        for (name, value) in [("centre_std", self.centre_std), ("spread", self.spread)] {
+            if !value.is_finite() || value < 0.0 {
+                return Err(MamlError::InvalidHyperparameter {
+                    name,
+                    value: value.to_string(),
+                    reason: "must be finite and not negative",
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+impl TaskFamily for BlobsFamily {
+    fn d_in(&self) -> usize {
+        self.d_in
+    }
+    fn d_out(&self) -> usize {
+        self.ways
+    }
+    fn sample(&self, tasks: usize, rng: &mut StdRng) -> Vec<TaskData> {
+        (0..tasks)
+            .map(|_| {
+                let centres: Vec<Vec<f64>> = (0..self.ways)
+                    .map(|_| {
+                        (0..self.d_in)
+                            .map(|_| normal(rng, 0.0, self.centre_std))
+                            .collect()
+                    })
+                    .collect();
+                let mut set = |per_class: usize| {
+                    let mut set = SetData {
+                        x: Vec::new(),
+                        y: Some(Vec::new()),
+                    };
+                    for _ in 0..per_class {
+                        for (class, centre) in centres.iter().enumerate() {
+                            set.x.push(
+                                centre
+                                    .iter()
+                                    .map(|&c| normal(rng, c, self.spread))
+                                    .collect(),
+                            );
+                            let mut one_hot = vec![0.0; self.ways];
+                            one_hot[class] = 1.0;
+                            set.y.as_mut().expect("set above").push(one_hot);
+                        }
+                    }
+                    set
+                };
+                let support = set(self.support_shots);
+                let query = set(self.query_shots);
+                TaskData { support, query }
+            })
+            .collect()
     }
 }

@@ -23,6 +23,7 @@ pub mod learn;
 pub mod learner;
 pub mod maml;
 pub mod model;
+pub mod model_train;
 pub mod models;
 pub mod module;
 pub mod problem2;
@@ -34,7 +35,9 @@ pub use batch::{MetaBatch, Sets};
 pub use config::{AdaptConfig, Loss, Order};
 pub use data::{Answer, LinearWeights, Problem, SetData, TaskData};
 pub use error::{MamlError, Result};
-pub use families::{FixedTasks, LinearFamily, SeedFamily, TaskFamily};
+pub use families::{
+    BlobsFamily, FixedTasks, LinearFamily, SeedFamily, Sinusoid, SinusoidFamily, TaskFamily,
+};
 pub use learn::{
     Fast, ModelLearner, ModelMetaGradient, adapt_model, model_adaptation_curve, model_meta_gradient,
 };
@@ -44,6 +47,9 @@ pub use maml::{
     meta_gradient, solve,
 };
 pub use model::LinearModel;
+pub use model_train::{
+    MlpCheckpoint, MlpConfig, MlpTrainer, mlp_adapted_predictions, mlp_eval_curve,
+};
 pub use models::{Activation, Mlp, MlpWeights, TaskLinear};
 pub use module::{Learnable, MetaModel};
 pub use problem2::{AnswerV2, AnyAnswer, AnyProblem, InnerLr, ModelSpec, ProblemV2, solve_v2};

@@ -139,6 +139,29 @@ impl MlpWeights {
         }
     }
 
+    /// PyTorch's `nn.Linear` default: weight and bias `~ U(-1/sqrt(in), 1/sqrt(in))`, as
+    /// learn2learn's sinusoid example and the JAX peer use; for layer sizes
+    /// `[in, hidden.., out]`, drawn from `seed`.
+    pub fn uniform_fan_in(sizes: &[usize], seed: u64) -> Self {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        Self {
+            layers: sizes
+                .windows(2)
+                .map(|w| {
+                    let bound = 1.0 / (w[0] as f64).sqrt();
+                    let mut draw = || rng.random_range(-bound..=bound);
+                    LinearWeights {
+                        weight: (0..w[1])
+                            .map(|_| (0..w[0]).map(|_| draw()).collect())
+                            .collect(),
+                        bias: (0..w[1]).map(|_| draw()).collect(),
+                    }
+                })
+                .collect(),
+        }
+    }
+
     /// `[in, hidden.., out]`.
     pub fn sizes(&self) -> Vec<usize> {
         let mut sizes = vec![self.d_in()];

@@ -10,7 +10,9 @@ use serde::{Deserialize, Serialize};
 use crate::config::AdaptConfig;
 use crate::data::{LinearWeights, Problem, TaskData};
 use crate::error::MamlError;
-use crate::families::{FixedTasks, LinearFamily, SeedFamily, TaskFamily};
+use crate::families::{
+    BlobsFamily, FixedTasks, LinearFamily, SeedFamily, SinusoidFamily, TaskFamily,
+};
 use crate::learner::{MetaConfig, MetaLearner};
 use crate::maml::{adaptation_curve, mean_loss};
 use crate::model::{to_f64, weights_to_tensors};
@@ -24,6 +26,10 @@ pub enum TaskSource {
     Seed,
     /// Linear-regression tasks.
     Linear(LinearFamily),
+    /// The MAML paper's sinusoid regression.
+    Sinusoid(SinusoidFamily),
+    /// N-way classification of Gaussian clusters.
+    Blobs(BlobsFamily),
     /// The `tasks` of a problem file (a fixed task set).
     File {
         /// The problem file.
@@ -37,6 +43,14 @@ impl TaskSource {
         Ok(match self {
             TaskSource::Seed => Box::new(SeedFamily),
             TaskSource::Linear(family) => {
+                family.validate()?;
+                Box::new(family.clone())
+            }
+            TaskSource::Sinusoid(family) => {
+                family.validate()?;
+                Box::new(family.clone())
+            }
+            TaskSource::Blobs(family) => {
                 family.validate()?;
                 Box::new(family.clone())
             }
@@ -67,6 +81,10 @@ pub struct TrainConfig {
     /// Seed of the initial weights and of every meta-batch.
     #[config(default = 0)]
     pub seed: u64,
+    /// The model: `None` is the linear model on its fast path (`[W | b]^T`); an MLP (or
+    /// a linear model given as one layer) runs on the model-agnostic core.
+    #[config(default = "None")]
+    pub model: Option<crate::model_train::MlpConfig>,
 }
 
 impl TrainConfig {

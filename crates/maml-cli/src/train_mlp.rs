@@ -1,0 +1,474 @@
+//! `maml train` and `maml eval` for MLPs (and a linear model given as one layer) on the
+//! model-agnostic core: MAML or Meta-SGD, a pretrained baseline, the MAML paper's
+//! figures.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use burn::prelude::Backend;
+use indicatif::{ProgressBar, ProgressStyle};
+use maml_burn::backend::{BackendJob, dispatch_with};
+use maml_burn::maml_core::data::write_atomic;
+use maml_burn::maml_core::problem2::ModelSpec;
+use maml_burn::maml_core::train::step_rng;
+use maml_burn::maml_core::{
+    Activation, AdaptConfig, MlpCheckpoint, MlpTrainer, MlpWeights, Order, SinusoidFamily,
+    TaskData, TaskSource, TrainConfig, mlp_adapted_predictions, mlp_eval_curve,
+};
+use serde::Serialize;
+
+use crate::error::CliError;
+use crate::plot::{Series, line_plot};
+
+/// The seed of the evaluation tasks (apart from every training step's).
+const EVAL_STREAM: usize = usize::MAX - 1;
+
+/// An MLP training run.
+pub struct MlpJob {
+    pub config: TrainConfig,
+    pub initial: Option<(MlpWeights, Option<MlpWeights>)>,
+    pub start_step: usize,
+    pub out: PathBuf,
+    pub checkpoint_every: usize,
+    pub eval_tasks: usize,
+    /// Meta steps of the pretrained baseline (0: none).
+    pub baseline_steps: usize,
+}
+
+/// What a training run prints at the end.
+#[derive(Debug, Serialize)]
+pub struct MlpSummary {
+    out: String,
+    backend: String,
+    meta_steps: usize,
+    final_meta_loss: f64,
+    seconds: f64,
+    meta_steps_per_s: f64,
+    baseline_seconds: f64,
+}
+
+fn spec(weights: MlpWeights, activation: Activation) -> ModelSpec {
+    ModelSpec {
+        layers: weights.layers,
+        activation,
+    }
+}
+
+fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), CliError> {
+    let json = serde_json::to_string_pretty(value).expect("weights and checkpoints serialise");
+    write_atomic(path, json.as_bytes())?;
+    Ok(())
+}
+
+/// The pretrained baseline's configuration: the same model and optimiser trained on the
+/// pooled tasks, with no adaptation (zero inner steps), as in Finn et al. 2017.
+pub fn baseline_config(config: &TrainConfig, steps: usize) -> TrainConfig {
+    let mut base = config.clone();
+    base.meta.adapt = base
+        .meta
+        .adapt
+        .clone()
+        .with_inner_steps(0)
+        .with_order(Order::First)
+        .with_meta_sgd(false);
+    base.meta_steps = steps;
+    base
+}
+
+fn progress(steps: usize, start: usize, label: &str) -> ProgressBar {
+    let bar = ProgressBar::new(steps as u64).with_position(start as u64);
+    bar.set_style(
+        ProgressStyle::with_template(&format!(
+            "{label} {{bar:30}} {{pos}}/{{len}} loss {{msg}} [{{elapsed_precise}}, {{per_sec}}, eta {{eta}}]"
+        ))
+        .expect("the template is valid"),
+    );
+    bar
+}
+
+impl BackendJob for MlpJob {
+    type Output = MlpSummary;
+    type Error = CliError;
+
+    fn run<B: Backend>(self, device: &B::Device) -> Result<MlpSummary, CliError> {
+        let steps = self.config.meta_steps;
+        let mut trainer = MlpTrainer::<B>::new(
+            self.config.clone(),
+            self.config.tasks.family()?,
+            self.initial.clone(),
+            self.start_step,
+            device,
+        )?;
+        let bar = progress(steps, self.start_step, "meta-train");
+        let started = Instant::now();
+        let mut rows: Vec<(usize, f64, f64)> = Vec::new();
+        let mut last_good = None;
+        let checkpoint = |t: &MlpTrainer<B>, step: usize| {
+            write_json(
+                &self.out.join("checkpoint.json"),
+                &MlpCheckpoint {
+                    format: MlpCheckpoint::FORMAT.into(),
+                    step,
+                    config: self.config.clone(),
+                    weights: t.weights(),
+                    step_sizes: t.step_sizes(),
+                },
+            )
+        };
+        while trainer.step_index() < steps {
+            match trainer.step() {
+                Ok(m) => {
+                    rows.push((m.step, m.meta_loss, m.query_loss_before));
+                    if m.step % 50 == 0 {
+                        bar.set_message(format!("{:.4e}", m.meta_loss));
+                    }
+                    bar.inc(1);
+                    let done = trainer.step_index();
+                    if done % self.checkpoint_every == 0 || done == steps {
+                        checkpoint(&trainer, done)?;
+                        last_good = Some(done);
+                    }
+                }
+                Err(err) => {
+                    bar.finish_and_clear();
+                    let kept = match last_good {
+                        Some(step) => {
+                            format!("the last good checkpoint (meta step {step}) is kept")
+                        }
+                        None => "no checkpoint of this run was written".into(),
+                    };
+                    return Err(CliError::Stopped(format!(
+                        "{err}; {kept} in {}",
+                        self.out.join("checkpoint.json").display()
+                    )));
+                }
+            }
+        }
+        bar.finish_and_clear();
+        let seconds = started.elapsed().as_secs_f64();
+        if trainer.step_index() == self.start_step {
+            checkpoint(&trainer, self.start_step)?;
+        }
+        let activation = trainer.activation();
+        let weights = trainer.weights();
+        write_json(
+            &self.out.join("weights.json"),
+            &spec(weights.clone(), activation),
+        )?;
+        if let Some(sizes) = trainer.step_sizes() {
+            write_json(&self.out.join("step_sizes.json"), &spec(sizes, activation))?;
+        }
+        let mut csv = String::from("step,meta_loss,query_loss_before\n");
+        for (step, loss, before) in &rows {
+            csv.push_str(&format!("{step},{loss:e},{before:e}\n"));
+        }
+        write_atomic(&self.out.join("metrics.csv"), csv.as_bytes())?;
+        let mut series = vec![Series {
+            name: format!("{}-order MAML", self.config.meta.adapt.order),
+            points: rows.iter().map(|r| (r.0 as f64, r.1)).collect(),
+        }];
+
+        let baseline_started = Instant::now();
+        if self.baseline_steps > 0 {
+            let base = baseline_config(&self.config, self.baseline_steps);
+            let mut baseline =
+                MlpTrainer::<B>::new(base.clone(), base.tasks.family()?, None, 0, device)?;
+            let bar = progress(self.baseline_steps, 0, "pretrain  ");
+            let mut base_rows = Vec::new();
+            while baseline.step_index() < self.baseline_steps {
+                let m = baseline.step()?;
+                base_rows.push((m.step as f64, m.meta_loss));
+                bar.inc(1);
+            }
+            bar.finish_and_clear();
+            write_json(
+                &self.out.join("pretrained.json"),
+                &spec(baseline.weights(), activation),
+            )?;
+            series.push(Series {
+                name: "pretrained (query loss, no adaptation)".into(),
+                points: base_rows,
+            });
+        }
+        let baseline_seconds = baseline_started.elapsed().as_secs_f64();
+        line_plot(
+            &self.out.join("meta_loss.svg"),
+            "Meta-loss (mean query loss after adaptation)",
+            "meta step",
+            "loss",
+            &series,
+            true,
+        )?;
+        if self.eval_tasks > 0 && self.baseline_steps > 0 {
+            let report = evaluate_dir::<B>(&self.out, self.eval_tasks, None, 1, device)?;
+            figure3(&self.out, &report)?;
+        }
+        let done = steps.saturating_sub(self.start_step);
+        Ok(MlpSummary {
+            out: self.out.display().to_string(),
+            backend: B::name(device),
+            meta_steps: steps,
+            final_meta_loss: rows.last().map_or(f64::NAN, |r| r.1),
+            seconds,
+            meta_steps_per_s: done as f64 / seconds.max(1e-9),
+            baseline_seconds,
+        })
+    }
+}
+
+/// What `maml eval` reports for an MLP checkpoint.
+#[derive(Debug, Clone, Serialize)]
+pub struct MlpEvalReport {
+    /// The checkpoint.
+    pub checkpoint: String,
+    /// Meta steps it was trained for.
+    pub meta_steps: usize,
+    /// Number of fresh tasks.
+    pub tasks: usize,
+    /// Inner step size of the test-time adaptation (Meta-SGD: its learned sizes).
+    pub inner_lr: f64,
+    /// Whether the MAML curve used Meta-SGD's learned step sizes.
+    pub meta_sgd: bool,
+    /// Mean query loss after 0..=K steps from the meta-learned initialisation.
+    pub maml: Vec<f64>,
+    /// The same from the pretrained baseline (absent without `pretrained.json`).
+    pub pretrained: Option<Vec<f64>>,
+}
+
+fn read_spec(path: &Path) -> Result<ModelSpec, CliError> {
+    let spec: ModelSpec = maml_burn::maml_core::data::read_json(path)?;
+    spec.weights().validate(&path.display().to_string())?;
+    Ok(spec)
+}
+
+/// Evaluates the checkpoint in `dir` (and `pretrained.json` beside it) on `num_tasks`
+/// fresh tasks of its family.
+pub fn evaluate_dir<B: Backend>(
+    dir: &Path,
+    num_tasks: usize,
+    inner_steps: Option<usize>,
+    seed: u64,
+    device: &B::Device,
+) -> Result<MlpEvalReport, CliError> {
+    let path = dir.join("checkpoint.json");
+    evaluate_checkpoint::<B>(&path, num_tasks, inner_steps, None, seed, device)
+}
+
+/// Evaluates an MLP checkpoint (and the `pretrained.json` beside it, if any).
+pub fn evaluate_checkpoint<B: Backend>(
+    path: &Path,
+    num_tasks: usize,
+    inner_steps: Option<usize>,
+    inner_lr: Option<f64>,
+    seed: u64,
+    device: &B::Device,
+) -> Result<MlpEvalReport, CliError> {
+    let checkpoint = MlpCheckpoint::load(path)?;
+    let activation = checkpoint
+        .config
+        .model
+        .as_ref()
+        .map_or(Activation::Relu, |m| m.activation);
+    // The paper evaluates sinusoids on 100 query points per task (as the JAX peer does).
+    let source = match &checkpoint.config.tasks {
+        TaskSource::Sinusoid(f) => TaskSource::Sinusoid(SinusoidFamily {
+            query_shots: 100,
+            ..f.clone()
+        }),
+        other => other.clone(),
+    };
+    let family = source.family()?;
+    let tasks: Vec<TaskData> = family.sample(num_tasks, &mut step_rng(seed, EVAL_STREAM));
+    let mut adapt = checkpoint
+        .config
+        .meta
+        .adapt
+        .clone()
+        .with_order(Order::First);
+    adapt.inner_steps = inner_steps.unwrap_or(adapt.inner_steps.max(10));
+    if let Some(lr) = inner_lr {
+        adapt.inner_lr = lr;
+    }
+    let maml = mlp_eval_curve::<B>(
+        &checkpoint.weights,
+        activation,
+        checkpoint.step_sizes.as_ref(),
+        &tasks,
+        &adapt,
+        device,
+    )?;
+    let pretrained_path = path.with_file_name("pretrained.json");
+    let pretrained = if pretrained_path.exists() {
+        let spec = read_spec(&pretrained_path)?;
+        Some(mlp_eval_curve::<B>(
+            &spec.weights(),
+            spec.activation,
+            None,
+            &tasks,
+            &adapt,
+            device,
+        )?)
+    } else {
+        None
+    };
+    Ok(MlpEvalReport {
+        checkpoint: path.display().to_string(),
+        meta_steps: checkpoint.step,
+        tasks: num_tasks,
+        inner_lr: adapt.inner_lr,
+        meta_sgd: checkpoint.step_sizes.is_some(),
+        maml,
+        pretrained,
+    })
+}
+
+/// The MAML paper's Figure 3: mean query loss against gradient steps, MAML and
+/// pretrained.
+pub fn figure3(dir: &Path, report: &MlpEvalReport) -> Result<(), CliError> {
+    let curve = |name: &str, c: &[f64]| Series {
+        name: name.into(),
+        points: c.iter().enumerate().map(|(k, l)| (k as f64, *l)).collect(),
+    };
+    let mut series = vec![curve("MAML", &report.maml)];
+    if let Some(p) = &report.pretrained {
+        series.push(curve("pretrained", p));
+    }
+    line_plot(
+        &dir.join("adaptation.svg"),
+        &format!(
+            "Query loss on {} fresh tasks vs gradient steps",
+            report.tasks
+        ),
+        "number of gradient steps",
+        "mean query loss",
+        &series,
+        true,
+    )
+}
+
+/// The MAML paper's Figure 2 for one fresh sinusoid task: the ground truth, the K
+/// support points, and the predictions of MAML and of the pretrained model before and
+/// after 1 and 10 gradient steps.
+pub struct Figure2Job {
+    pub checkpoint: PathBuf,
+    pub seed: u64,
+}
+
+impl BackendJob for Figure2Job {
+    type Output = ();
+    type Error = CliError;
+
+    fn run<B: Backend>(self, device: &B::Device) -> Result<(), CliError> {
+        let checkpoint = MlpCheckpoint::load(&self.checkpoint)?;
+        let TaskSource::Sinusoid(family) = &checkpoint.config.tasks else {
+            return Err(CliError::Usage(
+                "--figure2 needs a checkpoint of the sinusoid family".into(),
+            ));
+        };
+        let family: &SinusoidFamily = family;
+        let (sine, task) = family.sample_task(&mut step_rng(self.seed, EVAL_STREAM - 1));
+        let grid: Vec<f64> = (0..=200)
+            .map(|i| family.x_min + (family.x_max - family.x_min) * i as f64 / 200.0)
+            .collect();
+        let x: Vec<Vec<f64>> = grid.iter().map(|&v| vec![v]).collect();
+        let adapt: AdaptConfig = checkpoint.config.meta.adapt.clone();
+        let activation = checkpoint
+            .config
+            .model
+            .as_ref()
+            .map_or(Activation::Relu, |m| m.activation);
+        let steps = [0, 1, 10];
+        let mut series = vec![Series {
+            name: "ground truth".into(),
+            points: grid.iter().map(|&v| (v, sine.at(v))).collect(),
+        }];
+        let mut inits = vec![(
+            "MAML",
+            checkpoint.weights.clone(),
+            checkpoint.step_sizes.clone(),
+        )];
+        let pretrained = self.checkpoint.with_file_name("pretrained.json");
+        if pretrained.exists() {
+            inits.push(("pretrained", read_spec(&pretrained)?.weights(), None));
+        }
+        for (name, weights, sizes) in inits {
+            let preds = mlp_adapted_predictions::<B>(
+                &weights,
+                activation,
+                sizes.as_ref(),
+                &task,
+                &x,
+                &steps,
+                &adapt,
+                device,
+            )?;
+            for (k, pred) in steps.iter().zip(preds) {
+                series.push(Series {
+                    name: format!("{name}, {k} steps"),
+                    points: grid.iter().zip(pred).map(|(&v, p)| (v, p[0])).collect(),
+                });
+            }
+        }
+        series.push(Series {
+            name: format!("{} support points", task.support.len()),
+            points: task
+                .support
+                .x
+                .iter()
+                .zip(task.support.y.iter().flatten())
+                .map(|(x, y)| (x[0], y[0]))
+                .collect(),
+        });
+        let out = self.checkpoint.with_file_name("figure2.svg");
+        line_plot(
+            &out,
+            &format!(
+                "One sinusoid task (A = {:.2}, phase = {:.2}): adaptation from MAML and pretrained",
+                sine.amplitude, sine.phase
+            ),
+            "x",
+            "y",
+            &series,
+            false,
+        )
+    }
+}
+
+/// `maml eval` of an MLP checkpoint.
+pub struct MlpEvalJob {
+    pub checkpoint: PathBuf,
+    pub num_tasks: usize,
+    pub inner_steps: Option<usize>,
+    pub inner_lr: Option<f64>,
+    pub seed: u64,
+}
+
+impl BackendJob for MlpEvalJob {
+    type Output = MlpEvalReport;
+    type Error = CliError;
+
+    fn run<B: Backend>(self, device: &B::Device) -> Result<MlpEvalReport, CliError> {
+        evaluate_checkpoint::<B>(
+            &self.checkpoint,
+            self.num_tasks,
+            self.inner_steps,
+            self.inner_lr,
+            self.seed,
+            device,
+        )
+    }
+}
+
+/// Whether a checkpoint file is an MLP checkpoint (by its format tag).
+pub fn is_mlp_checkpoint(path: &Path) -> bool {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .and_then(|v| v.get("format").and_then(|f| f.as_str()).map(str::to_owned))
+        .is_some_and(|f| f == MlpCheckpoint::FORMAT)
+}
+
+/// Runs an MLP job on the chosen backend.
+pub fn run_mlp(job: MlpJob, args: crate::BackendArgs) -> Result<MlpSummary, CliError> {
+    dispatch_with(args.backend, args.precision, args.threads, job)
+}
