@@ -23,6 +23,8 @@ mod closed_form;
 mod convergence;
 #[path = "../cases/finite_differences.rs"]
 mod finite_differences;
+#[path = "../cases/finite_differences_mlp.rs"]
+mod finite_differences_mlp;
 #[path = "../cases/orders.rs"]
 mod orders;
 #[path = "../cases/reference.rs"]

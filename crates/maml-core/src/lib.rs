@@ -52,7 +52,9 @@ pub use model_train::{
 };
 pub use models::{Activation, Mlp, MlpWeights, TaskLinear};
 pub use module::{Learnable, MetaModel};
-pub use problem2::{AnswerV2, AnyAnswer, AnyProblem, InnerLr, ModelSpec, ProblemV2, solve_v2};
+pub use problem2::{
+    AnswerV2, AnyAnswer, AnyProblem, InnerLr, ModelSpec, ProblemV2, finite_differences_v2, solve_v2,
+};
 pub use tasks::{SetBatch, TaskBatch};
 pub use trace::{MetaStepTrace, trace_meta_step};
 pub use train::{Checkpoint, EvalReport, StepMetrics, TaskSource, TrainConfig, Trainer, evaluate};
