@@ -1,6 +1,6 @@
 //! Meta-learn your own Burn module: a small network defined here, with its own forward
 //! pass, meta-trained with exact second-order MAML on the MAML paper's sinusoids, on the
-//! CPU. `cargo run --release --example custom_model`.
+//! CPU (Flex). `cargo run --release --example custom_model`.
 //!
 //! What a module needs: `#[derive(Module)]`, generic over `B: Backend`, and
 //! [`MetaModel`]'s `forward` over a meta-batch, `x [tasks, n, in] -> [tasks, n, out]`,
@@ -16,7 +16,7 @@ use burn::module::{Module, Param};
 use burn::prelude::*;
 use burn::tensor::Distribution;
 use burn::tensor::activation::tanh;
-use maml_burn::backend::Cpu;
+use maml_burn::backend::{Flex, Precision, flex_device};
 use maml_burn::maml_core::{
     AdaptConfig, Loss, MetaBatch, MetaConfig, MetaModel, MetaOptimizer, ModelLearner, Order,
     SecondOrder, SinusoidFamily, TaskFamily, model_adaptation_curve,
@@ -58,10 +58,10 @@ impl<B: Backend> MetaModel<B> for SineNet<B> {
     }
 }
 
-/// Writes a line; a closed pipe (`| head`) ends the example quietly.
+/// Writes a line; a closed pipe (`| head`) ends the example quietly (status 141).
 fn say(line: &str) {
     let mut out = std::io::stdout().lock();
-    if writeln!(out, "{line}").is_err() {
+    if writeln!(out, "{line}").and_then(|()| out.flush()).is_err() {
         std::process::exit(141);
     }
 }
@@ -120,5 +120,11 @@ fn run<B: Backend>(device: &B::Device) -> ExitCode {
 }
 
 fn main() -> ExitCode {
-    run::<Cpu>(&Default::default())
+    match flex_device(Precision::F32) {
+        Ok(device) => run::<Flex>(&device),
+        Err(err) => {
+            eprintln!("error: {err}");
+            ExitCode::FAILURE
+        }
+    }
 }

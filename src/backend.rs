@@ -1,22 +1,19 @@
-//! Concrete backends and a check for a usable wgpu adapter.
+//! Concrete CPU backends (Flex, the default, and ndarray) and the choice of a backend at
+//! run time. The wgpu backend lives in the `maml-wgpu` crate, so that CPU-only builds
+//! (the `cpu` example) compile no GPU stack.
 
 use std::fmt;
 use std::str::FromStr;
 
-/// The CPU backend (ndarray), `f32` by default.
+/// The ndarray CPU backend, `f32` by default.
 pub type Cpu<F = f32> = burn_ndarray::NdArray<F>;
 
-/// The GPU backend: wgpu (WGSL kernels), `f32`, without Burn's kernel fusion.
-///
-/// With fusion (`burn_wgpu::Wgpu`), Burn 0.21 computes wrong, run-to-run different
-/// results for a matmul by a column vector (`[n, k] x [k, 1]`, our `out = 1` models)
-/// followed by elementwise operations and a reduction: the fused matmul's autotune can
-/// pick a kernel meant for vector-matrix products (tracel-ai/burn#5122, open). The tests
-/// in `tests/cases/` catch it; the unfused backend passes them.
-pub type Gpu = burn_wgpu::CubeBackend<burn_wgpu::WgpuRuntime, f32, i32, u32>;
+/// Burn's Flex CPU backend, the default: about 1 µs per small operation against 5-10 µs
+/// on ndarray. Its float type is chosen at run time per device ([`flex_device`]).
+pub type Flex = burn_flex::Flex;
 
-/// The wgpu device type.
-pub use burn_wgpu::WgpuDevice;
+/// The Flex device type.
+pub use burn_flex::FlexDevice;
 
 /// Errors of backend selection.
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +39,18 @@ pub enum BackendError {
     /// The CPU thread pool could not be started.
     #[error("cannot start the CPU thread pool: {0}")]
     ThreadPool(String),
+    /// The backend is not part of this build (wgpu needs the `maml-wgpu` crate).
+    #[error("the {0} backend is not part of this build: {1}")]
+    NotBuilt(BackendKind, &'static str),
+    /// Flex's float type is fixed per process by the first tensor made.
+    #[error(
+        "the flex device already computes in {actual}; Burn fixes a device's float type once \
+         per process: run each precision in its own process"
+    )]
+    FlexPrecisionFixed {
+        /// The float type already set.
+        actual: String,
+    },
     /// A backend or precision name that is not known.
     #[error("unknown {kind} {value:?}: expected one of {expected}")]
     UnknownName {
@@ -57,6 +66,8 @@ pub enum BackendError {
 /// Which backend to run on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BackendKind {
+    /// Flex, on the CPU (the default).
+    Flex,
     /// ndarray, on the CPU.
     Ndarray,
     /// wgpu, on a GPU (or Mesa's software Vulkan device).
@@ -75,6 +86,7 @@ pub enum Precision {
 impl fmt::Display for BackendKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
+            BackendKind::Flex => "flex",
             BackendKind::Ndarray => "ndarray",
             BackendKind::Wgpu => "wgpu",
         })
@@ -94,12 +106,13 @@ impl FromStr for BackendKind {
     type Err = BackendError;
     fn from_str(s: &str) -> Result<Self, BackendError> {
         match s {
+            "flex" => Ok(BackendKind::Flex),
             "ndarray" => Ok(BackendKind::Ndarray),
             "wgpu" => Ok(BackendKind::Wgpu),
             _ => Err(BackendError::UnknownName {
                 kind: "backend",
                 value: s.to_string(),
-                expected: "ndarray wgpu",
+                expected: "flex ndarray wgpu",
             }),
         }
     }
@@ -120,34 +133,6 @@ impl FromStr for Precision {
     }
 }
 
-/// The default wgpu device, after checking that wgpu can find an adapter for it the way
-/// Burn will (Vulkan on Linux, high-performance preference), so that a machine without
-/// one gets [`BackendError::NoAdapter`] instead of a panic inside Burn.
-pub fn wgpu_device() -> Result<WgpuDevice, BackendError> {
-    let instance = wgpu::Instance::new(wgpu::InstanceDescriptor {
-        backends: burn_graphics_backend(),
-        ..wgpu::InstanceDescriptor::new_without_display_handle()
-    });
-    let adapter = pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions {
-        power_preference: wgpu::PowerPreference::HighPerformance,
-        force_fallback_adapter: false,
-        compatible_surface: None,
-    }));
-    match adapter {
-        Ok(_) => Ok(WgpuDevice::DefaultDevice),
-        Err(_) => Err(BackendError::NoAdapter),
-    }
-}
-
-/// The graphics API Burn's `AutoGraphicsApi` picks: Metal on macOS, Vulkan elsewhere.
-fn burn_graphics_backend() -> wgpu::Backends {
-    if cfg!(target_os = "macos") {
-        wgpu::Backends::METAL
-    } else {
-        wgpu::Backends::VULKAN
-    }
-}
-
 /// Checks that `precision` can run on `backend`.
 pub fn check_precision(backend: BackendKind, precision: Precision) -> Result<(), BackendError> {
     match (backend, precision) {
@@ -155,7 +140,7 @@ pub fn check_precision(backend: BackendKind, precision: Precision) -> Result<(),
             backend,
             precision,
             reason: "Burn's wgpu backend compiles its kernels to WGSL, which has no 64-bit \
-                     floats; use --backend ndarray for f64",
+                     floats; use --backend flex or ndarray for f64",
         }),
         _ => Ok(()),
     }
@@ -175,18 +160,34 @@ pub trait BackendJob: Send {
     ) -> Result<Self::Output, Self::Error>;
 }
 
-/// Runs `job` on `backend` in `precision`: ndarray in f32 or f64, wgpu in f32 (after
-/// checking for an adapter). ndarray runs on one thread; see [`dispatch_with`].
-pub fn dispatch<J: BackendJob>(
-    backend: BackendKind,
-    precision: Precision,
-    job: J,
-) -> Result<J::Output, J::Error> {
-    dispatch_with(backend, precision, 1, job)
+/// The Flex device, computing in `precision`. Flex has one backend type (`Flex<f32>`)
+/// and takes its float type from the device's settings, which Burn fixes once per
+/// process: f64 must be asked for before any Flex tensor is made.
+pub fn flex_device(precision: Precision) -> Result<FlexDevice, BackendError> {
+    use burn::tensor::{DType, FloatDType, get_device_settings, set_default_dtypes};
+    let device = FlexDevice;
+    let wanted = match precision {
+        Precision::F32 => FloatDType::F32,
+        Precision::F64 => FloatDType::F64,
+    };
+    if precision == Precision::F64 {
+        // Fails when the settings were already fixed (to anything): checked below.
+        let _ = set_default_dtypes::<Flex>(&device, DType::F64, DType::I64);
+    }
+    let actual = get_device_settings::<Flex>(&device).float_dtype;
+    if actual == wanted {
+        Ok(device)
+    } else {
+        Err(BackendError::FlexPrecisionFixed {
+            actual: format!("{actual:?}"),
+        })
+    }
 }
 
-/// [`dispatch`] with `cpu_threads` threads for the ndarray backend.
-pub fn dispatch_with<J: BackendJob>(
+/// Runs `job` on a CPU backend in `precision` (Flex or ndarray, f32 or f64), on a pool
+/// of `cpu_threads` threads. wgpu is [`BackendError::NotBuilt`] here: the `maml-wgpu`
+/// crate's `dispatch_with` adds it.
+pub fn dispatch_cpu<J: BackendJob>(
     backend: BackendKind,
     precision: Precision,
     cpu_threads: usize,
@@ -194,13 +195,19 @@ pub fn dispatch_with<J: BackendJob>(
 ) -> Result<J::Output, J::Error> {
     check_precision(backend, precision)?;
     match (backend, precision) {
+        (BackendKind::Flex, _) => {
+            let device = flex_device(precision)?;
+            on_cpu_pool(cpu_threads, || job.run::<Flex>(&device))?
+        }
         (BackendKind::Ndarray, Precision::F32) => {
             on_cpu_pool(cpu_threads, || job.run::<Cpu<f32>>(&Default::default()))?
         }
         (BackendKind::Ndarray, Precision::F64) => {
             on_cpu_pool(cpu_threads, || job.run::<Cpu<f64>>(&Default::default()))?
         }
-        (BackendKind::Wgpu, _) => job.run::<Gpu>(&wgpu_device()?),
+        (BackendKind::Wgpu, _) => {
+            Err(BackendError::NotBuilt(backend, "use the maml tool or the maml-wgpu crate").into())
+        }
     }
 }
 

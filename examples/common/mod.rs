@@ -53,7 +53,7 @@ pub fn run<B: Backend>(device: &B::Device) -> ExitCode {
         Orders::Both => &[Order::First, Order::Second],
     };
     let task = SeedFamily::task();
-    println!("backend: {}", B::name(device));
+    emit(&format!("backend: {}", B::name(device)));
     for &order in orders {
         let initial = match (args.random_init, args.w0) {
             (true, _) => LinearWeights::kaiming(1, 1, args.rng_seed),
@@ -74,10 +74,9 @@ pub fn run<B: Backend>(device: &B::Device) -> ExitCode {
         )
         .with_meta_lr(1.0);
         match trace_meta_step::<B>(&initial, std::slice::from_ref(&task), config, device) {
-            Ok(trace) if args.json => println!(
-                "{}",
-                serde_json::to_string_pretty(&trace).expect("a trace holds only numbers")
-            ),
+            Ok(trace) if args.json => {
+                emit(&serde_json::to_string_pretty(&trace).expect("a trace holds only numbers"))
+            }
             Ok(trace) => print_trace(&trace),
             Err(err) => {
                 eprintln!("error: {err}");
@@ -111,59 +110,75 @@ fn print_trace(t: &MetaStepTrace) {
         "First-Order"
     };
 
-    println!();
-    println!("> Second-order = {}", py_bool(second));
-    println!();
-    println!("Initial parameter value:");
-    println!("w0:  {w0}");
-    println!("b0:  {b0}");
-    println!("Support set");
+    emit("");
+    emit(&format!("> Second-order = {}", py_bool(second)));
+    emit("");
+    emit("Initial parameter value:");
+    emit(&format!("w0:  {w0}"));
+    emit(&format!("b0:  {b0}"));
+    emit("Support set");
     let leaf = py_bool(t.initial_is_leaf);
-    println!("w.is_leaf= {leaf} b.is_leaf= {leaf}");
-    println!("Support loss: {}", step.support_loss[0]);
-    println!("Gradient Over Support Set:");
-    println!("gradient of w0 {gw}");
-    println!("gradient of b0 {gb}");
-    println!("Calculate fast weights...");
-    println!("Fast Weights(w1): {w0}-{gw}= {w1}");
-    println!("Fast Weights(b1): {b0}-{gb}= {b1}");
-    println!("Query set");
+    emit(&format!("w.is_leaf= {leaf} b.is_leaf= {leaf}"));
+    emit(&format!("Support loss: {}", step.support_loss[0]));
+    emit("Gradient Over Support Set:");
+    emit(&format!("gradient of w0 {gw}"));
+    emit(&format!("gradient of b0 {gb}"));
+    emit("Calculate fast weights...");
+    emit(&format!("Fast Weights(w1): {w0}-{gw}= {w1}"));
+    emit(&format!("Fast Weights(b1): {b0}-{gb}= {b1}"));
+    emit("Query set");
     let fast_leaf = py_bool(!t.fast_tracked);
-    println!("w.is_leaf= {fast_leaf} b.is_leaf= {fast_leaf}");
+    emit(&format!("w.is_leaf= {fast_leaf} b.is_leaf= {fast_leaf}"));
     // A gradient that autodiff tracks was produced by an operation, so it is no leaf.
     let tracked = step.grad_requires_grad;
-    println!(
+    emit(&format!(
         "{name}, delta loss/ delta w0 requires_grad ? {}",
         py_bool(tracked)
-    );
-    println!(
+    ));
+    emit(&format!(
         "{name}, delta loss/ delta w0 is_leaf ? {}",
         py_bool(!tracked)
-    );
-    println!("Query loss: {}", t.query_loss[0]);
-    println!("After calculating gradient on query set, let check the parameters of meta learner.");
-    println!("current w of meta-learner {w0}");
-    println!("current b of meta-learner {b0}");
+    ));
+    emit(&format!("Query loss: {}", t.query_loss[0]));
+    emit("After calculating gradient on query set, let check the parameters of meta learner.");
+    emit(&format!("current w of meta-learner {w0}"));
+    emit(&format!("current b of meta-learner {b0}"));
     if second {
-        println!("(Automate) Second-order derivative of loss on query set w.r.t. w {auto}");
-        println!("Manual:");
-        println!("Second-order derivative {manual}");
+        emit(&format!(
+            "(Automate) Second-order derivative of loss on query set w.r.t. w {auto}"
+        ));
+        emit("Manual:");
+        emit(&format!("Second-order derivative {manual}"));
     } else {
-        println!(
+        emit(&format!(
             "(Automate) First-order approximate derivative of loss on query set w.r.t. w {auto}"
-        );
-        println!("Manual:");
-        println!("First-order derivative {manual}");
+        ));
+        emit("Manual:");
+        emit(&format!("First-order derivative {manual}"));
     }
-    println!(
+    emit(&format!(
         "automatic - manual = {:e} (relative {:e})",
         auto - manual,
         (auto - manual).abs() / manual.abs().max(f64::MIN_POSITIVE)
-    );
-    println!("After update on query set.");
-    println!("(Automate): ");
-    println!(" w0'={}", t.updated.weight[0][0]);
-    println!("(Manual): ");
-    println!("w0'=w0-g{}", if second { "w2" } else { "w1" });
-    println!("{}'={w0}-{manual}", t.manual_updated.weight[0][0]);
+    ));
+    emit("After update on query set.");
+    emit("(Automate): ");
+    emit(&format!(" w0'={}", t.updated.weight[0][0]));
+    emit("(Manual): ");
+    emit(&format!("w0'=w0-g{}", if second { "w2" } else { "w1" }));
+    emit(&format!("{}'={w0}-{manual}", t.manual_updated.weight[0][0]));
+}
+
+/// Writes a line to stdout. A closed pipe (`cargo run --example cpu | head`) ends the
+/// example quietly with status 141, as SIGPIPE would; another write error is reported.
+pub fn emit(line: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if let Err(err) = writeln!(out, "{line}").and_then(|()| out.flush()) {
+        if err.kind() != std::io::ErrorKind::BrokenPipe {
+            eprintln!("error: cannot write to standard output: {err}");
+            std::process::exit(1);
+        }
+        std::process::exit(141);
+    }
 }

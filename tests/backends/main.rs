@@ -1,4 +1,4 @@
-//! Backend-parameterised tests, f32: ndarray and wgpu. The same test bodies
+//! Backend-parameterised tests, f32: flex, ndarray and wgpu. The same test bodies
 //! (`tests/cases/`) run in f64 in the `backends_f64` test binary: Burn fixes one default
 //! float type per device type per process, so each precision of ndarray gets a process
 //! of its own.
@@ -12,9 +12,16 @@
 //! tests are skipped with a message, unless `MAML_REQUIRE_WGPU=1`, when they fail.
 
 /// Instantiates each generic test `fn name<B: Backend>(device: &B::Device)` of the
-/// calling module as `ndarray_f32::name` and `wgpu_f32::name`.
+/// calling module as `flex_f32::name`, `ndarray_f32::name` and `wgpu_f32::name`.
 macro_rules! backend_tests {
     ($($test:ident),+ $(,)?) => {
+        mod flex_f32 {
+            $(#[test]
+            fn $test() {
+                use maml_burn::backend::{Flex, Precision, flex_device};
+                super::$test::<Flex>(&flex_device(Precision::F32).unwrap());
+            })+
+        }
         mod ndarray_f32 {
             $(#[test]
             fn $test() {
@@ -25,7 +32,7 @@ macro_rules! backend_tests {
             $(#[test]
             fn $test() {
                 if let Some(device) = $crate::common::wgpu() {
-                    super::$test::<maml_burn::backend::Gpu>(&device);
+                    super::$test::<maml_wgpu::Gpu>(&device);
                 }
             })+
         }

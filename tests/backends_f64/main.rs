@@ -1,9 +1,17 @@
-//! Backend-parameterised tests, f64: ndarray. The same test bodies as the `backends`
+//! Backend-parameterised tests, f64: flex and ndarray. The same test bodies as the `backends`
 //! binary (`tests/cases/`), in a process of their own (see there).
 
-/// Instantiates each generic test of the calling module as `ndarray_f64::name`.
+/// Instantiates each generic test of the calling module as `flex_f64::name` and
+/// `ndarray_f64::name`.
 macro_rules! backend_tests {
     ($($test:ident),+ $(,)?) => {
+        mod flex_f64 {
+            $(#[test]
+            fn $test() {
+                use maml_burn::backend::{Flex, Precision, flex_device};
+                super::$test::<Flex>(&flex_device(Precision::F64).unwrap());
+            })+
+        }
         mod ndarray_f64 {
             $(#[test]
             fn $test() {

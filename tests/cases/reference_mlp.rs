@@ -8,7 +8,7 @@ use maml_burn::maml_core::{AnswerV2, MlpWeights, ProblemV2, solve_v2};
 use crate::common::{assert_close, tolerance};
 
 fn data_dir() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data-mlp")
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/data-mlp")
 }
 
 fn assert_mlp_close(actual: &MlpWeights, expected: &MlpWeights, tol: f64, what: &str) {

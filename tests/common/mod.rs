@@ -4,8 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use burn::prelude::Backend;
-use maml_burn::backend::{WgpuDevice, wgpu_device};
 use maml_burn::maml_core::{LinearWeights, Loss, SetData, TaskData};
+use maml_wgpu::{WgpuDevice, wgpu_device};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -24,9 +24,11 @@ pub fn wgpu() -> Option<WgpuDevice> {
     }
 }
 
-/// Whether `B` computes in 64-bit floats.
+/// Whether `B` computes in 64-bit floats on its default device (Flex chooses its float
+/// type at run time, so the element type alone does not tell).
 pub fn is_f64<B: Backend>() -> bool {
-    std::mem::size_of::<B::FloatElem>() == 8
+    burn::tensor::get_device_settings::<B>(&Default::default()).float_dtype
+        == burn::tensor::FloatDType::F64
 }
 
 /// The reference tolerance of the issue: relative to the largest entry, 1e-4 in f32 and
@@ -37,7 +39,7 @@ pub fn tolerance<B: Backend>() -> f64 {
 
 /// `tests/data`.
 pub fn data_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/data")
 }
 
 /// The names of the reference problems (`NAME.json` with a `NAME.expected.json`).

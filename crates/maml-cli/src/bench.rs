@@ -4,11 +4,12 @@ use std::time::Instant;
 
 use burn::prelude::Backend;
 use clap::{Args, ValueEnum};
-use maml_burn::backend::{BackendJob, dispatch_with};
+use maml_burn::backend::BackendJob;
 use maml_burn::maml_core::{
     AdaptConfig, LinearFamily, LinearWeights, Loss, MetaConfig, MetaLearner, Order, SeedFamily,
     TaskBatch, TaskFamily,
 };
+use maml_wgpu::dispatch_with;
 use serde::Serialize;
 
 use crate::error::CliError;

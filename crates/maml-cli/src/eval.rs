@@ -4,12 +4,14 @@ use std::path::PathBuf;
 
 use burn::prelude::Backend;
 use clap::Args;
-use maml_burn::backend::{BackendJob, dispatch_with};
+use maml_burn::backend::BackendJob;
 use maml_burn::maml_core::closed_form::optimum;
+use maml_burn::maml_core::data::TaskSetFile;
 use maml_burn::maml_core::train::{Checkpoint, load_tasks, step_rng};
 use maml_burn::maml_core::{
-    AdaptConfig, EvalReport, LinearWeights, Loss, Order, Problem, TaskData, evaluate,
+    AdaptConfig, EvalReport, LinearWeights, Loss, Order, TaskData, evaluate,
 };
+use maml_wgpu::dispatch_with;
 use serde::Serialize;
 
 use crate::error::CliError;
@@ -168,28 +170,28 @@ pub fn eval(args: EvalArgs) -> Result<(), CliError> {
 /// `maml optimum` arguments.
 #[derive(Debug, Args)]
 pub struct OptimumArgs {
-    /// A problem file whose tasks form the fixed task set.
+    /// A task-set file (`tasks`, or a whole problem file) whose tasks form the fixed set.
     #[arg(long)]
     pub tasks: PathBuf,
-    /// Inner steps K (default: the file's).
+    /// Inner steps K (default: the file's, else 5 as `maml train`).
     #[arg(long)]
     pub inner_steps: Option<usize>,
-    /// Inner learning rate (default: the file's).
+    /// Inner learning rate (default: the file's, else 0.1 as `maml train`).
     #[arg(long, allow_hyphen_values = true)]
     pub inner_lr: Option<f64>,
-    /// mse or sse (default: the file's).
+    /// mse or sse (default: the file's, else mse as `maml train`).
     #[arg(long, value_parser = parse::<Loss>)]
     pub loss: Option<Loss>,
 }
 
 /// `maml optimum`.
 pub fn optimum_cmd(args: OptimumArgs) -> Result<(), CliError> {
-    let problem = Problem::load(&args.tasks)?;
-    let adapt = AdaptConfig::new(args.inner_lr.unwrap_or(problem.inner_lr))
-        .with_inner_steps(args.inner_steps.unwrap_or(problem.inner_steps))
-        .with_loss(args.loss.unwrap_or(problem.loss));
-    adapt.validate()?;
-    let opt = optimum(&problem.tasks, problem.bias.len(), &adapt)?;
+    let set = TaskSetFile::load(&args.tasks)?;
+    let adapt = AdaptConfig::new(args.inner_lr.or(set.inner_lr).unwrap_or(0.1))
+        .with_inner_steps(args.inner_steps.or(set.inner_steps).unwrap_or(5))
+        .with_loss(args.loss.or(set.loss).unwrap_or(Loss::Mse));
+    adapt.validate_linear()?;
+    let opt = optimum(&set.tasks, set.d_out(), &adapt)?;
     print_json(&opt);
     Ok(())
 }

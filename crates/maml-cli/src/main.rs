@@ -1,5 +1,5 @@
 //! `maml`: check, train, evaluate and benchmark MAML on a linear model, on the CPU
-//! (ndarray) or a GPU (wgpu).
+//! (Flex, the default, or ndarray) or a GPU (wgpu).
 
 mod alloc;
 mod bench;
@@ -27,13 +27,13 @@ struct Cli {
 /// Where to run.
 #[derive(Debug, Clone, Copy, Args)]
 pub struct BackendArgs {
-    /// Backend: ndarray (CPU) or wgpu (GPU, or Mesa's software Vulkan device).
-    #[arg(long, default_value = "ndarray", value_parser = parse::<BackendKind>)]
+    /// Backend: flex or ndarray (CPU), or wgpu (GPU, or Mesa's software Vulkan device).
+    #[arg(long, default_value = "flex", value_parser = parse::<BackendKind>)]
     pub backend: BackendKind,
-    /// Floating-point precision: f32, or f64 (ndarray only).
+    /// Floating-point precision: f32, or f64 (CPU backends only).
     #[arg(long, default_value = "f32", value_parser = parse::<Precision>)]
     pub precision: Precision,
-    /// CPU threads for the ndarray backend (1 is fastest for small tasks).
+    /// CPU threads for the CPU backends (1 is fastest for small tasks).
     #[arg(long, default_value_t = 1, value_parser = parse_threads)]
     pub threads: usize,
 }

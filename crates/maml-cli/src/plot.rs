@@ -3,6 +3,7 @@
 use std::path::Path;
 
 use maml_burn::maml_core::data::write_atomic;
+use plotters::coord::CoordTranslate;
 use plotters::prelude::*;
 
 use crate::error::CliError;
@@ -13,9 +14,20 @@ pub struct Series {
     pub name: String,
     /// The points.
     pub points: Vec<(f64, f64)>,
+    /// Draw the points as markers instead of a line.
+    pub markers: bool,
 }
 
-const COLORS: [RGBColor; 4] = [BLUE, RED, BLACK, GREEN];
+const COLORS: [RGBColor; 8] = [
+    BLACK,
+    BLUE,
+    RGBColor(0, 130, 200),
+    RGBColor(100, 180, 255),
+    RED,
+    RGBColor(230, 120, 0),
+    RGBColor(255, 180, 120),
+    GREEN,
+];
 
 /// Draws `series` into an SVG file at `path` (written atomically), log-scaled in y when
 /// `log_y` and every y is positive.
@@ -68,25 +80,11 @@ fn draw<DB: DrawingBackend>(
             .configure_mesh()
             .x_desc(x_label)
             .y_desc(y_label)
-            .y_label_formatter(&|y| format!("{y:.0e}"))
+            // Labels between decades too (2, 5, 20, ...), not only at powers of ten.
+            .y_labels(15)
+            .y_label_formatter(&|y| tick(*y))
             .draw()?;
-        for (i, s) in series.iter().enumerate() {
-            let color = COLORS[i % COLORS.len()];
-            chart
-                .draw_series(LineSeries::new(
-                    s.points.iter().copied(),
-                    color.stroke_width(2),
-                ))?
-                .label(s.name.as_str())
-                .legend(move |(x, y)| {
-                    PathElement::new([(x, y), (x + 20, y)], color.stroke_width(2))
-                });
-        }
-        chart
-            .configure_series_labels()
-            .border_style(BLACK)
-            .background_style(WHITE)
-            .draw()?;
+        draw_series(&mut chart, series)
     } else {
         let pad = ((y1 - y0) * 0.05).max(1e-12);
         let mut chart = chart.build_cartesian_2d(x0..x1, y0 - pad..y1 + pad)?;
@@ -95,24 +93,45 @@ fn draw<DB: DrawingBackend>(
             .x_desc(x_label)
             .y_desc(y_label)
             .draw()?;
-        for (i, s) in series.iter().enumerate() {
-            let color = COLORS[i % COLORS.len()];
-            chart
-                .draw_series(LineSeries::new(
-                    s.points.iter().copied(),
-                    color.stroke_width(2),
-                ))?
-                .label(s.name.as_str())
-                .legend(move |(x, y)| {
-                    PathElement::new([(x, y), (x + 20, y)], color.stroke_width(2))
-                });
-        }
-        chart
-            .configure_series_labels()
-            .border_style(BLACK)
-            .background_style(WHITE)
-            .draw()?;
-    }
+        draw_series(&mut chart, series)
+    }?;
     root.present()?;
     Ok(())
+}
+
+/// A tick label: plain decimals from 1e-3 to 1e4, scientific notation outside.
+fn tick(y: f64) -> String {
+    if y == 0.0 || (1e-3..1e4).contains(&y.abs()) {
+        let s = format!("{y:.3}");
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        format!("{y:.0e}")
+    }
+}
+
+/// Draws every series and the legend, on a linear or a logarithmic y axis alike.
+fn draw_series<'a, DB: DrawingBackend + 'a, CT: CoordTranslate<From = (f64, f64)>>(
+    chart: &mut ChartContext<'a, DB, CT>,
+    series: &[Series],
+) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
+    for (i, s) in series.iter().enumerate() {
+        let color = COLORS[i % COLORS.len()];
+        let style = color.stroke_width(2);
+        if s.markers {
+            chart
+                .draw_series(s.points.iter().map(|&p| Circle::new(p, 4, color.filled())))?
+                .label(s.name.as_str())
+                .legend(move |(x, y)| Circle::new((x + 10, y), 4, color.filled()));
+        } else {
+            chart
+                .draw_series(LineSeries::new(s.points.iter().copied(), style))?
+                .label(s.name.as_str())
+                .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], style));
+        }
+    }
+    chart
+        .configure_series_labels()
+        .border_style(BLACK)
+        .background_style(WHITE)
+        .draw()
 }

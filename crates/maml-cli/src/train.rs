@@ -7,7 +7,7 @@ use std::time::Instant;
 use burn::prelude::Backend;
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
-use maml_burn::backend::{BackendJob, dispatch_with};
+use maml_burn::backend::BackendJob;
 use maml_burn::maml_core::closed_form::{Optimum, optimum};
 use maml_burn::maml_core::data::{read_json, read_text, write_atomic};
 use maml_burn::maml_core::train::{Checkpoint, load_tasks, step_rng};
@@ -16,6 +16,7 @@ use maml_burn::maml_core::{
     MetaOptimizer, MlpCheckpoint, MlpConfig, Order, SinusoidFamily, TaskSource, TrainConfig,
     Trainer, evaluate,
 };
+use maml_wgpu::dispatch_with;
 use serde::Serialize;
 
 use crate::error::CliError;
@@ -189,6 +190,35 @@ pub struct TrainArgs {
     /// Steps of the pretrained baseline of an MLP run (default: --meta-steps; 0: none).
     #[arg(long)]
     pub baseline_steps: Option<usize>,
+    /// Stop as diverged when the meta-loss rises above this many times its lowest value
+    /// so far; `off` stops only on NaN or infinity.
+    #[arg(long, default_value = "1e6", value_parser = parse_threshold)]
+    pub divergence_threshold: Threshold,
+}
+
+/// `--divergence-threshold`: a factor, or `off`.
+#[derive(Debug, Clone, Copy)]
+pub struct Threshold(pub Option<f64>);
+
+fn parse_threshold(s: &str) -> Result<Threshold, String> {
+    if s == "off" {
+        return Ok(Threshold(None));
+    }
+    match s.parse::<f64>() {
+        Ok(t) if t.is_finite() && t > 1.0 => Ok(Threshold(Some(t))),
+        _ => Err(format!(
+            "invalid divergence threshold {s:?}: expected a number above 1, or off"
+        )),
+    }
+}
+
+/// The progress bar's message: the meta-loss, and a warning when it keeps rising.
+pub fn loss_message(meta_loss: f64, rising: usize) -> String {
+    if rising >= 20 {
+        format!("{meta_loss:.4e} (rising for {rising} steps in a row)")
+    } else {
+        format!("{meta_loss:.4e}")
+    }
 }
 
 const DEFAULT_META_STEPS: usize = 500;
@@ -361,7 +391,7 @@ impl BackendJob for TrainJob {
         let mut rows = std::mem::take(&mut self.rows);
         let result = run_steps(&mut trainer, steps, opt.as_ref(), |t, row| {
             rows.push(row);
-            bar.set_message(format!("{:.4e}", row.meta_loss));
+            bar.set_message(loss_message(row.meta_loss, t.rising_steps()));
             bar.inc(1);
             let done = t.step_index();
             if done % self.checkpoint_every == 0 || done == steps {
@@ -390,6 +420,7 @@ impl BackendJob for TrainJob {
         let final_meta_loss = rows.last().map_or(f64::NAN, |r| r.meta_loss);
 
         let meta_series = |name: &str, rows: &[Row]| Series {
+            markers: false,
             name: name.into(),
             points: rows.iter().map(|r| (r.step as f64, r.meta_loss)).collect(),
         };
@@ -432,6 +463,7 @@ impl BackendJob for TrainJob {
                     for (name, w) in inits {
                         let report = evaluate::<B>(&w, &eval, &adapt, device)?;
                         curves.push(Series {
+                            markers: false,
                             name,
                             points: report
                                 .curve
@@ -451,6 +483,7 @@ impl BackendJob for TrainJob {
                     )?;
                     if opt.is_some() {
                         let dist = |name: &str, rows: &[Row], second: bool| Series {
+                            markers: false,
                             name: name.into(),
                             points: rows
                                 .iter()
@@ -586,7 +619,8 @@ pub fn train(args: TrainArgs) -> Result<(), CliError> {
             .with_meta_batch(meta_batch)
             .with_meta_steps(args.meta_steps.unwrap_or(DEFAULT_META_STEPS))
             .with_seed(args.rng_seed)
-            .with_model(model);
+            .with_model(model)
+            .with_divergence_threshold(args.divergence_threshold.0);
         (config, None, 0, Vec::new())
     };
     config.validate()?;

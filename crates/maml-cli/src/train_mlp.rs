@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use burn::prelude::Backend;
 use indicatif::{ProgressBar, ProgressStyle};
-use maml_burn::backend::{BackendJob, dispatch_with};
+use maml_burn::backend::BackendJob;
 use maml_burn::maml_core::data::write_atomic;
 use maml_burn::maml_core::problem2::ModelSpec;
 use maml_burn::maml_core::train::step_rng;
@@ -15,6 +15,7 @@ use maml_burn::maml_core::{
     Activation, AdaptConfig, MlpCheckpoint, MlpTrainer, MlpWeights, Order, SinusoidFamily,
     TaskData, TaskSource, TrainConfig, mlp_adapted_predictions, mlp_eval_curve,
 };
+use maml_wgpu::dispatch_with;
 use serde::Serialize;
 
 use crate::error::CliError;
@@ -119,8 +120,11 @@ impl BackendJob for MlpJob {
             match trainer.step() {
                 Ok(m) => {
                     rows.push((m.step, m.meta_loss, m.query_loss_before));
-                    if m.step % 50 == 0 {
-                        bar.set_message(format!("{:.4e}", m.meta_loss));
+                    if m.step % 50 == 0 || trainer.rising_steps() >= 20 {
+                        bar.set_message(crate::train::loss_message(
+                            m.meta_loss,
+                            trainer.rising_steps(),
+                        ));
                     }
                     bar.inc(1);
                     let done = trainer.step_index();
@@ -164,6 +168,7 @@ impl BackendJob for MlpJob {
         }
         write_atomic(&self.out.join("metrics.csv"), csv.as_bytes())?;
         let mut series = vec![Series {
+            markers: false,
             name: format!("{}-order MAML", self.config.meta.adapt.order),
             points: rows.iter().map(|r| (r.0 as f64, r.1)).collect(),
         }];
@@ -186,6 +191,7 @@ impl BackendJob for MlpJob {
                 &spec(baseline.weights(), activation),
             )?;
             series.push(Series {
+                markers: false,
                 name: "pretrained (query loss, no adaptation)".into(),
                 points: base_rows,
             });
@@ -290,8 +296,7 @@ pub fn evaluate_checkpoint<B: Backend>(
         adapt.inner_lr = lr;
     }
     let maml = mlp_eval_curve::<B>(
-        &checkpoint.weights,
-        activation,
+        &spec(checkpoint.weights.clone(), activation),
         checkpoint.step_sizes.as_ref(),
         &tasks,
         &adapt,
@@ -300,14 +305,7 @@ pub fn evaluate_checkpoint<B: Backend>(
     let pretrained_path = path.with_file_name("pretrained.json");
     let pretrained = if pretrained_path.exists() {
         let spec = read_spec(&pretrained_path)?;
-        Some(mlp_eval_curve::<B>(
-            &spec.weights(),
-            spec.activation,
-            None,
-            &tasks,
-            &adapt,
-            device,
-        )?)
+        Some(mlp_eval_curve::<B>(&spec, None, &tasks, &adapt, device)?)
     } else {
         None
     };
@@ -326,6 +324,7 @@ pub fn evaluate_checkpoint<B: Backend>(
 /// pretrained.
 pub fn figure3(dir: &Path, report: &MlpEvalReport) -> Result<(), CliError> {
     let curve = |name: &str, c: &[f64]| Series {
+        markers: false,
         name: name.into(),
         points: c.iter().enumerate().map(|(k, l)| (k as f64, *l)).collect(),
     };
@@ -379,6 +378,7 @@ impl BackendJob for Figure2Job {
             .map_or(Activation::Relu, |m| m.activation);
         let steps = [0, 1, 10];
         let mut series = vec![Series {
+            markers: false,
             name: "ground truth".into(),
             points: grid.iter().map(|&v| (v, sine.at(v))).collect(),
         }];
@@ -393,8 +393,7 @@ impl BackendJob for Figure2Job {
         }
         for (name, weights, sizes) in inits {
             let preds = mlp_adapted_predictions::<B>(
-                &weights,
-                activation,
+                &spec(weights, activation),
                 sizes.as_ref(),
                 &task,
                 &x,
@@ -404,12 +403,14 @@ impl BackendJob for Figure2Job {
             )?;
             for (k, pred) in steps.iter().zip(preds) {
                 series.push(Series {
+                    markers: false,
                     name: format!("{name}, {k} steps"),
                     points: grid.iter().zip(pred).map(|(&v, p)| (v, p[0])).collect(),
                 });
             }
         }
         series.push(Series {
+            markers: true,
             name: format!("{} support points", task.support.len()),
             points: task
                 .support

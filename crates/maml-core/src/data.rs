@@ -256,6 +256,54 @@ impl Problem {
     }
 }
 
+/// A task-set file as people write them: `tasks`, and optionally the other fields of a
+/// problem file (they become defaults where a command needs them; flags win).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaskSetFile {
+    /// The tasks.
+    pub tasks: Vec<TaskData>,
+    /// A problem file's initial weight (unused by task sets).
+    #[serde(default)]
+    pub weight: Option<Vec<Vec<f64>>>,
+    /// A problem file's initial bias (unused by task sets).
+    #[serde(default)]
+    pub bias: Option<Vec<f64>>,
+    /// Inner step size.
+    #[serde(default)]
+    pub inner_lr: Option<f64>,
+    /// Inner steps.
+    #[serde(default)]
+    pub inner_steps: Option<usize>,
+    /// Order.
+    #[serde(default)]
+    pub order: Option<Order>,
+    /// Loss.
+    #[serde(default)]
+    pub loss: Option<Loss>,
+}
+
+impl TaskSetFile {
+    /// Reads a task-set file and validates its tasks (all of one shape, that of the
+    /// first task).
+    pub fn load(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let set: Self = read_json(path)?;
+        crate::families::FixedTasks::new(set.tasks.clone())?;
+        Ok(set)
+    }
+
+    /// The output width of the tasks (1 when no task has targets).
+    pub fn d_out(&self) -> usize {
+        self.tasks
+            .iter()
+            .flat_map(|t| [&t.support.y, &t.query.y])
+            .flatten()
+            .find_map(|y| y.first().map(Vec::len))
+            .unwrap_or(1)
+    }
+}
+
 /// The answer to a problem: meta-loss, meta-gradient and each task's fast weights.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Answer {

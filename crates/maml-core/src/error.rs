@@ -123,6 +123,23 @@ pub enum MamlError {
         /// The non-finite value.
         value: f64,
     },
+    /// Meta-training blew up while staying finite: the meta-loss rose above
+    /// `threshold` times its lowest value so far.
+    #[error(
+        "meta-training diverged at meta step {step}: meta-loss {value:e} is above {threshold:e} \
+         times its lowest value so far ({lowest:e}); try a smaller inner_lr or meta_lr, or \
+         --divergence-threshold off"
+    )]
+    DivergedAbove {
+        /// The meta step (0-based).
+        step: usize,
+        /// The meta-loss.
+        value: f64,
+        /// The lowest meta-loss so far.
+        lowest: f64,
+        /// The factor.
+        threshold: f64,
+    },
 }
 
 impl MamlError {

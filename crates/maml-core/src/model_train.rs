@@ -13,7 +13,8 @@ use crate::learn::{Fast, ModelLearner, fast_query_losses};
 use crate::maml::{MetaBackend, SecondOrder};
 use crate::model::{check_device_precision, to_f64};
 use crate::models::{Activation, Mlp, MlpWeights};
-use crate::train::{StepMetrics, TrainConfig, step_rng};
+use crate::problem2::ModelSpec;
+use crate::train::{DivergenceGuard, StepMetrics, TrainConfig, step_rng};
 
 /// The built-in model's architecture.
 #[derive(Config, Debug, PartialEq)]
@@ -58,6 +59,7 @@ pub struct MlpTrainer<B: Backend> {
     activation: Activation,
     step: usize,
     device: B::Device,
+    guard: DivergenceGuard,
 }
 
 impl<B: Backend> MlpTrainer<B> {
@@ -104,6 +106,7 @@ impl<B: Backend> MlpTrainer<B> {
         Ok(Self {
             learner,
             family,
+            guard: DivergenceGuard::new(config.divergence_threshold),
             config,
             activation: spec.activation,
             step: start_step,
@@ -131,12 +134,18 @@ impl<B: Backend> MlpTrainer<B> {
         self.activation
     }
 
+    /// For how many meta steps in a row the meta-loss has risen.
+    pub fn rising_steps(&self) -> usize {
+        self.guard.rising_steps()
+    }
+
     /// The task family.
     pub fn family(&self) -> &dyn TaskFamily {
         self.family.as_ref()
     }
 
-    /// One meta step. A non-finite meta-loss is [`MamlError::Diverged`].
+    /// One meta step. A non-finite meta-loss, or one above the divergence threshold, is
+    /// an error ([`MamlError::Diverged`], [`MamlError::DivergedAbove`]).
     pub fn step(&mut self) -> crate::error::Result<StepMetrics> {
         let step = self.step;
         let mut rng = step_rng(self.config.seed, step);
@@ -156,13 +165,7 @@ impl<B: Backend> MlpTrainer<B> {
         .mean();
         let gradient = self.learner.step(&batch);
         let [meta_loss, before] = [gradient.meta_loss, before].map(|t| to_f64(t)[0]);
-        if !meta_loss.is_finite() {
-            return Err(MamlError::Diverged {
-                step,
-                what: "meta-loss",
-                value: meta_loss,
-            });
-        }
+        self.guard.check(step, meta_loss)?;
         self.step += 1;
         Ok(StepMetrics {
             step,
@@ -217,15 +220,15 @@ impl MlpCheckpoint {
 }
 
 /// The mean query loss on `tasks` after `k = 0..=adapt.inner_steps` first-order inner
-/// steps from MLP weights (with Meta-SGD step sizes when given): an adaptation curve.
+/// steps from an MLP (with Meta-SGD step sizes when given): an adaptation curve.
 pub fn mlp_eval_curve<B: Backend>(
-    weights: &MlpWeights,
-    activation: Activation,
+    model: &ModelSpec,
     step_sizes: Option<&MlpWeights>,
     tasks: &[crate::data::TaskData],
     adapt: &crate::config::AdaptConfig,
     device: &B::Device,
 ) -> crate::error::Result<Vec<f64>> {
+    let (weights, activation) = (&model.weights(), model.activation);
     adapt.validate()?;
     weights.validate("weights")?;
     check_device_precision::<B>(device)?;
@@ -243,11 +246,10 @@ pub fn mlp_eval_curve<B: Backend>(
     )
 }
 
-/// Predictions at `x [n][in]` of MLP weights adapted to one task's support set, after
+/// Predictions at `x [n][in]` of an MLP adapted to one task's support set, after
 /// each number of first-order inner steps in `steps` (e.g. `[0, 1, 10]`): `[steps][n][out]`.
 pub fn mlp_adapted_predictions<B: Backend>(
-    weights: &MlpWeights,
-    activation: Activation,
+    model: &ModelSpec,
     step_sizes: Option<&MlpWeights>,
     task: &crate::data::TaskData,
     x: &[Vec<f64>],
@@ -256,6 +258,7 @@ pub fn mlp_adapted_predictions<B: Backend>(
     device: &B::Device,
 ) -> crate::error::Result<Vec<Vec<Vec<f64>>>> {
     use crate::module::MetaModel;
+    let (weights, activation) = (&model.weights(), model.activation);
     adapt.validate()?;
     check_device_precision::<B>(device)?;
     let d_out = weights.d_out();

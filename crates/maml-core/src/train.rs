@@ -8,7 +8,7 @@ use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
 
 use crate::config::AdaptConfig;
-use crate::data::{LinearWeights, Problem, TaskData};
+use crate::data::{LinearWeights, TaskData};
 use crate::error::MamlError;
 use crate::families::{
     BlobsFamily, FixedTasks, LinearFamily, SeedFamily, SinusoidFamily, TaskFamily,
@@ -59,10 +59,9 @@ impl TaskSource {
     }
 }
 
-/// Reads the `tasks` of a problem file (the other fields must be present too, as the
-/// schema says, and are validated, but only the tasks are used).
+/// Reads the `tasks` of a task-set file: a problem file, or a file with just `tasks`.
 pub fn load_tasks(path: &str) -> crate::error::Result<Vec<TaskData>> {
-    Ok(Problem::load(path)?.tasks)
+    Ok(crate::data::TaskSetFile::load(path)?.tasks)
 }
 
 /// Everything a meta-training run depends on. Saved as `config.json` beside its outputs.
@@ -85,12 +84,82 @@ pub struct TrainConfig {
     /// a linear model given as one layer) runs on the model-agnostic core.
     #[config(default = "None")]
     pub model: Option<crate::model_train::MlpConfig>,
+    /// Stop as diverged when the meta-loss rises above this many times its lowest value
+    /// so far (`None`: only non-finite values stop a run).
+    #[config(default = "Some(1e6)")]
+    pub divergence_threshold: Option<f64>,
+}
+
+/// Watches the meta-loss of a run: non-finite values, a rise above the threshold times
+/// the lowest value so far, and how many steps in a row it has risen.
+#[derive(Debug, Clone)]
+pub struct DivergenceGuard {
+    threshold: Option<f64>,
+    lowest: f64,
+    last: f64,
+    rising: usize,
+}
+
+impl DivergenceGuard {
+    /// A guard with `threshold` (`None`: off).
+    pub fn new(threshold: Option<f64>) -> Self {
+        Self {
+            threshold,
+            lowest: f64::INFINITY,
+            last: f64::INFINITY,
+            rising: 0,
+        }
+    }
+
+    /// Checks the meta-loss of step `step`.
+    pub fn check(&mut self, step: usize, meta_loss: f64) -> crate::error::Result<()> {
+        if !meta_loss.is_finite() {
+            return Err(MamlError::Diverged {
+                step,
+                what: "meta-loss",
+                value: meta_loss,
+            });
+        }
+        if let Some(threshold) = self.threshold
+            && self.lowest.is_finite()
+            && meta_loss > threshold * self.lowest.max(f64::MIN_POSITIVE)
+        {
+            return Err(MamlError::DivergedAbove {
+                step,
+                value: meta_loss,
+                lowest: self.lowest,
+                threshold,
+            });
+        }
+        self.rising = if meta_loss > self.last {
+            self.rising + 1
+        } else {
+            0
+        };
+        self.last = meta_loss;
+        self.lowest = self.lowest.min(meta_loss);
+        Ok(())
+    }
+
+    /// For how many steps in a row the meta-loss has risen.
+    pub fn rising_steps(&self) -> usize {
+        self.rising
+    }
 }
 
 impl TrainConfig {
     /// Checks every hyperparameter.
     pub fn validate(&self) -> crate::error::Result<()> {
         self.meta.validate()?;
+        if let Some(t) = self.divergence_threshold
+            && !(t.is_finite() && t > 1.0)
+        {
+            return Err(MamlError::InvalidHyperparameter {
+                name: "divergence_threshold",
+                value: t.to_string(),
+                reason: "must be a finite number above 1 (or off)",
+            });
+        }
         if self.meta_batch == 0 {
             return Err(MamlError::InvalidHyperparameter {
                 name: "meta_batch",
@@ -128,6 +197,7 @@ pub struct Trainer<B: Backend> {
     config: TrainConfig,
     step: usize,
     device: B::Device,
+    guard: DivergenceGuard,
 }
 
 impl<B: Backend> Trainer<B> {
@@ -155,6 +225,7 @@ impl<B: Backend> Trainer<B> {
         Ok(Self {
             learner: MetaLearner::new(&initial, config.meta.clone(), device)?,
             family,
+            guard: DivergenceGuard::new(config.divergence_threshold),
             config,
             step: start_step,
             device: device.clone(),
@@ -169,6 +240,11 @@ impl<B: Backend> Trainer<B> {
     /// The current initial weights.
     pub fn weights(&self) -> LinearWeights {
         self.learner.weights()
+    }
+
+    /// For how many meta steps in a row the meta-loss has risen.
+    pub fn rising_steps(&self) -> usize {
+        self.guard.rising_steps()
     }
 
     /// The task family.
@@ -196,13 +272,7 @@ impl<B: Backend> Trainer<B> {
         );
         let gradient = self.learner.step(&batch);
         let meta_loss = to_f64(gradient.meta_loss)[0];
-        if !meta_loss.is_finite() {
-            return Err(MamlError::Diverged {
-                step,
-                what: "meta-loss",
-                value: meta_loss,
-            });
-        }
+        self.guard.check(step, meta_loss)?;
         let grad = to_f64(gradient.weight)
             .into_iter()
             .chain(to_f64(gradient.bias))

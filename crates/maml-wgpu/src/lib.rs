@@ -1,0 +1,65 @@
+#![warn(missing_docs)]
+//! # maml-wgpu
+//!
+//! The wgpu backend for maml-burn (a GPU, or Mesa's software Vulkan device), apart from
+//! the CPU glue so that CPU-only builds compile no GPU stack; and [`dispatch_with`],
+//! which runs a job on any backend chosen at run time.
+
+use maml_burn::backend::{
+    BackendError, BackendJob, BackendKind, Precision, check_precision, dispatch_cpu,
+};
+
+/// The GPU backend: wgpu (WGSL kernels), `f32`, without Burn's kernel fusion.
+///
+/// With fusion (`burn_wgpu::Wgpu`), Burn 0.21 computes wrong, run-to-run different
+/// results for a matmul by a column vector (`[n, k] x [k, 1]`, our `out = 1` models)
+/// followed by elementwise operations and a reduction: the fused matmul's autotune can
+/// pick a kernel meant for vector-matrix products (tracel-ai/burn#5122, open). The tests
+/// in `tests/cases/` catch it; the unfused backend passes them.
+pub type Gpu = burn_wgpu::CubeBackend<burn_wgpu::WgpuRuntime, f32, i32, u32>;
+
+/// The wgpu device type.
+pub use burn_wgpu::WgpuDevice;
+
+/// The default wgpu device, after checking that wgpu can find an adapter for it the way
+/// Burn will (Vulkan on Linux, high-performance preference), so that a machine without
+/// one gets [`BackendError::NoAdapter`] instead of a panic inside Burn.
+pub fn wgpu_device() -> Result<WgpuDevice, BackendError> {
+    let instance = wgpu::Instance::new(wgpu::InstanceDescriptor {
+        backends: burn_graphics_backend(),
+        ..wgpu::InstanceDescriptor::new_without_display_handle()
+    });
+    let adapter = pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions {
+        power_preference: wgpu::PowerPreference::HighPerformance,
+        force_fallback_adapter: false,
+        compatible_surface: None,
+    }));
+    match adapter {
+        Ok(_) => Ok(WgpuDevice::DefaultDevice),
+        Err(_) => Err(BackendError::NoAdapter),
+    }
+}
+
+/// The graphics API Burn's `AutoGraphicsApi` picks: Metal on macOS, Vulkan elsewhere.
+fn burn_graphics_backend() -> wgpu::Backends {
+    if cfg!(target_os = "macos") {
+        wgpu::Backends::METAL
+    } else {
+        wgpu::Backends::VULKAN
+    }
+}
+
+/// Runs `job` on `backend` in `precision`: Flex or ndarray in f32 or f64 on a pool of
+/// `cpu_threads` threads, wgpu in f32 (after checking for an adapter).
+pub fn dispatch_with<J: BackendJob>(
+    backend: BackendKind,
+    precision: Precision,
+    cpu_threads: usize,
+    job: J,
+) -> Result<J::Output, J::Error> {
+    check_precision(backend, precision)?;
+    match backend {
+        BackendKind::Wgpu => job.run::<Gpu>(&wgpu_device()?),
+        _ => dispatch_cpu(backend, precision, cpu_threads, job),
+    }
+}
