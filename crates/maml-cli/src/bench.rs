@@ -25,6 +25,10 @@ pub enum BenchConfig {
     Linreg16,
     /// The seed's 1x1 task: one task, one inner step (inner lr 1, sse), meta lr 0.001.
     Seed,
+    /// The MAML paper's sinusoid setting on the model-agnostic core: MLP 1-40-40-1 ReLU
+    /// (`--width` changes the hidden width), K = 10 support and 10 query points, 25
+    /// tasks, one inner step of 0.01, Adam 0.001, fresh tasks every step.
+    Sinusoid,
 }
 
 /// `maml bench` arguments.
@@ -50,6 +54,9 @@ pub struct BenchArgs {
     /// Override the number of inner steps.
     #[arg(long)]
     pub inner_steps: Option<usize>,
+    /// Hidden width of the sinusoid MLP (both layers; default 40).
+    #[arg(long)]
+    pub width: Option<usize>,
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -62,6 +69,9 @@ struct BenchReport {
     backend: String,
     precision: String,
     d_in: usize,
+    /// Hidden width of the sinusoid MLP.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    width: Option<usize>,
     tasks: usize,
     inner_steps: usize,
     meta_steps: usize,
@@ -77,6 +87,7 @@ struct BenchReport {
 }
 
 struct BenchJob {
+    width: usize,
     rng: rand::rngs::SmallRng,
     config: BenchConfig,
     family: LinearFamily,
@@ -94,6 +105,7 @@ impl BenchJob {
                 &mut self.rng,
                 device,
             ),
+            BenchConfig::Sinusoid => unreachable!("run_sinusoid samples its own tasks"),
             BenchConfig::Seed => {
                 // The same task every step: built once (see `run`).
                 let tasks = SeedFamily.sample(1, &mut rand_rng());
@@ -101,6 +113,72 @@ impl BenchJob {
             }
         }
     }
+}
+
+impl BenchJob {
+    /// The sinusoid configuration: tasks sampled on the host every step, as in training.
+    fn run_sinusoid<B: Backend>(
+        self,
+        device: &B::Device,
+    ) -> Result<(usize, f64, String, usize), CliError> {
+        use maml_burn::maml_core::{
+            MetaBatch, Mlp, MlpWeights, ModelLearner, SecondOrder, SinusoidFamily,
+        };
+        let family = SinusoidFamily::default();
+        let weights = MlpWeights::uniform_fan_in(&[1, self.width, self.width, 1], 0);
+        let model =
+            Mlp::<B>::from_weights(&weights, maml_burn::maml_core::Activation::Relu, device);
+        let mut learner = ModelLearner::<B, Mlp<SecondOrder<B>>>::new(model, self.meta.clone())?;
+        let mut rng = rand_rng();
+        let tasks = self.tasks;
+        let loss = self.meta.adapt.loss;
+        let (steps, seconds, heap) = timed::<B>(self.seconds, device, || {
+            let batch =
+                MetaBatch::<B>::from_tasks(&family.sample(tasks, &mut rng), 1, loss, device);
+            let base = crate::alloc::HEAP.live();
+            crate::alloc::HEAP.reset_peak();
+            learner.step(&batch);
+            crate::alloc::HEAP.peak().saturating_sub(base)
+        })?;
+        let w = learner.model().to_weights(0);
+        if !w.max_abs().is_finite() {
+            return Err(CliError::Usage(
+                "the benchmark's weights became non-finite; lower the learning rates".into(),
+            ));
+        }
+        Ok((steps, seconds, B::name(device), heap))
+    }
+}
+
+/// Runs `step` for `seconds` after a warm-up, syncing the device every 10 steps:
+/// `(steps, seconds, the largest heap a step reported)`.
+fn timed<B: Backend>(
+    seconds: f64,
+    device: &B::Device,
+    mut step: impl FnMut() -> usize,
+) -> Result<(usize, f64, usize), CliError> {
+    let sync = || B::sync(device).map_err(|e| CliError::Usage(format!("device error: {e:?}")));
+    let mut heap = 0;
+    let warm = Instant::now();
+    while warm.elapsed().as_secs_f64() < (seconds / 4.0).min(1.0) {
+        for _ in 0..5 {
+            heap = heap.max(step());
+        }
+        sync()?;
+    }
+    let start = Instant::now();
+    let mut steps = 0;
+    loop {
+        for _ in 0..10 {
+            heap = heap.max(step());
+        }
+        steps += 10;
+        sync()?;
+        if start.elapsed().as_secs_f64() >= seconds {
+            break;
+        }
+    }
+    Ok((steps, start.elapsed().as_secs_f64(), heap))
 }
 
 fn rand_rng() -> rand::rngs::StdRng {
@@ -114,6 +192,7 @@ impl BackendJob for BenchJob {
         let (d_in, d_out) = match self.config {
             BenchConfig::Linreg16 => (self.family.d_in, self.family.d_out),
             BenchConfig::Seed => (1, 1),
+            BenchConfig::Sinusoid => return self.run_sinusoid::<B>(device),
         };
         let init = LinearWeights::kaiming(d_in, d_out, 0);
         let mut learner = MetaLearner::<B>::new(&init, self.meta.clone(), device)?;
@@ -201,7 +280,23 @@ pub fn bench(args: BenchArgs) -> Result<(), CliError> {
                 .with_loss(Loss::Sse);
             (LinearFamily::default(), 1, adapt, 0.001)
         }
+        BenchConfig::Sinusoid => {
+            let adapt = AdaptConfig::new(0.01)
+                .with_inner_steps(args.inner_steps.unwrap_or(1))
+                .with_loss(Loss::Mse);
+            let family = LinearFamily {
+                d_in: 1,
+                ..LinearFamily::default()
+            };
+            (family, args.tasks.unwrap_or(25), adapt, 0.001)
+        }
     };
+    let width = args.width.unwrap_or(40);
+    if width == 0 {
+        return Err(CliError::Usage(
+            "invalid --width 0: must be at least 1".into(),
+        ));
+    }
     family.validate()?;
     if tasks == 0 {
         return Err(CliError::Usage(
@@ -211,12 +306,19 @@ pub fn bench(args: BenchArgs) -> Result<(), CliError> {
     let adapt = adapt.with_order(args.order);
     let inner_steps = adapt.inner_steps;
     let d_in = family.d_in;
+    let meta_optimizer = match args.config {
+        BenchConfig::Sinusoid => maml_burn::maml_core::MetaOptimizer::Adam,
+        _ => maml_burn::maml_core::MetaOptimizer::Sgd,
+    };
     let job = BenchJob {
+        width,
         rng: rand::SeedableRng::seed_from_u64(0),
         config: args.config,
         family,
         tasks,
-        meta: MetaConfig::new(adapt).with_meta_lr(meta_lr),
+        meta: MetaConfig::new(adapt)
+            .with_meta_lr(meta_lr)
+            .with_meta_optimizer(meta_optimizer),
         seconds: args.seconds,
     };
     let (steps, seconds, device, step_heap) = dispatch_with(
@@ -228,6 +330,7 @@ pub fn bench(args: BenchArgs) -> Result<(), CliError> {
     let config_name = match args.config {
         BenchConfig::Linreg16 => "linreg-16",
         BenchConfig::Seed => "seed",
+        BenchConfig::Sinusoid => "sinusoid",
     };
     let report = BenchReport {
         config: config_name.into(),
@@ -239,6 +342,7 @@ pub fn bench(args: BenchArgs) -> Result<(), CliError> {
         } else {
             d_in
         },
+        width: (args.config == BenchConfig::Sinusoid).then_some(width),
         tasks,
         inner_steps,
         meta_steps: steps,

@@ -194,6 +194,20 @@ pub struct TrainArgs {
     /// so far; `off` stops only on NaN or infinity.
     #[arg(long, default_value = "1e6", value_parser = parse_threshold)]
     pub divergence_threshold: Threshold,
+    /// Data-parallel workers in this process (threads on burn-collective): each meta
+    /// step's tasks are split over them and their meta-gradients all-reduced. Runs on
+    /// the model-agnostic core (a linear model as a one-layer MLP).
+    #[arg(long, default_value_t = 1, value_parser = parse_workers)]
+    pub workers: usize,
+}
+
+fn parse_workers(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n @ 1..=256) => Ok(n),
+        _ => Err(format!(
+            "invalid worker count {s:?}: expected a whole number from 1 to 256"
+        )),
+    }
 }
 
 /// `--divergence-threshold`: a factor, or `off`.
@@ -387,7 +401,10 @@ impl BackendJob for TrainJob {
         );
         let started = Instant::now();
         let first = self.start_step;
-        let mut last_good: Option<usize> = None;
+        // The run's starting point is a checkpoint too: a run that diverges at once
+        // still leaves its last good weights on disk.
+        self.save_checkpoint(first, trainer.weights())?;
+        let mut last_good: Option<usize> = Some(first);
         let mut rows = std::mem::take(&mut self.rows);
         let result = run_steps(&mut trainer, steps, opt.as_ref(), |t, row| {
             rows.push(row);
@@ -632,7 +649,14 @@ pub fn train(args: TrainArgs) -> Result<(), CliError> {
     let config_json = serde_json::to_string_pretty(&config).expect("configs serialise");
     write_atomic(&out.join("config.json"), config_json.as_bytes())?;
     if config.model.is_some() {
+        if args.workers > config.meta_batch {
+            return Err(CliError::Usage(format!(
+                "invalid --workers {}: more workers than tasks per meta-batch ({})",
+                args.workers, config.meta_batch
+            )));
+        }
         let job = MlpJob {
+            workers: args.workers,
             baseline_steps: args.baseline_steps.unwrap_or(config.meta_steps),
             config,
             initial: None,
@@ -685,6 +709,7 @@ fn train_mlp_resume(args: &TrainArgs, out: &Path) -> Result<(), CliError> {
         config.meta_steps = steps;
     }
     let job = MlpJob {
+        workers: args.workers,
         baseline_steps: args.baseline_steps.unwrap_or(0),
         initial: Some((checkpoint.weights, checkpoint.step_sizes)),
         start_step: checkpoint.step,

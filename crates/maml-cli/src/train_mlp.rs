@@ -34,6 +34,161 @@ pub struct MlpJob {
     pub eval_tasks: usize,
     /// Meta steps of the pretrained baseline (0: none).
     pub baseline_steps: usize,
+    /// Data-parallel workers (threads on burn-collective); 1: no threads.
+    pub workers: usize,
+}
+
+/// What a training worker reports to the thread that writes the outputs.
+enum Event {
+    Step {
+        step: usize,
+        meta_loss: f64,
+        before: f64,
+        rising: usize,
+    },
+    Checkpoint(MlpCheckpoint),
+    Done((MlpWeights, Option<MlpWeights>, Activation)),
+    Failed(CliError),
+}
+
+/// What every worker needs to train.
+struct WorkerParts<'a> {
+    config: &'a TrainConfig,
+    initial: &'a Option<(MlpWeights, Option<MlpWeights>)>,
+    start_step: usize,
+    checkpoint_every: usize,
+}
+
+impl WorkerParts<'_> {
+    /// Trains as worker `rank` of `workers` (1: alone), reporting to `emit` (rank 0's
+    /// events are the run's).
+    fn run<B: Backend>(
+        &self,
+        rank: usize,
+        workers: usize,
+        device: &B::Device,
+        emit: &mut dyn FnMut(Event) -> Result<(), CliError>,
+    ) -> Result<(), CliError> {
+        let steps = self.config.meta_steps;
+        let mut trainer = MlpTrainer::<B>::new(
+            self.config.clone(),
+            self.config.tasks.family()?,
+            self.initial.clone(),
+            self.start_step,
+            device,
+        )?;
+        let checkpoint = |t: &MlpTrainer<B>, step: usize| {
+            Event::Checkpoint(MlpCheckpoint {
+                format: MlpCheckpoint::FORMAT.into(),
+                step,
+                config: self.config.clone(),
+                weights: t.weights(),
+                step_sizes: t.step_sizes(),
+            })
+        };
+        if rank == 0 {
+            // The starting point is a checkpoint too (a run that diverges at once).
+            emit(checkpoint(&trainer, self.start_step))?;
+        }
+        let peer = burn_collective::PeerId(rank as u32);
+        while trainer.step_index() < steps {
+            let m = if workers == 1 {
+                trainer.step()?
+            } else {
+                trainer.step_parallel(rank, workers, |flat| {
+                    use burn::tensor::TensorPrimitive;
+                    burn_collective::all_reduce::<B>(
+                        peer,
+                        flat.into_primitive().tensor(),
+                        burn_collective::ReduceOperation::Sum,
+                    )
+                    .map(|p| burn::tensor::Tensor::from_primitive(TensorPrimitive::Float(p)))
+                    .map_err(|e| format!("burn-collective all-reduce: {e:?}"))
+                })?
+            };
+            if rank == 0 {
+                emit(Event::Step {
+                    step: m.step,
+                    meta_loss: m.meta_loss,
+                    before: m.query_loss_before,
+                    rising: trainer.rising_steps(),
+                })?;
+                let done = trainer.step_index();
+                if done % self.checkpoint_every == 0 || done == steps {
+                    emit(checkpoint(&trainer, done))?;
+                }
+            }
+        }
+        if rank == 0 {
+            emit(Event::Done((
+                trainer.weights(),
+                trainer.step_sizes(),
+                trainer.activation(),
+            )))?;
+        }
+        Ok(())
+    }
+}
+
+/// Trains with `workers` threads, each with its own device handle, registered with
+/// burn-collective; the calling thread writes rank 0's outputs. A worker that fails or
+/// panics ends the whole process with one `error:` line (the others may be waiting in
+/// an all-reduce that can no longer complete: burn-collective has no time-outs).
+fn run_workers<B: Backend>(
+    parts: &WorkerParts<'_>,
+    workers: usize,
+    device: &B::Device,
+    handle: &mut dyn FnMut(Event) -> Result<(), CliError>,
+) -> Result<(), CliError> {
+    use std::sync::mpsc;
+    let (tx, rx) = mpsc::channel::<(usize, Event)>();
+    std::thread::scope(|scope| {
+        for rank in 0..workers {
+            let tx = tx.clone();
+            let device = device.clone();
+            scope.spawn(move || {
+                let config = burn_collective::CollectiveConfig::default().with_num_devices(workers);
+                let peer = burn_collective::PeerId(rank as u32);
+                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    burn_collective::register::<B>(peer, device.clone(), config)
+                        .map_err(|e| CliError::Usage(format!("burn-collective register: {e:?}")))?;
+                    let mut emit = |event| {
+                        tx.send((rank, event))
+                            .map_err(|_| CliError::Usage("the output thread has stopped".into()))
+                    };
+                    let run = parts.run::<B>(rank, workers, &device, &mut emit);
+                    let _ = burn_collective::finish_collective::<B>(peer);
+                    run
+                }));
+                let failure = match result {
+                    Ok(Ok(())) => None,
+                    Ok(Err(err)) => Some(err),
+                    Err(_) => Some(CliError::Usage(format!("worker {rank} panicked"))),
+                };
+                if let Some(err) = failure {
+                    let _ = tx.send((rank, Event::Failed(err)));
+                }
+            });
+        }
+        drop(tx);
+        let mut failed = false;
+        for (rank, event) in rx {
+            match event {
+                Event::Failed(err) if rank == 0 => {
+                    handle(Event::Failed(err))?;
+                    failed = true;
+                }
+                Event::Failed(err) if !failed => {
+                    // Rank 0 may be blocked in an all-reduce with this worker: stop here.
+                    eprintln!("error: data-parallel worker {rank} failed: {err}");
+                    std::process::exit(1);
+                }
+                Event::Failed(_) => {}
+                event => handle(event)?,
+            }
+        }
+        Ok(())
+    })
 }
 
 /// What a training run prints at the end.
@@ -93,73 +248,69 @@ impl BackendJob for MlpJob {
 
     fn run<B: Backend>(self, device: &B::Device) -> Result<MlpSummary, CliError> {
         let steps = self.config.meta_steps;
-        let mut trainer = MlpTrainer::<B>::new(
-            self.config.clone(),
-            self.config.tasks.family()?,
-            self.initial.clone(),
-            self.start_step,
-            device,
-        )?;
         let bar = progress(steps, self.start_step, "meta-train");
         let started = Instant::now();
         let mut rows: Vec<(usize, f64, f64)> = Vec::new();
         let mut last_good = None;
-        let checkpoint = |t: &MlpTrainer<B>, step: usize| {
-            write_json(
-                &self.out.join("checkpoint.json"),
-                &MlpCheckpoint {
-                    format: MlpCheckpoint::FORMAT.into(),
+        let mut finished = None;
+        let mut failure = None;
+        let mut handle = |event: Event| -> Result<(), CliError> {
+            match event {
+                Event::Step {
                     step,
-                    config: self.config.clone(),
-                    weights: t.weights(),
-                    step_sizes: t.step_sizes(),
-                },
-            )
-        };
-        while trainer.step_index() < steps {
-            match trainer.step() {
-                Ok(m) => {
-                    rows.push((m.step, m.meta_loss, m.query_loss_before));
-                    if m.step % 50 == 0 || trainer.rising_steps() >= 20 {
-                        bar.set_message(crate::train::loss_message(
-                            m.meta_loss,
-                            trainer.rising_steps(),
-                        ));
+                    meta_loss,
+                    before,
+                    rising,
+                } => {
+                    rows.push((step, meta_loss, before));
+                    if step % 50 == 0 || rising >= 20 {
+                        bar.set_message(crate::train::loss_message(meta_loss, rising));
                     }
                     bar.inc(1);
-                    let done = trainer.step_index();
-                    if done % self.checkpoint_every == 0 || done == steps {
-                        checkpoint(&trainer, done)?;
-                        last_good = Some(done);
-                    }
                 }
-                Err(err) => {
-                    bar.finish_and_clear();
-                    let kept = match last_good {
-                        Some(step) => {
-                            format!("the last good checkpoint (meta step {step}) is kept")
-                        }
-                        None => "no checkpoint of this run was written".into(),
-                    };
-                    return Err(CliError::Stopped(format!(
-                        "{err}; {kept} in {}",
-                        self.out.join("checkpoint.json").display()
-                    )));
+                Event::Checkpoint(checkpoint) => {
+                    let step = checkpoint.step;
+                    write_json(&self.out.join("checkpoint.json"), &checkpoint)?;
+                    last_good = Some(step);
                 }
+                Event::Done(done) => finished = Some(done),
+                Event::Failed(err) => failure = Some(err),
             }
+            Ok(())
+        };
+        let parts = WorkerParts {
+            config: &self.config,
+            initial: &self.initial,
+            start_step: self.start_step,
+            checkpoint_every: self.checkpoint_every,
+        };
+        if self.workers <= 1 {
+            if let Err(err) = parts.run::<B>(0, 1, device, &mut handle) {
+                handle(Event::Failed(err))?;
+            }
+        } else {
+            run_workers::<B>(&parts, self.workers, device, &mut handle)?;
         }
+        drop(handle);
         bar.finish_and_clear();
-        let seconds = started.elapsed().as_secs_f64();
-        if trainer.step_index() == self.start_step {
-            checkpoint(&trainer, self.start_step)?;
+        if let Some(err) = failure {
+            let kept = match last_good {
+                Some(step) => format!("the last good checkpoint (meta step {step}) is kept"),
+                None => "no checkpoint of this run was written".into(),
+            };
+            return Err(CliError::Stopped(format!(
+                "{err}; {kept} in {}",
+                self.out.join("checkpoint.json").display()
+            )));
         }
-        let activation = trainer.activation();
-        let weights = trainer.weights();
+        let seconds = started.elapsed().as_secs_f64();
+        let (weights, step_sizes, activation) =
+            finished.expect("a run that did not fail reports its final weights");
         write_json(
             &self.out.join("weights.json"),
             &spec(weights.clone(), activation),
         )?;
-        if let Some(sizes) = trainer.step_sizes() {
+        if let Some(sizes) = step_sizes {
             write_json(&self.out.join("step_sizes.json"), &spec(sizes, activation))?;
         }
         let mut csv = String::from("step,meta_loss,query_loss_before\n");

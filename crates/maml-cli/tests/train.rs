@@ -220,6 +220,8 @@ fn divergence_stops_with_the_step_and_keeps_the_last_good_checkpoint() {
         "1",
         "--checkpoint-every",
         "1",
+        "--divergence-threshold",
+        "off",
         "--out",
         dir.to_str().unwrap(),
     ]);
@@ -237,4 +239,280 @@ fn divergence_stops_with_the_step_and_keeps_the_last_good_checkpoint() {
     let checkpoint =
         Checkpoint::load(&dir.join("checkpoint.json")).expect("the kept checkpoint loads");
     assert!(checkpoint.weights.max_abs().is_finite());
+}
+
+/// The issue's run that blows up but stays finite (inner lr 50, meta lr 50): stopped by
+/// the divergence threshold with exit status 1, the step named, and the checkpoint on
+/// disk the last one before that step (finite weights).
+#[test]
+fn a_finite_blow_up_stops_at_the_threshold_and_keeps_the_last_good_checkpoint() {
+    let dir = tmp("threshold");
+    let out = maml(&[
+        "train",
+        "--order",
+        "second",
+        "--inner-steps",
+        "3",
+        "--inner-lr",
+        "50",
+        "--meta-lr",
+        "50",
+        "--meta-steps",
+        "200",
+        "--checkpoint-every",
+        "1",
+        "--no-compare",
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let prefix = "error: meta-training diverged at meta step ";
+    assert!(stderr.starts_with(prefix), "{stderr}");
+    let step: usize = stderr[prefix.len()..]
+        .split(':')
+        .next()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or_else(|| panic!("a step number in {stderr}"));
+    assert!(
+        stderr.contains("times the lowest loss so far") && stderr.contains("last good checkpoint"),
+        "{stderr}"
+    );
+    let checkpoint =
+        Checkpoint::load(&dir.join("checkpoint.json")).expect("the kept checkpoint loads");
+    // Meta step `step` (0-based) was measured with the weights after `step` updates.
+    assert_eq!(checkpoint.step, step, "{stderr}");
+    assert!(checkpoint.weights.max_abs().is_finite());
+    // The threshold can be switched off.
+    let bad = maml(&[
+        "train",
+        "--divergence-threshold",
+        "0.5",
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("invalid divergence threshold \"0.5\""));
+}
+
+/// A task-set file with only `tasks` works for `optimum` and `train`; the rest comes
+/// from flags and `train`'s defaults.
+#[test]
+fn a_file_with_only_tasks_is_a_task_set() {
+    let dir = tmp("tasks-only");
+    std::fs::create_dir_all(&dir).unwrap();
+    let full: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(data("convergence-tasks.json")).unwrap())
+            .unwrap();
+    let only = serde_json::json!({ "tasks": full["tasks"] });
+    let file = dir.join("tasks.json");
+    std::fs::write(&file, only.to_string()).unwrap();
+    let file = file.to_str().unwrap();
+    let opt = maml(&[
+        "optimum",
+        "--tasks",
+        file,
+        "--inner-steps",
+        "2",
+        "--inner-lr",
+        "0.08",
+        "--loss",
+        "sse",
+    ]);
+    ok(&opt);
+    let out = dir.join("run");
+    ok(&maml(&[
+        "train",
+        "--tasks",
+        file,
+        "--meta-steps",
+        "5",
+        "--no-compare",
+        "--out",
+        out.to_str().unwrap(),
+    ]));
+    // A misspelt field is still an error naming it.
+    std::fs::write(dir.join("bad.json"), r#"{"tasks": [], "inner_lrr": 1}"#).unwrap();
+    let bad = maml(&["optimum", "--tasks", dir.join("bad.json").to_str().unwrap()]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("inner_lrr"));
+}
+
+/// An MLP run on sinusoids writes the version-2 weights, the pretrained baseline and
+/// the figures; `maml eval` reports both curves; Meta-SGD and blobs classification run.
+#[test]
+fn mlp_runs_write_v2_weights_a_baseline_and_eval_compares_them() {
+    let dir = tmp("mlp");
+    let d = dir.to_str().unwrap();
+    ok(&maml(&[
+        "train",
+        "--family",
+        "sinusoid",
+        "--model",
+        "mlp",
+        "--hidden",
+        "8,8",
+        "--inner-steps",
+        "1",
+        "--inner-lr",
+        "0.01",
+        "--meta-steps",
+        "40",
+        "--baseline-steps",
+        "40",
+        "--eval-tasks",
+        "10",
+        "--out",
+        d,
+    ]));
+    for file in [
+        "weights.json",
+        "pretrained.json",
+        "checkpoint.json",
+        "metrics.csv",
+        "adaptation.svg",
+        "meta_loss.svg",
+    ] {
+        assert!(dir.join(file).exists(), "{file}");
+    }
+    let weights: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("weights.json")).unwrap()).unwrap();
+    assert_eq!(weights["layers"].as_array().map(Vec::len), Some(3));
+    assert_eq!(weights["activation"], "relu");
+    let eval = maml(&[
+        "eval",
+        dir.join("checkpoint.json").to_str().unwrap(),
+        "--num-tasks",
+        "20",
+        "--inner-steps",
+        "3",
+        "--json",
+        "--figures",
+    ]);
+    ok(&eval);
+    let report: serde_json::Value = serde_json::from_slice(&eval.stdout).unwrap();
+    assert_eq!(report["maml"].as_array().map(Vec::len), Some(4));
+    assert_eq!(report["pretrained"].as_array().map(Vec::len), Some(4));
+    assert!(dir.join("figure2.svg").exists());
+    // Resume continues to a larger step count.
+    ok(&maml(&[
+        "train",
+        "--resume",
+        "--meta-steps",
+        "50",
+        "--out",
+        d,
+    ]));
+    let checkpoint: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("checkpoint.json")).unwrap())
+            .unwrap();
+    assert_eq!(checkpoint["step"], 50);
+
+    let sgd = tmp("metasgd");
+    ok(&maml(&[
+        "train",
+        "--family",
+        "blobs",
+        "--loss",
+        "cross_entropy",
+        "--model",
+        "mlp",
+        "--hidden",
+        "8",
+        "--ways",
+        "3",
+        "--in",
+        "2",
+        "--support-shots",
+        "2",
+        "--query-shots",
+        "2",
+        "--meta-sgd",
+        "--meta-steps",
+        "20",
+        "--baseline-steps",
+        "0",
+        "--out",
+        sgd.to_str().unwrap(),
+    ]));
+    assert!(sgd.join("step_sizes.json").exists());
+    let wrong = maml(&["train", "--family", "blobs", "--out", sgd.to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&wrong.stderr).contains("--loss cross_entropy"));
+}
+
+fn weights_of(dir: &Path) -> Vec<f64> {
+    let spec: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("weights.json")).unwrap()).unwrap();
+    let mut values = Vec::new();
+    for layer in spec["layers"].as_array().expect("version-2 layers") {
+        for row in layer["weight"].as_array().unwrap() {
+            values.extend(row.as_array().unwrap().iter().map(|v| v.as_f64().unwrap()));
+        }
+        values.extend(
+            layer["bias"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap()),
+        );
+    }
+    values
+}
+
+fn assert_same_weights(a: &[f64], b: &[f64], rel: f64, what: &str) {
+    assert_eq!(a.len(), b.len(), "{what}");
+    let scale = a.iter().fold(0.0f64, |m, v| m.max(v.abs())).max(1e-300);
+    let diff = a
+        .iter()
+        .zip(b)
+        .fold(0.0f64, |m, (x, y)| m.max((x - y).abs()));
+    assert!(
+        diff <= rel * scale,
+        "{what}: max |difference| {diff:e} > {rel:e} * {scale:e}"
+    );
+}
+
+/// Two data-parallel workers (threads on burn-collective) train to the same weights as
+/// one, for a linear and an MLP model: only the order of summation differs, so 1e-12
+/// relative in f64 and 1e-5 in f32.
+#[test]
+fn two_workers_train_the_same_weights_as_one() {
+    for (model, hidden, precision, rel) in [
+        ("linear", "1", "f64", 1e-12),
+        ("mlp", "8,8", "f64", 1e-12),
+        ("mlp", "8,8", "f32", 1e-5),
+    ] {
+        let mut runs = Vec::new();
+        for workers in ["1", "2"] {
+            let dir = tmp(&format!("workers-{model}-{precision}-{workers}"));
+            ok(&maml(&[
+                "train",
+                "--family",
+                "sinusoid",
+                "--model",
+                model,
+                "--hidden",
+                hidden,
+                "--meta-sgd",
+                "--inner-steps",
+                "2",
+                "--inner-lr",
+                "0.01",
+                "--meta-batch",
+                "7",
+                "--meta-steps",
+                "30",
+                "--baseline-steps",
+                "0",
+                "--precision",
+                precision,
+                "--workers",
+                workers,
+                "--out",
+                dir.to_str().unwrap(),
+            ]));
+            runs.push(weights_of(&dir));
+        }
+        assert_same_weights(&runs[0], &runs[1], rel, &format!("{model} {precision}"));
+    }
 }

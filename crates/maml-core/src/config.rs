@@ -3,7 +3,6 @@
 use std::fmt;
 use std::str::FromStr;
 
-use burn::config::Config;
 use serde::{Deserialize, Serialize};
 
 use crate::error::MamlError;
@@ -69,28 +68,90 @@ macro_rules! named_enum {
 named_enum!(Order, "order", "first second", First => "first", Second => "second");
 named_enum!(Loss, "loss", "sse mse cross_entropy", Sse => "sse", Mse => "mse", CrossEntropy => "cross_entropy");
 
-/// How a task's fast weights are obtained from the initial weights: `inner_steps` plain
-/// gradient steps of size `inner_lr` on the support loss.
-#[derive(Config, Debug, PartialEq)]
+/// How a task's fast weights are obtained from the initial weights: `inner_steps`
+/// gradient steps of size `inner_lr` (or learned per-parameter sizes, Meta-SGD) on the
+/// support loss.
+///
+/// A Burn [`Config`](burn::config::Config) written by hand rather than derived, so that
+/// configurations saved before `meta_sgd` existed still load (Burn's derive makes every
+/// field with a default required in JSON).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AdaptConfig {
-    /// Inner-loop step size (alpha).
+    /// Inner-loop step size (alpha); Meta-SGD's starting value.
     pub inner_lr: f64,
     /// Number of inner gradient steps, K. Zero means no adaptation.
-    #[config(default = 1)]
+    #[serde(default = "default_inner_steps")]
     pub inner_steps: usize,
     /// First or second order.
-    #[config(default = "Order::Second")]
+    #[serde(default = "default_order")]
     pub order: Order,
     /// Support and query loss.
-    #[config(default = "Loss::Sse")]
+    #[serde(default = "default_loss")]
     pub loss: Loss,
     /// Meta-SGD (Li et al. 2017): one learned inner step size per parameter entry,
     /// starting at `inner_lr`.
-    #[config(default = false)]
+    #[serde(default)]
     pub meta_sgd: bool,
 }
 
+fn default_inner_steps() -> usize {
+    1
+}
+
+fn default_order() -> Order {
+    Order::Second
+}
+
+fn default_loss() -> Loss {
+    Loss::Sse
+}
+
+impl burn::config::Config for AdaptConfig {}
+
+impl fmt::Display for AdaptConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let json = serde_json::to_string_pretty(self).map_err(|_| fmt::Error)?;
+        f.write_str(&json)
+    }
+}
+
 impl AdaptConfig {
+    /// A configuration with step size `inner_lr` and the defaults: one inner step,
+    /// second order, `sse`, plain MAML.
+    pub fn new(inner_lr: f64) -> Self {
+        Self {
+            inner_lr,
+            inner_steps: default_inner_steps(),
+            order: default_order(),
+            loss: default_loss(),
+            meta_sgd: false,
+        }
+    }
+
+    /// Sets the number of inner steps.
+    pub fn with_inner_steps(mut self, inner_steps: usize) -> Self {
+        self.inner_steps = inner_steps;
+        self
+    }
+
+    /// Sets the order.
+    pub fn with_order(mut self, order: Order) -> Self {
+        self.order = order;
+        self
+    }
+
+    /// Sets the loss.
+    pub fn with_loss(mut self, loss: Loss) -> Self {
+        self.loss = loss;
+        self
+    }
+
+    /// Sets Meta-SGD.
+    pub fn with_meta_sgd(mut self, meta_sgd: bool) -> Self {
+        self.meta_sgd = meta_sgd;
+        self
+    }
+
     /// Checks the hyperparameters: `inner_lr` must be finite and positive.
     pub fn validate(&self) -> crate::error::Result<()> {
         check_lr("inner_lr", self.inner_lr)

@@ -127,8 +127,8 @@ pub enum MamlError {
     /// `threshold` times its lowest value so far.
     #[error(
         "meta-training diverged at meta step {step}: meta-loss {value:e} is above {threshold:e} \
-         times its lowest value so far ({lowest:e}); try a smaller inner_lr or meta_lr, or \
-         --divergence-threshold off"
+         times the lowest loss so far ({lowest:e}, of the meta-losses and the query losses \
+         before adaptation); try a smaller inner_lr or meta_lr, or --divergence-threshold off"
     )]
     DivergedAbove {
         /// The meta step (0-based).
@@ -139,6 +139,14 @@ pub enum MamlError {
         lowest: f64,
         /// The factor.
         threshold: f64,
+    },
+    /// Data-parallel training failed to exchange gradients.
+    #[error("data-parallel meta step {step} failed: {detail}")]
+    Distributed {
+        /// The meta step.
+        step: usize,
+        /// What the communication layer said.
+        detail: String,
     },
 }
 

@@ -349,3 +349,117 @@ impl<B: Backend, M: Learnable<B>> ModelLearner<B, M> {
         }
     }
 }
+
+/// Flattens gradients (by parameter id, tensors of `B`) in the visit order of `module`
+/// into one `[n]` tensor, zeros where a parameter has none.
+struct Flatten<'a, B: Backend> {
+    grads: &'a GradientsParams,
+    parts: Vec<Tensor<B, 1>>,
+    device: B::Device,
+}
+
+impl<B: Backend> burn::module::ModuleVisitor<MetaBackend<B>> for Flatten<'_, B> {
+    fn visit_float<const D: usize>(
+        &mut self,
+        param: &burn::module::Param<Tensor<MetaBackend<B>, D>>,
+    ) {
+        let n = param.shape().num_elements();
+        let part = match self.grads.get::<B, D>(param.id) {
+            Some(g) => g.reshape([n]),
+            None => Tensor::zeros([n], &self.device),
+        };
+        self.parts.push(part);
+    }
+}
+
+/// The inverse of [`Flatten`]: slices a flat `[n]` tensor back into gradients by id.
+struct Unflatten<B: Backend> {
+    flat: Tensor<B, 1>,
+    offset: usize,
+    grads: GradientsParams,
+}
+
+impl<B: Backend> burn::module::ModuleVisitor<MetaBackend<B>> for Unflatten<B> {
+    fn visit_float<const D: usize>(
+        &mut self,
+        param: &burn::module::Param<Tensor<MetaBackend<B>, D>>,
+    ) {
+        let shape = param.shape();
+        let n = shape.num_elements();
+        let part = self.flat.clone().slice(self.offset..self.offset + n);
+        self.offset += n;
+        self.grads.register::<B, D>(param.id, part.reshape(shape));
+    }
+}
+
+impl<B: Backend, M: Learnable<B>> ModelLearner<B, M> {
+    /// One data-parallel meta step on this worker's shard of a meta-batch: the shard's
+    /// meta-gradient, scaled by `weight` (the shard's share of the tasks, `n_i / n`),
+    /// is flattened into one `[params + 1]` tensor (the scaled meta-loss last) and summed
+    /// over all workers by `all_reduce_sum`; every worker then applies the same update.
+    /// The sum of the shares is the meta-gradient of the whole meta-batch (the mean
+    /// over its tasks), up to the order of floating-point summation. Returns the whole
+    /// meta-batch's meta-loss.
+    pub fn step_shard<E>(
+        &mut self,
+        shard: &MetaBatch<B>,
+        weight: f64,
+        all_reduce_sum: impl FnOnce(Tensor<B, 1>) -> std::result::Result<Tensor<B, 1>, E>,
+    ) -> std::result::Result<f64, E> {
+        let gradient = self.meta_gradient(shard);
+        let device = gradient.meta_loss.device();
+        let mut flat = Flatten {
+            grads: &gradient.grads,
+            parts: Vec::new(),
+            device: device.clone(),
+        };
+        self.model.visit(&mut flat);
+        let model_len: usize = flat.parts.iter().map(|p| p.dims()[0]).sum();
+        let mut parts = flat.parts;
+        if let (Some(sizes), Some(grads)) = (&self.step_sizes, &gradient.step_size_grads) {
+            let mut flat = Flatten {
+                grads,
+                parts: Vec::new(),
+                device: device.clone(),
+            };
+            sizes.visit(&mut flat);
+            parts.extend(flat.parts);
+        }
+        parts.push(gradient.meta_loss);
+        let total = all_reduce_sum(Tensor::cat(parts, 0).mul_scalar(weight))?;
+        let n = total.dims()[0];
+        let meta_loss = crate::model::to_f64(total.clone().slice(n - 1..n))[0];
+        let mut model_grads = Unflatten {
+            flat: total.clone().slice(0..model_len),
+            offset: 0,
+            grads: GradientsParams::new(),
+        };
+        self.model.visit(&mut model_grads);
+        let size_grads = self.step_sizes.as_ref().map(|sizes| {
+            let mut grads = Unflatten {
+                flat: total.slice(model_len..n - 1),
+                offset: 0,
+                grads: GradientsParams::new(),
+            };
+            sizes.visit(&mut grads);
+            grads.grads
+        });
+        let lr = self.config.meta_lr;
+        self.model = self.optim.step(lr, self.model.clone(), model_grads.grads);
+        if let (Some(sizes), Some(grads)) = (self.step_sizes.take(), size_grads) {
+            self.step_sizes = Some(self.size_optim.step(lr, sizes, grads));
+        }
+        Ok(meta_loss)
+    }
+}
+
+/// The tasks of worker `rank` of `workers` in a meta-batch of `tasks`: contiguous
+/// shards whose sizes differ by at most one (a worker may get none when there are more
+/// workers than tasks).
+pub fn shard_range(tasks: usize, workers: usize, rank: usize) -> std::ops::Range<usize> {
+    let workers = workers.max(1);
+    let (base, extra) = (tasks / workers, tasks % workers);
+    let start = rank * base + rank.min(extra);
+    let len = base + usize::from(rank < extra);
+    start..(start + len).min(tasks)
+}

@@ -39,7 +39,8 @@ pub use families::{
     BlobsFamily, FixedTasks, LinearFamily, SeedFamily, Sinusoid, SinusoidFamily, TaskFamily,
 };
 pub use learn::{
-    Fast, ModelLearner, ModelMetaGradient, adapt_model, model_adaptation_curve, model_meta_gradient,
+    Fast, ModelLearner, ModelMetaGradient, adapt_model, model_adaptation_curve,
+    model_meta_gradient, shard_range,
 };
 pub use learner::{MetaConfig, MetaLearner, MetaOptimizer};
 pub use maml::{

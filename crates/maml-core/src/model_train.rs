@@ -165,12 +165,58 @@ impl<B: Backend> MlpTrainer<B> {
         .mean();
         let gradient = self.learner.step(&batch);
         let [meta_loss, before] = [gradient.meta_loss, before].map(|t| to_f64(t)[0]);
-        self.guard.check(step, meta_loss)?;
+        self.guard.check(step, meta_loss, before)?;
         self.step += 1;
         Ok(StepMetrics {
             step,
             meta_loss,
             query_loss_before: before,
+            query_loss_after: meta_loss,
+        })
+    }
+}
+
+impl<B: Backend> MlpTrainer<B> {
+    /// One data-parallel meta step as worker `rank` of `workers`: every worker draws the
+    /// same meta-batch (same seeded stream), takes its shard
+    /// ([`crate::learn::shard_range`]), and `all_reduce_sum` sums the workers' scaled
+    /// shares ([`ModelLearner::step_shard`]); every worker applies the same update and
+    /// sees the same meta-loss, so all stop together on divergence. `query_loss_before`
+    /// is not computed (NaN).
+    pub fn step_parallel(
+        &mut self,
+        rank: usize,
+        workers: usize,
+        all_reduce_sum: impl FnOnce(Tensor<B, 1>) -> std::result::Result<Tensor<B, 1>, String>,
+    ) -> crate::error::Result<StepMetrics> {
+        let step = self.step;
+        let mut rng = step_rng(self.config.seed, step);
+        let tasks = self.family.sample(self.config.meta_batch, &mut rng);
+        let range = crate::learn::shard_range(tasks.len(), workers, rank);
+        if range.is_empty() {
+            return Err(MamlError::InvalidHyperparameter {
+                name: "workers",
+                value: workers.to_string(),
+                reason: "more workers than tasks in a meta-batch: every worker needs a task",
+            });
+        }
+        let weight = range.len() as f64 / tasks.len() as f64;
+        let batch = MetaBatch::<B>::from_tasks(
+            &tasks[range],
+            self.family.d_out(),
+            self.config.meta.adapt.loss,
+            &self.device,
+        );
+        let meta_loss = self
+            .learner
+            .step_shard(&batch, weight, all_reduce_sum)
+            .map_err(|detail| MamlError::Distributed { step, detail })?;
+        self.guard.check(step, meta_loss, f64::NAN)?;
+        self.step += 1;
+        Ok(StepMetrics {
+            step,
+            meta_loss,
+            query_loss_before: f64::NAN,
             query_loss_after: meta_loss,
         })
     }

@@ -82,11 +82,10 @@ pub struct TrainConfig {
     pub seed: u64,
     /// The model: `None` is the linear model on its fast path (`[W | b]^T`); an MLP (or
     /// a linear model given as one layer) runs on the model-agnostic core.
-    #[config(default = "None")]
     pub model: Option<crate::model_train::MlpConfig>,
     /// Stop as diverged when the meta-loss rises above this many times its lowest value
-    /// so far (`None`: only non-finite values stop a run).
-    #[config(default = "Some(1e6)")]
+    /// so far (`None`, the library's default: only non-finite values stop a run; the
+    /// `maml` tool sets 1e6).
     pub divergence_threshold: Option<f64>,
 }
 
@@ -111,8 +110,14 @@ impl DivergenceGuard {
         }
     }
 
-    /// Checks the meta-loss of step `step`.
-    pub fn check(&mut self, step: usize, meta_loss: f64) -> crate::error::Result<()> {
+    /// Checks the meta-loss of step `step`; `before` is the step's query loss before
+    /// adaptation (NaN if unknown). The reference is the lowest of every meta-loss and
+    /// every query loss before adaptation seen so far, this step's included: a run whose
+    /// inner loop blows up from the first step is caught too.
+    pub fn check(&mut self, step: usize, meta_loss: f64, before: f64) -> crate::error::Result<()> {
+        if before.is_finite() {
+            self.lowest = self.lowest.min(before);
+        }
         if !meta_loss.is_finite() {
             return Err(MamlError::Diverged {
                 step,
@@ -272,7 +277,8 @@ impl<B: Backend> Trainer<B> {
         );
         let gradient = self.learner.step(&batch);
         let meta_loss = to_f64(gradient.meta_loss)[0];
-        self.guard.check(step, meta_loss)?;
+        let before = to_f64(before)[0];
+        self.guard.check(step, meta_loss, before)?;
         let grad = to_f64(gradient.weight)
             .into_iter()
             .chain(to_f64(gradient.bias))
@@ -288,7 +294,7 @@ impl<B: Backend> Trainer<B> {
         Ok(StepMetrics {
             step,
             meta_loss,
-            query_loss_before: to_f64(before)[0],
+            query_loss_before: before,
             query_loss_after: meta_loss,
         })
     }
