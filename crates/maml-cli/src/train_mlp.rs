@@ -291,7 +291,6 @@ impl BackendJob for MlpJob {
         } else {
             run_workers::<B>(&parts, self.workers, device, &mut handle)?;
         }
-        drop(handle);
         bar.finish_and_clear();
         if let Some(err) = failure {
             let kept = match last_good {
