@@ -9,7 +9,6 @@
 //! This module keeps its parameters without a task axis, so the core runs it task by
 //! task; the built-in `Mlp` shows the batched layout.
 
-use std::io::Write;
 use std::process::ExitCode;
 
 use burn::module::{Module, Param};
@@ -17,6 +16,7 @@ use burn::prelude::*;
 use burn::tensor::Distribution;
 use burn::tensor::activation::tanh;
 use maml_burn::backend::{Flex, Precision, flex_device};
+use maml_burn::emit;
 use maml_burn::maml_core::{
     AdaptConfig, Loss, MetaBatch, MetaConfig, MetaModel, MetaOptimizer, ModelLearner, Order,
     SecondOrder, SinusoidFamily, TaskFamily, model_adaptation_curve,
@@ -58,14 +58,6 @@ impl<B: Backend> MetaModel<B> for SineNet<B> {
     }
 }
 
-/// Writes a line; a closed pipe (`| head`) ends the example quietly (status 141).
-fn say(line: &str) {
-    let mut out = std::io::stdout().lock();
-    if writeln!(out, "{line}").and_then(|()| out.flush()).is_err() {
-        std::process::exit(141);
-    }
-}
-
 fn run<B: Backend>(device: &B::Device) -> ExitCode {
     let family = SinusoidFamily::default();
     let adapt = AdaptConfig::new(0.01)
@@ -95,14 +87,14 @@ fn run<B: Backend>(device: &B::Device) -> ExitCode {
         &eval,
         &curve_adapt,
     );
-    say("meta-training SineNet (1-32-1 tanh, task by task) on sinusoids, second order");
+    emit("meta-training SineNet (1-32-1 tanh, task by task) on sinusoids, second order");
     for step in 0..=600 {
         let tasks = family.sample(10, &mut rng);
         let batch = MetaBatch::<B>::from_tasks(&tasks, 1, Loss::Mse, device);
         let gradient = learner.step(&batch);
         if step % 100 == 0 {
             let loss: f64 = gradient.meta_loss.into_scalar().elem();
-            say(&format!("meta step {step:>4}: meta-loss {loss:.4}"));
+            emit(&format!("meta step {step:>4}: meta-loss {loss:.4}"));
         }
     }
     let after = model_adaptation_curve::<B, SineNet<SecondOrder<B>>>(
@@ -111,10 +103,10 @@ fn run<B: Backend>(device: &B::Device) -> ExitCode {
         &eval,
         &curve_adapt,
     );
-    say("mean query MSE on 100 fresh tasks after k inner steps of 0.01:");
-    say("  k   before meta-training   after");
+    emit("mean query MSE on 100 fresh tasks after k inner steps of 0.01:");
+    emit("  k   before meta-training   after");
     for (k, (b, a)) in before.iter().zip(&after).enumerate() {
-        say(&format!("{k:>3}   {b:>20.4}   {a:>7.4}"));
+        emit(&format!("{k:>3}   {b:>20.4}   {a:>7.4}"));
     }
     ExitCode::SUCCESS
 }

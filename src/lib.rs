@@ -9,3 +9,18 @@
 pub use maml_core;
 
 pub mod backend;
+
+/// Writes a line to stdout. A closed pipe (`... | head`) ends the program quietly with
+/// status 141, as SIGPIPE would; another write error is reported as `error: ...`. The
+/// examples and the `maml` tool print through it.
+pub fn emit(line: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if let Err(err) = writeln!(out, "{line}").and_then(|()| out.flush()) {
+        if err.kind() != std::io::ErrorKind::BrokenPipe {
+            eprintln!("error: cannot write to standard output: {err}");
+            std::process::exit(1);
+        }
+        std::process::exit(141);
+    }
+}

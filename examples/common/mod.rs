@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use burn::prelude::Backend;
 use clap::{Parser, ValueEnum};
+use maml_burn::emit;
 use maml_burn::maml_core::{
     AdaptConfig, LinearWeights, Loss, MetaConfig, MetaStepTrace, Order, SeedFamily, trace_meta_step,
 };
@@ -167,18 +168,4 @@ fn print_trace(t: &MetaStepTrace) {
     emit("(Manual): ");
     emit(&format!("w0'=w0-g{}", if second { "w2" } else { "w1" }));
     emit(&format!("{}'={w0}-{manual}", t.manual_updated.weight[0][0]));
-}
-
-/// Writes a line to stdout. A closed pipe (`cargo run --example cpu | head`) ends the
-/// example quietly with status 141, as SIGPIPE would; another write error is reported.
-pub fn emit(line: &str) {
-    use std::io::Write;
-    let mut out = std::io::stdout().lock();
-    if let Err(err) = writeln!(out, "{line}").and_then(|()| out.flush()) {
-        if err.kind() != std::io::ErrorKind::BrokenPipe {
-            eprintln!("error: cannot write to standard output: {err}");
-            std::process::exit(1);
-        }
-        std::process::exit(141);
-    }
 }

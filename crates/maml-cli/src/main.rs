@@ -116,16 +116,4 @@ pub fn print_json<T: serde::Serialize>(value: &T) {
     emit(&serde_json::to_string_pretty(value).expect("answers and reports serialise"));
 }
 
-/// Writes a line to stdout. A closed pipe (`maml ... | head`) ends the program quietly
-/// with status 141, as SIGPIPE would; another write error is reported as `error: ...`.
-pub fn emit(line: &str) {
-    use std::io::Write;
-    let mut out = std::io::stdout().lock();
-    if let Err(err) = writeln!(out, "{line}").and_then(|()| out.flush()) {
-        if err.kind() != std::io::ErrorKind::BrokenPipe {
-            eprintln!("error: cannot write to standard output: {err}");
-            std::process::exit(1);
-        }
-        std::process::exit(141);
-    }
-}
+pub use maml_burn::emit;
