@@ -339,11 +339,16 @@ impl<B: Backend, M: Learnable<B>> ModelLearner<B, M> {
 
     /// Applies a meta-gradient (its gradients are taken out of it).
     pub fn apply(&mut self, gradient: &mut ModelMetaGradient<B, M>) {
-        let lr = self.config.meta_lr;
         let grads = std::mem::take(&mut gradient.grads);
+        self.update(grads, gradient.step_size_grads.take());
+    }
+
+    /// The meta-optimiser's step on the initial weights (and the step sizes).
+    fn update(&mut self, grads: GradientsParams, size_grads: Option<GradientsParams>) {
+        let lr = self.config.meta_lr;
         self.model = self.optim.step(lr, self.model.clone(), grads);
-        if let (Some(sizes), Some(grads)) =
-            (self.step_sizes.take(), gradient.step_size_grads.take())
+        if let Some(grads) = size_grads
+            && let Some(sizes) = self.step_sizes.take()
         {
             self.step_sizes = Some(self.size_optim.step(lr, sizes, grads));
         }
@@ -444,11 +449,7 @@ impl<B: Backend, M: Learnable<B>> ModelLearner<B, M> {
             sizes.visit(&mut grads);
             grads.grads
         });
-        let lr = self.config.meta_lr;
-        self.model = self.optim.step(lr, self.model.clone(), model_grads.grads);
-        if let (Some(sizes), Some(grads)) = (self.step_sizes.take(), size_grads) {
-            self.step_sizes = Some(self.size_optim.step(lr, sizes, grads));
-        }
+        self.update(model_grads.grads, size_grads);
         Ok(meta_loss)
     }
 }

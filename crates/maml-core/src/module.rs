@@ -133,51 +133,6 @@ impl<B: Backend> ModuleVisitor<B> for Collect<B> {
     }
 }
 
-/// Every parameter's values in host memory, in visit order: `(shape, values)`.
-pub struct HostParams(pub Vec<(Vec<usize>, Vec<f64>)>);
-
-impl<B: Backend> ModuleVisitor<B> for HostParams {
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
-        let tensor = param.val();
-        let shape = tensor.dims().to_vec();
-        self.0
-            .push((shape, tensor.into_data().iter::<f64>().collect()));
-    }
-}
-
-/// A module's parameter values in host memory, in visit order.
-pub fn host_params<B: Backend, M: Module<B>>(module: &M) -> Vec<(Vec<usize>, Vec<f64>)> {
-    let mut visitor = HostParams(Vec::new());
-    module.visit(&mut visitor);
-    visitor.0
-}
-
-/// Loads host values (visit order, as from [`host_params`]) into a module's parameters,
-/// keeping ids. The shapes must match (checked by the caller).
-pub struct LoadHost<'a> {
-    /// The values, in visit order.
-    pub values: &'a [Vec<f64>],
-    /// The next parameter's index.
-    pub index: usize,
-}
-
-impl<B: Backend> ModuleMapper<B> for LoadHost<'_> {
-    fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
-        let (id, tensor, mapper) = param.consume();
-        let shape = tensor.shape();
-        let device = tensor.device();
-        let values = self.values[self.index].clone();
-        self.index += 1;
-        let loaded = Tensor::<B, D>::from_data(TensorData::new(values, shape), &device);
-        let loaded = if tensor.is_require_grad() {
-            loaded.require_grad()
-        } else {
-            loaded
-        };
-        Param::from_mapped_value(id, loaded, mapper)
-    }
-}
-
 /// How big each inner step is.
 pub(crate) enum StepSizes<'a, B: Backend> {
     /// One step size for every parameter (MAML).
