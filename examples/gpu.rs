@@ -6,7 +6,7 @@ mod common;
 
 use std::process::ExitCode;
 
-use maml_wgpu::{Gpu, wgpu_device};
+use maml_backends::{Gpu, wgpu_device};
 
 fn main() -> ExitCode {
     match wgpu_device() {

@@ -1,12 +1,9 @@
-//! Concrete CPU backends (Flex, the default, and ndarray) and the choice of a backend at
-//! run time. The wgpu backend lives in the `maml-wgpu` crate, so that CPU-only builds
-//! (the `cpu` example) compile no GPU stack.
+//! Burn's Flex CPU backend (the default) and the choice of a backend at run time. The
+//! other backends (ndarray, wgpu) live in the `maml-backends` crate, so that the `cpu`
+//! example compiles neither of them nor the GPU stack.
 
 use std::fmt;
 use std::str::FromStr;
-
-/// The ndarray CPU backend, `f32` by default.
-pub type Cpu<F = f32> = burn_ndarray::NdArray<F>;
 
 /// Burn's Flex CPU backend, the default: about 1 µs per small operation against 5-10 µs
 /// on ndarray. Its float type is chosen at run time per device ([`flex_device`]).
@@ -22,7 +19,7 @@ pub enum BackendError {
     #[error(
         "no usable GPU adapter found for the wgpu backend (Vulkan). Install a GPU driver, or \
          Mesa's software Vulkan device: `apt-get install mesa-vulkan-drivers` (Debian/Ubuntu), \
-         then run again; use the ndarray backend (`cpu` example, `--backend ndarray`) to run \
+         then run again; use a CPU backend (`cpu` example, `--backend flex`) to run \
          without one"
     )]
     NoAdapter,
@@ -39,7 +36,8 @@ pub enum BackendError {
     /// The CPU thread pool could not be started.
     #[error("cannot start the CPU thread pool: {0}")]
     ThreadPool(String),
-    /// The backend is not part of this build (wgpu needs the `maml-wgpu` crate).
+    /// The backend is not part of this build (ndarray and wgpu need the `maml-backends`
+    /// crate).
     #[error("the {0} backend is not part of this build: {1}")]
     NotBuilt(BackendKind, &'static str),
     /// Flex's float type is fixed per process by the first tensor made.
@@ -184,9 +182,9 @@ pub fn flex_device(precision: Precision) -> Result<FlexDevice, BackendError> {
     }
 }
 
-/// Runs `job` on a CPU backend in `precision` (Flex or ndarray, f32 or f64), on a pool
-/// of `cpu_threads` threads. wgpu is [`BackendError::NotBuilt`] here: the `maml-wgpu`
-/// crate's `dispatch_with` adds it.
+/// Runs `job` on Flex in `precision` (f32 or f64), on a pool of `cpu_threads` threads.
+/// ndarray and wgpu are [`BackendError::NotBuilt`] here: the `maml-backends` crate's
+/// `dispatch_with` adds them.
 pub fn dispatch_cpu<J: BackendJob>(
     backend: BackendKind,
     precision: Precision,
@@ -194,26 +192,23 @@ pub fn dispatch_cpu<J: BackendJob>(
     job: J,
 ) -> Result<J::Output, J::Error> {
     check_precision(backend, precision)?;
-    match (backend, precision) {
-        (BackendKind::Flex, _) => {
+    match backend {
+        BackendKind::Flex => {
             let device = flex_device(precision)?;
             on_cpu_pool(cpu_threads, || job.run::<Flex>(&device))?
         }
-        (BackendKind::Ndarray, Precision::F32) => {
-            on_cpu_pool(cpu_threads, || job.run::<Cpu<f32>>(&Default::default()))?
-        }
-        (BackendKind::Ndarray, Precision::F64) => {
-            on_cpu_pool(cpu_threads, || job.run::<Cpu<f64>>(&Default::default()))?
-        }
-        (BackendKind::Wgpu, _) => {
-            Err(BackendError::NotBuilt(backend, "use the maml tool or the maml-wgpu crate").into())
-        }
+        BackendKind::Ndarray | BackendKind::Wgpu => Err(BackendError::NotBuilt(
+            backend,
+            "use the maml tool or the maml-backends crate",
+        )
+        .into()),
     }
 }
 
 /// Runs `f` on a worker thread of a rayon pool of `threads` threads.
 ///
-/// Burn's ndarray backend wraps each operation in `rayon::scope`. Called from a thread
+/// Flex parallelises large operations on the current rayon pool, so `threads` bounds
+/// it. Burn's ndarray backend wraps each operation in `rayon::scope`. Called from a thread
 /// outside a pool, every such scope is a round trip: the job is queued for a worker and
 /// the caller sleeps until it is done, which for the small tensors of meta-learning
 /// costs more than the operation itself. On a worker thread the same scope runs in

@@ -2,9 +2,9 @@
 //! # maml-burn
 //!
 //! Exact second-order MAML on [Burn](https://burn.dev). The algorithm lives in
-//! [`maml_core`], generic over backends; this crate adds the glue that picks concrete
-//! CPU backends (Flex, the default, and ndarray) for the examples, the tests and the
-//! `maml` tool. The wgpu backend is in the `maml-wgpu` crate.
+//! [`maml_core`], generic over backends; this crate adds Burn's Flex CPU backend (the
+//! default) and the choice of a backend at run time, for the examples, the tests and
+//! the `maml` tool. ndarray and wgpu are in the `maml-backends` crate.
 
 pub use maml_core;
 

@@ -25,14 +25,14 @@ macro_rules! backend_tests {
         mod ndarray_f32 {
             $(#[test]
             fn $test() {
-                super::$test::<maml_burn::backend::Cpu<f32>>(&Default::default());
+                super::$test::<maml_backends::Cpu<f32>>(&Default::default());
             })+
         }
         mod wgpu_f32 {
             $(#[test]
             fn $test() {
                 if let Some(device) = $crate::common::wgpu() {
-                    super::$test::<maml_wgpu::Gpu>(&device);
+                    super::$test::<maml_backends::Gpu>(&device);
                 }
             })+
         }

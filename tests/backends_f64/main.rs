@@ -15,7 +15,7 @@ macro_rules! backend_tests {
         mod ndarray_f64 {
             $(#[test]
             fn $test() {
-                super::$test::<maml_burn::backend::Cpu<f64>>(&Default::default());
+                super::$test::<maml_backends::Cpu<f64>>(&Default::default());
             })+
         }
     };

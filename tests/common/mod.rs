@@ -4,8 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use burn::prelude::Backend;
+use maml_backends::{WgpuDevice, wgpu_device};
 use maml_burn::maml_core::{LinearWeights, Loss, SetData, TaskData};
-use maml_wgpu::{WgpuDevice, wgpu_device};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 

@@ -4,12 +4,12 @@ use std::time::Instant;
 
 use burn::prelude::Backend;
 use clap::{Args, ValueEnum};
+use maml_backends::dispatch_with;
 use maml_burn::backend::BackendJob;
 use maml_burn::maml_core::{
     AdaptConfig, LinearFamily, LinearWeights, Loss, MetaConfig, MetaLearner, Order, SeedFamily,
     TaskBatch, TaskFamily,
 };
-use maml_wgpu::dispatch_with;
 use serde::Serialize;
 
 use crate::error::CliError;
@@ -48,7 +48,7 @@ pub struct BenchArgs {
     /// Override the input dimension (linreg-16 only; for scaling tables).
     #[arg(long = "in")]
     pub d_in: Option<usize>,
-    /// Override the number of tasks per meta-batch (linreg-16 only).
+    /// Override the number of tasks per meta-batch (linreg-16 and sinusoid).
     #[arg(long)]
     pub tasks: Option<usize>,
     /// Override the number of inner steps.

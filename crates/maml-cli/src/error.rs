@@ -12,9 +12,13 @@ pub enum CliError {
     /// Backend selection.
     #[error(transparent)]
     Backend(#[from] BackendError),
-    /// Training stopped (divergence); says which checkpoint is kept.
+    /// Training stopped on an error; says which checkpoint is kept.
     #[error("{0}")]
     Stopped(String),
+    /// Training stopped as diverged (every data-parallel worker and rank stops at the
+    /// same step, as they share the meta-loss); says which checkpoint is kept.
+    #[error("{0}")]
+    Diverged(String),
     /// Drawing a plot failed.
     #[error("cannot draw plot {0}")]
     Plot(String),
@@ -24,4 +28,16 @@ pub enum CliError {
     /// A check that found the automatic and expected results apart.
     #[error("{0}")]
     CheckFailed(String),
+}
+
+impl CliError {
+    /// Whether this is meta-training diverging, which every data-parallel worker and rank
+    /// sees at the same meta step (they share the all-reduced meta-loss).
+    pub fn is_divergence(&self) -> bool {
+        matches!(
+            self,
+            CliError::Diverged(_)
+                | CliError::Core(MamlError::Diverged { .. } | MamlError::DivergedAbove { .. })
+        )
+    }
 }

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use burn::prelude::Backend;
 use clap::Args;
+use maml_backends::dispatch_with;
 use maml_burn::backend::BackendJob;
 use maml_burn::maml_core::closed_form::optimum;
 use maml_burn::maml_core::data::TaskSetFile;
@@ -11,7 +12,6 @@ use maml_burn::maml_core::train::{Checkpoint, load_tasks, step_rng};
 use maml_burn::maml_core::{
     AdaptConfig, EvalReport, LinearWeights, Loss, Order, TaskData, evaluate,
 };
-use maml_wgpu::dispatch_with;
 use serde::Serialize;
 
 use crate::error::CliError;

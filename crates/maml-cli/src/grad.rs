@@ -3,12 +3,12 @@
 use std::path::Path;
 
 use burn::prelude::Backend;
+use maml_backends::dispatch_with;
 use maml_burn::backend::{BackendJob, Precision};
 use maml_burn::maml_core::{
     Answer, AnswerV2, AnyAnswer, AnyProblem, MlpWeights, Problem, ProblemV2, closed_form,
     finite_differences_v2, solve, solve_v2,
 };
-use maml_wgpu::dispatch_with;
 use serde::Serialize;
 
 use crate::error::CliError;

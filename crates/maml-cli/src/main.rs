@@ -6,6 +6,8 @@ mod bench;
 mod error;
 mod eval;
 mod grad;
+#[cfg(feature = "mpi")]
+mod mpi;
 mod plot;
 mod train;
 mod train_mlp;

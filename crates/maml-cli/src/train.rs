@@ -7,6 +7,7 @@ use std::time::Instant;
 use burn::prelude::Backend;
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
+use maml_backends::dispatch_with;
 use maml_burn::backend::BackendJob;
 use maml_burn::maml_core::closed_form::{Optimum, optimum};
 use maml_burn::maml_core::data::{read_json, read_text, write_atomic};
@@ -16,12 +17,11 @@ use maml_burn::maml_core::{
     MetaOptimizer, MlpCheckpoint, MlpConfig, Order, SinusoidFamily, TaskSource, TrainConfig,
     Trainer, evaluate,
 };
-use maml_wgpu::dispatch_with;
 use serde::Serialize;
 
 use crate::error::CliError;
 use crate::plot::{Series, line_plot};
-use crate::train_mlp::{MlpJob, MlpSummary, is_mlp_checkpoint, run_mlp};
+use crate::train_mlp::{MlpJob, MlpSummary, Parallel, is_mlp_checkpoint, run_mlp};
 use crate::{BackendArgs, parse};
 
 /// Built-in task families.
@@ -199,6 +199,11 @@ pub struct TrainArgs {
     /// the model-agnostic core (a linear model as a one-layer MLP).
     #[arg(long, default_value_t = 1, value_parser = parse_workers)]
     pub workers: usize,
+    /// Train as one process of an MPI job (`mpirun -np M maml train ... --mpi`): each
+    /// rank takes its share of every meta-batch; rank 0 alone writes --out. Needs a
+    /// build with `--features mpi`.
+    #[arg(long)]
+    pub mpi: bool,
 }
 
 fn parse_workers(s: &str) -> Result<usize, String> {
@@ -555,14 +560,21 @@ impl BackendJob for TrainJob {
     }
 }
 
-/// `maml train`.
-pub fn train(args: TrainArgs) -> Result<(), CliError> {
+/// What `maml train` runs: the linear model's fast path, or the model-agnostic core.
+enum Plan {
+    Linear(TrainJob),
+    Mlp(MlpJob),
+}
+
+/// Reads the inputs of `maml train` (flags, `--config`, or the checkpoint to resume),
+/// creates `--out` and writes its `config.json`.
+fn plan(args: &TrainArgs, parallel: Parallel) -> Result<Plan, CliError> {
     let out = args.out.clone();
     std::fs::create_dir_all(&out).map_err(|e| MamlError::io("cannot create", &out, e))?;
     if args.resume && is_mlp_checkpoint(&out.join("checkpoint.json")) {
-        return train_mlp_resume(&args, &out);
+        return mlp_resume_job(args, &out, parallel).map(Plan::Mlp);
     }
-    let (config, initial, start_step, rows) = if args.resume {
+    let (mut config, initial, start_step, rows) = if args.resume {
         let path = out.join("checkpoint.json");
         let checkpoint = Checkpoint::load(&path)?;
         let mut config = checkpoint.config.clone();
@@ -613,8 +625,12 @@ pub fn train(args: TrainArgs) -> Result<(), CliError> {
                 args.hyper.loss
             )));
         }
-        let generic =
-            args.model == ModelArg::Mlp || args.meta_sgd || args.hyper.loss == Loss::CrossEntropy;
+        // Data-parallel runs, MLPs, Meta-SGD and cross-entropy take the generic core.
+        let generic = args.model == ModelArg::Mlp
+            || args.meta_sgd
+            || args.hyper.loss == Loss::CrossEntropy
+            || args.workers > 1
+            || args.mpi;
         let model = generic.then(|| {
             let hidden = match args.model {
                 ModelArg::Mlp => args.hidden.clone(),
@@ -640,6 +656,10 @@ pub fn train(args: TrainArgs) -> Result<(), CliError> {
             .with_divergence_threshold(args.divergence_threshold.0);
         (config, None, 0, Vec::new())
     };
+    if parallel != Parallel::Alone && config.model.is_none() && initial.is_none() {
+        // A saved linear configuration, split over workers: the generic core's one layer.
+        config.model = Some(MlpConfig::new().with_hidden(Vec::new()));
+    }
     config.validate()?;
     if args.checkpoint_every == 0 {
         return Err(CliError::Usage(
@@ -649,14 +669,8 @@ pub fn train(args: TrainArgs) -> Result<(), CliError> {
     let config_json = serde_json::to_string_pretty(&config).expect("configs serialise");
     write_atomic(&out.join("config.json"), config_json.as_bytes())?;
     if config.model.is_some() {
-        if args.workers > config.meta_batch {
-            return Err(CliError::Usage(format!(
-                "invalid --workers {}: more workers than tasks per meta-batch ({})",
-                args.workers, config.meta_batch
-            )));
-        }
         let job = MlpJob {
-            workers: args.workers,
+            parallel,
             baseline_steps: args.baseline_steps.unwrap_or(config.meta_steps),
             config,
             initial: None,
@@ -665,9 +679,17 @@ pub fn train(args: TrainArgs) -> Result<(), CliError> {
             checkpoint_every: args.checkpoint_every,
             eval_tasks: if args.no_compare { 0 } else { args.eval_tasks },
         };
-        return report_mlp(run_mlp(job, args.backend)?);
+        check_split(&job)?;
+        return Ok(Plan::Mlp(job));
     }
-    let job = TrainJob {
+    if parallel != Parallel::Alone {
+        return Err(CliError::Usage(format!(
+            "{} continues a run of the linear model's fast path, which runs in one worker: \
+             resume it without --workers or --mpi",
+            out.join("checkpoint.json").display()
+        )));
+    }
+    Ok(Plan::Linear(TrainJob {
         config,
         initial,
         start_step,
@@ -676,6 +698,38 @@ pub fn train(args: TrainArgs) -> Result<(), CliError> {
         checkpoint_every: args.checkpoint_every,
         eval_tasks: args.eval_tasks.max(1),
         compare: !args.no_compare,
+    }))
+}
+
+/// Refuses a split with more workers (or ranks) than tasks per meta-batch.
+fn check_split(job: &MlpJob) -> Result<(), CliError> {
+    let (n, what) = match job.parallel {
+        Parallel::Alone => return Ok(()),
+        Parallel::Workers(n) => (n, "--workers"),
+        Parallel::Mpi { size, .. } => (size, "MPI processes (mpirun -np)"),
+    };
+    if n > job.config.meta_batch {
+        return Err(CliError::Usage(format!(
+            "invalid {what} {n}: more than the tasks per meta-batch ({}); every worker needs \
+             a task",
+            job.config.meta_batch
+        )));
+    }
+    Ok(())
+}
+
+/// `maml train`.
+pub fn train(args: TrainArgs) -> Result<(), CliError> {
+    if args.mpi {
+        return train_mpi(args);
+    }
+    let parallel = match args.workers {
+        1 => Parallel::Alone,
+        n => Parallel::Workers(n),
+    };
+    let job = match plan(&args, parallel)? {
+        Plan::Mlp(job) => return report_mlp(run_mlp(job, args.backend)?),
+        Plan::Linear(job) => job,
     };
     let summary = dispatch_with(
         args.backend.backend,
@@ -702,14 +756,14 @@ fn report_mlp(summary: MlpSummary) -> Result<(), CliError> {
 }
 
 /// `maml train --resume` of an MLP run: continues from its checkpoint.
-fn train_mlp_resume(args: &TrainArgs, out: &Path) -> Result<(), CliError> {
+fn mlp_resume_job(args: &TrainArgs, out: &Path, parallel: Parallel) -> Result<MlpJob, CliError> {
     let checkpoint = MlpCheckpoint::load(&out.join("checkpoint.json"))?;
     let mut config = checkpoint.config.clone();
     if let Some(steps) = args.meta_steps {
         config.meta_steps = steps;
     }
     let job = MlpJob {
-        workers: args.workers,
+        parallel,
         baseline_steps: args.baseline_steps.unwrap_or(0),
         initial: Some((checkpoint.weights, checkpoint.step_sizes)),
         start_step: checkpoint.step,
@@ -718,5 +772,100 @@ fn train_mlp_resume(args: &TrainArgs, out: &Path) -> Result<(), CliError> {
         checkpoint_every: args.checkpoint_every,
         eval_tasks: 0,
     };
-    report_mlp(run_mlp(job, args.backend)?)
+    check_split(&job)?;
+    Ok(job)
+}
+
+#[cfg(not(feature = "mpi"))]
+fn train_mpi(_: TrainArgs) -> Result<(), CliError> {
+    Err(CliError::Usage(
+        "--mpi: this maml was built without MPI; build it with `cargo build --release -p \
+         maml-cli --features mpi` (it needs an MPI library: apt-get install openmpi-bin \
+         libopenmpi-dev libclang-dev) and start it with mpirun"
+            .into(),
+    ))
+}
+
+/// What rank 0 sends every other rank before the first meta step.
+#[cfg(feature = "mpi")]
+#[derive(serde::Serialize, serde::Deserialize)]
+struct MpiStart {
+    config: TrainConfig,
+    initial: Option<(
+        maml_burn::maml_core::MlpWeights,
+        Option<maml_burn::maml_core::MlpWeights>,
+    )>,
+    start_step: usize,
+}
+
+/// `maml train --mpi`, in every process of an MPI job: rank 0 reads the inputs and
+/// writes `--out`; every rank trains its share of each meta-batch. An error that one
+/// rank alone meets ends the whole job (`MPI_Abort`), as the others would wait for it in
+/// the next all-reduce; a divergence, which all ranks meet at the same step, ends each
+/// one normally.
+#[cfg(feature = "mpi")]
+fn train_mpi(args: TrainArgs) -> Result<(), CliError> {
+    use crate::mpi::MpiJob;
+    if args.workers > 1 {
+        return Err(CliError::Usage(format!(
+            "--mpi with --workers {}: an MPI process runs one worker; start more processes \
+             (mpirun -np) instead",
+            args.workers
+        )));
+    }
+    let mpi = MpiJob::init()?;
+    let parallel = Parallel::Mpi {
+        rank: mpi.rank,
+        size: mpi.size,
+    };
+    let (own, bytes) = if mpi.rank == 0 {
+        let job = match plan(&args, parallel) {
+            Ok(Plan::Mlp(job)) => job,
+            Ok(Plan::Linear(_)) => unreachable!("--mpi makes every new run generic"),
+            Err(err) => {
+                eprintln!("error: {err}");
+                mpi.abort(1)
+            }
+        };
+        let start = MpiStart {
+            config: job.config.clone(),
+            initial: job.initial.clone(),
+            start_step: job.start_step,
+        };
+        let bytes = serde_json::to_vec(&start).expect("configs and weights serialise");
+        (Some(job), bytes)
+    } else {
+        (None, Vec::new())
+    };
+    let bytes = mpi.broadcast(bytes);
+    let job = match own {
+        Some(job) => job,
+        None => {
+            let start: MpiStart =
+                serde_json::from_slice(&bytes).expect("rank 0 sent a start it serialised");
+            MlpJob {
+                parallel,
+                baseline_steps: 0,
+                config: start.config,
+                initial: start.initial,
+                start_step: start.start_step,
+                out: args.out.clone(),
+                checkpoint_every: args.checkpoint_every,
+                eval_tasks: 0,
+            }
+        }
+    };
+    match run_mlp(job, args.backend) {
+        Ok(summary) if mpi.rank == 0 => report_mlp(summary),
+        Ok(_) => Ok(()),
+        Err(err) if err.is_divergence() && mpi.rank == 0 => Err(err),
+        Err(err) if err.is_divergence() => {
+            drop(mpi);
+            std::process::exit(1)
+        }
+        Err(err) => {
+            eprintln!("error: MPI rank {}: {err}", mpi.rank);
+            mpi.abort(1)
+        }
+    }
 }

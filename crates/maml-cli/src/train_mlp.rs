@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use burn::prelude::Backend;
 use indicatif::{ProgressBar, ProgressStyle};
+use maml_backends::dispatch_with;
 use maml_burn::backend::BackendJob;
 use maml_burn::maml_core::data::write_atomic;
 use maml_burn::maml_core::problem2::ModelSpec;
@@ -15,7 +16,6 @@ use maml_burn::maml_core::{
     Activation, AdaptConfig, MlpCheckpoint, MlpTrainer, MlpWeights, Order, SinusoidFamily,
     TaskData, TaskSource, TrainConfig, mlp_adapted_predictions, mlp_eval_curve,
 };
-use maml_wgpu::dispatch_with;
 use serde::Serialize;
 
 use crate::error::CliError;
@@ -34,8 +34,36 @@ pub struct MlpJob {
     pub eval_tasks: usize,
     /// Meta steps of the pretrained baseline (0: none).
     pub baseline_steps: usize,
-    /// Data-parallel workers (threads on burn-collective); 1: no threads.
-    pub workers: usize,
+    /// How the meta-batches are split.
+    pub parallel: Parallel,
+}
+
+/// How the tasks of each meta-batch are split.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Parallel {
+    /// One worker, this thread.
+    Alone,
+    /// Threads of this process on burn-collective.
+    Workers(usize),
+    /// This process is `rank` of `size` in an MPI job (`--mpi`); rank 0 writes `--out`.
+    Mpi {
+        /// This process's rank.
+        rank: usize,
+        /// The number of processes.
+        size: usize,
+    },
+}
+
+/// How a worker sums the shares of a meta step.
+#[derive(Debug, Clone, Copy)]
+enum Reduce {
+    /// Nothing to sum: the whole meta-batch.
+    Alone,
+    /// burn-collective, between threads.
+    Collective,
+    /// MPI, between processes.
+    #[cfg_attr(not(feature = "mpi"), allow(dead_code))]
+    Mpi,
 }
 
 /// What a training worker reports to the thread that writes the outputs.
@@ -66,6 +94,7 @@ impl WorkerParts<'_> {
         &self,
         rank: usize,
         workers: usize,
+        reduce: Reduce,
         device: &B::Device,
         emit: &mut dyn FnMut(Event) -> Result<(), CliError>,
     ) -> Result<(), CliError> {
@@ -92,10 +121,9 @@ impl WorkerParts<'_> {
         }
         let peer = burn_collective::PeerId(rank as u32);
         while trainer.step_index() < steps {
-            let m = if workers == 1 {
-                trainer.step()?
-            } else {
-                trainer.step_parallel(rank, workers, |flat| {
+            let m = match reduce {
+                Reduce::Alone => trainer.step()?,
+                Reduce::Collective => trainer.step_parallel(rank, workers, |flat| {
                     use burn::tensor::TensorPrimitive;
                     burn_collective::all_reduce::<B>(
                         peer,
@@ -104,7 +132,13 @@ impl WorkerParts<'_> {
                     )
                     .map(|p| burn::tensor::Tensor::from_primitive(TensorPrimitive::Float(p)))
                     .map_err(|e| format!("burn-collective all-reduce: {e:?}"))
-                })?
+                })?,
+                #[cfg(feature = "mpi")]
+                Reduce::Mpi => {
+                    trainer.step_parallel(rank, workers, crate::mpi::all_reduce_sum::<B>)?
+                }
+                #[cfg(not(feature = "mpi"))]
+                Reduce::Mpi => unreachable!("--mpi is refused by builds without MPI"),
             };
             if rank == 0 {
                 emit(Event::Step {
@@ -156,7 +190,7 @@ fn run_workers<B: Backend>(
                         tx.send((rank, event))
                             .map_err(|_| CliError::Usage("the output thread has stopped".into()))
                     };
-                    let run = parts.run::<B>(rank, workers, &device, &mut emit);
+                    let run = parts.run::<B>(rank, workers, Reduce::Collective, &device, &mut emit);
                     let _ = burn_collective::finish_collective::<B>(peer);
                     run
                 }));
@@ -247,6 +281,11 @@ impl BackendJob for MlpJob {
     type Error = CliError;
 
     fn run<B: Backend>(self, device: &B::Device) -> Result<MlpSummary, CliError> {
+        if let Parallel::Mpi { rank, size } = self.parallel
+            && rank != 0
+        {
+            return self.follow::<B>(rank, size, device);
+        }
         let steps = self.config.meta_steps;
         let bar = progress(steps, self.start_step, "meta-train");
         let started = Instant::now();
@@ -284,12 +323,20 @@ impl BackendJob for MlpJob {
             start_step: self.start_step,
             checkpoint_every: self.checkpoint_every,
         };
-        if self.workers <= 1 {
-            if let Err(err) = parts.run::<B>(0, 1, device, &mut handle) {
-                handle(Event::Failed(err))?;
+        match self.parallel {
+            Parallel::Workers(workers) if workers > 1 => {
+                run_workers::<B>(&parts, workers, device, &mut handle)?
             }
-        } else {
-            run_workers::<B>(&parts, self.workers, device, &mut handle)?;
+            Parallel::Mpi { size, .. } if size > 1 => {
+                if let Err(err) = parts.run::<B>(0, size, Reduce::Mpi, device, &mut handle) {
+                    handle(Event::Failed(err))?;
+                }
+            }
+            _ => {
+                if let Err(err) = parts.run::<B>(0, 1, Reduce::Alone, device, &mut handle) {
+                    handle(Event::Failed(err))?;
+                }
+            }
         }
         bar.finish_and_clear();
         if let Some(err) = failure {
@@ -297,10 +344,15 @@ impl BackendJob for MlpJob {
                 Some(step) => format!("the last good checkpoint (meta step {step}) is kept"),
                 None => "no checkpoint of this run was written".into(),
             };
-            return Err(CliError::Stopped(format!(
+            let message = format!(
                 "{err}; {kept} in {}",
                 self.out.join("checkpoint.json").display()
-            )));
+            );
+            return Err(if err.is_divergence() {
+                CliError::Diverged(message)
+            } else {
+                CliError::Stopped(message)
+            });
         }
         let seconds = started.elapsed().as_secs_f64();
         let (weights, step_sizes, activation) =
@@ -368,6 +420,37 @@ impl BackendJob for MlpJob {
             seconds,
             meta_steps_per_s: done as f64 / seconds.max(1e-9),
             baseline_seconds,
+        })
+    }
+}
+
+impl MlpJob {
+    /// Trains as MPI rank `rank` (not 0) of `size`: the same meta steps as rank 0, on
+    /// this rank's share of every meta-batch, writing nothing.
+    fn follow<B: Backend>(
+        self,
+        rank: usize,
+        size: usize,
+        device: &B::Device,
+    ) -> Result<MlpSummary, CliError> {
+        let started = Instant::now();
+        let parts = WorkerParts {
+            config: &self.config,
+            initial: &self.initial,
+            start_step: self.start_step,
+            checkpoint_every: self.checkpoint_every,
+        };
+        parts.run::<B>(rank, size, Reduce::Mpi, device, &mut |_| Ok(()))?;
+        let seconds = started.elapsed().as_secs_f64();
+        let done = self.config.meta_steps.saturating_sub(self.start_step);
+        Ok(MlpSummary {
+            out: String::new(),
+            backend: B::name(device),
+            meta_steps: self.config.meta_steps,
+            final_meta_loss: f64::NAN,
+            seconds,
+            meta_steps_per_s: done as f64 / seconds.max(1e-9),
+            baseline_seconds: 0.0,
         })
     }
 }

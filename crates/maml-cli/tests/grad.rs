@@ -31,7 +31,7 @@ fn problems() -> Vec<String> {
 }
 
 fn wgpu_available() -> bool {
-    match maml_wgpu::wgpu_device() {
+    match maml_backends::wgpu_device() {
         Ok(_) => true,
         Err(err) if std::env::var("MAML_REQUIRE_WGPU").as_deref() == Ok("1") => {
             panic!("MAML_REQUIRE_WGPU=1 but {err}")

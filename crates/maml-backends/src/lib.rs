@@ -1,13 +1,16 @@
 #![warn(missing_docs)]
-//! # maml-wgpu
+//! # maml-backends
 //!
-//! The wgpu backend for maml-burn (a GPU, or Mesa's software Vulkan device), apart from
-//! the CPU glue so that CPU-only builds compile no GPU stack; and [`dispatch_with`],
-//! which runs a job on any backend chosen at run time.
+//! maml-burn's other backends: ndarray on the CPU and wgpu (a GPU, or Mesa's software
+//! Vulkan device), apart from the root crate so that the `cpu` example compiles only
+//! Flex; and [`dispatch_with`], which runs a job on any backend chosen at run time.
 
 use maml_burn::backend::{
-    BackendError, BackendJob, BackendKind, Precision, check_precision, dispatch_cpu,
+    BackendError, BackendJob, BackendKind, Precision, check_precision, dispatch_cpu, on_cpu_pool,
 };
+
+/// Burn's ndarray CPU backend, `f32` by default.
+pub type Cpu<F = f32> = burn_ndarray::NdArray<F>;
 
 /// The GPU backend: wgpu (WGSL kernels), `f32`, without Burn's kernel fusion.
 ///
@@ -58,8 +61,14 @@ pub fn dispatch_with<J: BackendJob>(
     job: J,
 ) -> Result<J::Output, J::Error> {
     check_precision(backend, precision)?;
-    match backend {
-        BackendKind::Wgpu => job.run::<Gpu>(&wgpu_device()?),
-        _ => dispatch_cpu(backend, precision, cpu_threads, job),
+    match (backend, precision) {
+        (BackendKind::Wgpu, _) => job.run::<Gpu>(&wgpu_device()?),
+        (BackendKind::Ndarray, Precision::F32) => {
+            on_cpu_pool(cpu_threads, || job.run::<Cpu<f32>>(&Default::default()))?
+        }
+        (BackendKind::Ndarray, Precision::F64) => {
+            on_cpu_pool(cpu_threads, || job.run::<Cpu<f64>>(&Default::default()))?
+        }
+        (BackendKind::Flex, _) => dispatch_cpu(backend, precision, cpu_threads, job),
     }
 }
