@@ -1,6 +1,6 @@
 //! Property tests in f32 (ndarray).
 
-mod props;
+use crate::props;
 
 use burn_ndarray::NdArray;
 use proptest::prelude::*;
