@@ -317,23 +317,18 @@ impl BackendJob for MlpJob {
             }
             Ok(())
         };
-        let parts = WorkerParts {
-            config: &self.config,
-            initial: &self.initial,
-            start_step: self.start_step,
-            checkpoint_every: self.checkpoint_every,
-        };
+        let parts = self.parts();
         match self.parallel {
             Parallel::Workers(workers) if workers > 1 => {
                 run_workers::<B>(&parts, workers, device, &mut handle)?
             }
-            Parallel::Mpi { size, .. } if size > 1 => {
-                if let Err(err) = parts.run::<B>(0, size, Reduce::Mpi, device, &mut handle) {
-                    handle(Event::Failed(err))?;
-                }
-            }
-            _ => {
-                if let Err(err) = parts.run::<B>(0, 1, Reduce::Alone, device, &mut handle) {
+            parallel => {
+                // This thread is the only worker of the process (rank 0 of an MPI job).
+                let (size, reduce) = match parallel {
+                    Parallel::Mpi { size, .. } if size > 1 => (size, Reduce::Mpi),
+                    _ => (1, Reduce::Alone),
+                };
+                if let Err(err) = parts.run::<B>(0, size, reduce, device, &mut handle) {
                     handle(Event::Failed(err))?;
                 }
             }
@@ -425,6 +420,16 @@ impl BackendJob for MlpJob {
 }
 
 impl MlpJob {
+    /// What every worker of this job needs.
+    fn parts(&self) -> WorkerParts<'_> {
+        WorkerParts {
+            config: &self.config,
+            initial: &self.initial,
+            start_step: self.start_step,
+            checkpoint_every: self.checkpoint_every,
+        }
+    }
+
     /// Trains as MPI rank `rank` (not 0) of `size`: the same meta steps as rank 0, on
     /// this rank's share of every meta-batch, writing nothing.
     fn follow<B: Backend>(
@@ -434,12 +439,7 @@ impl MlpJob {
         device: &B::Device,
     ) -> Result<MlpSummary, CliError> {
         let started = Instant::now();
-        let parts = WorkerParts {
-            config: &self.config,
-            initial: &self.initial,
-            start_step: self.start_step,
-            checkpoint_every: self.checkpoint_every,
-        };
+        let parts = self.parts();
         parts.run::<B>(rank, size, Reduce::Mpi, device, &mut |_| Ok(()))?;
         let seconds = started.elapsed().as_secs_f64();
         let done = self.config.meta_steps.saturating_sub(self.start_step);
