@@ -46,6 +46,8 @@ pub enum Parallel {
     /// Threads of this process on burn-collective.
     Workers(usize),
     /// This process is `rank` of `size` in an MPI job (`--mpi`); rank 0 writes `--out`.
+    /// Only built with the `mpi` feature.
+    #[cfg_attr(not(feature = "mpi"), allow(dead_code))]
     Mpi {
         /// This process's rank.
         rank: usize,

@@ -114,7 +114,18 @@ impl<B: Backend> TaskLinear<B> {
 
     /// `[tasks, n, in] -> [tasks, n, out]`.
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        x.matmul(self.weight.val()) + self.bias.val()
+        let y = x.matmul(self.weight.val());
+        let bias = self.bias.val();
+        let [tasks, n, _] = y.dims();
+        // A per-task bias `[tasks, 1, out]` broadcast over `n` rows is a strided element-wise
+        // add on CPU backends (Flex walks a general strided index, element by element, for
+        // anything but one row shared by all); repeated to `[tasks, n, out]` (a copy of
+        // rows) it is a contiguous add. The backward pass is the same sum over rows.
+        if tasks > 1 && n > 1 && bias.dims()[0] == tasks {
+            y + bias.repeat_dim(1, n)
+        } else {
+            y + bias
+        }
     }
 }
 
