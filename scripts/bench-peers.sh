@@ -6,8 +6,8 @@
 # Usage: scripts/bench-peers.sh [SECONDS]     (default 5 seconds per measurement)
 # The peers are installed into a virtual environment outside the repository
 # ($MAML_PEERS_VENV, default ~/.cache/maml-burn/peers-venv) when missing: JAX always;
-# PyTorch only with MAML_PEERS_TORCH=1 (several GB: it brings CUDA libraries even for
-# the CPU). Not part of CI.
+# PyTorch only with MAML_PEERS_TORCH=1 (PyPI's wheel brings its CUDA libraries even for
+# the CPU: several GB, about 80 s to install at 60 MB/s here). Not part of CI.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds="${1:-5}"
@@ -32,23 +32,36 @@ py="$venv/bin/python"
 rate() { python3 -c 'import json,sys; print(json.loads(sys.stdin.read())["meta_steps_per_s"])'; }
 sine_rate() { sed -n 's/.*: \([0-9.]*\) meta-steps\/s.*/\1/p'; }
 
-row() { printf '| %s | %s | %s | %s | %.2f |\n' "$1" "$2" "$3" "$4" "$(python3 -c "print($3 / $4)")"; }
+torch_on=0
+"$py" -c 'import torch' 2>/dev/null && torch_on=1
+# Ours, JAX and (when installed) PyTorch eager, and the ratios.
+row() {
+    if [ "$torch_on" = 1 ]; then
+        printf '| %s | %s | %.0f | %.0f | %.0f | %.2f | %.1f |\n' "$1" "$2" "$3" "$4" "$5" \
+            "$(python3 -c "print($3 / $4)")" "$(python3 -c "print($3 / $5)")"
+    else
+        printf '| %s | %s | %.0f | %.0f | %.2f |\n' "$1" "$2" "$3" "$4" "$(python3 -c "print($3 / $4)")"
+    fi
+}
 
 echo "one run, $(nproc) cores $(uname -m), ${seconds} s per measurement"
-echo "| configuration | order | maml-burn (flex, f32) | JAX (jit + vmap) | ours / JAX |"
-echo "|---|---|---|---|---|"
+if [ "$torch_on" = 1 ]; then
+    echo "| configuration | order | maml-burn (flex, f32) | JAX (jit + vmap) | PyTorch eager | ours / JAX | ours / PyTorch |"
+    echo "|---|---|---|---|---|---|---|"
+else
+    echo "| configuration | order | maml-burn (flex, f32) | JAX (jit + vmap) | ours / JAX |"
+    echo "|---|---|---|---|---|"
+fi
 for order in second first; do
     flag=""; [ "$order" = first ] && flag="--first-order"
     ours=$($maml bench --config linreg-16 --order "$order" --seconds "$seconds" --json | rate)
     jax=$($py scripts/peers/peer_jax.py --seconds "$seconds" $flag | rate)
-    row linreg-16 "$order" "$ours" "$jax"
+    torch=0
+    [ "$torch_on" = 1 ] && torch=$($py scripts/peers/peer_torch.py --seconds "$seconds" $flag | rate)
+    row linreg-16 "$order" "$ours" "$jax" "$torch"
     ours=$($maml bench --config sinusoid --order "$order" --seconds "$seconds" --json | rate)
     steps=$(python3 -c "print(max(200, int($ours * $seconds)))")
     jax=$($py "$shared/peers/peer_jax_sinusoid.py" --steps "$steps" $flag | sine_rate)
-    row sinusoid "$order" "$ours" "$jax"
+    [ "$torch_on" = 1 ] && torch=$($py "$shared/peers/peer_torch_sinusoid.py" --steps 100 $flag | sine_rate)
+    row sinusoid "$order" "$ours" "$jax" "$torch"
 done
-if "$venv/bin/python" -c 'import torch' 2>/dev/null; then
-    ours=$($maml bench --config sinusoid --order second --seconds "$seconds" --json | rate)
-    torch=$($py "$shared/peers/peer_torch_sinusoid.py" --steps 100 | sine_rate)
-    echo "sinusoid second order, ours / PyTorch eager: $(python3 -c "print(round($ours / $torch, 1))")"
-fi
