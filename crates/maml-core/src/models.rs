@@ -118,9 +118,11 @@ impl<B: Backend> TaskLinear<B> {
         let bias = self.bias.val();
         let [tasks, n, _] = y.dims();
         // A per-task bias `[tasks, 1, out]` broadcast over `n` rows is a strided element-wise
-        // add on CPU backends (Flex walks a general strided index, element by element, for
-        // anything but one row shared by all); repeated to `[tasks, n, out]` (a copy of
-        // rows) it is a contiguous add. The backward pass is the same sum over rows.
+        // add on Flex 0.21, which walks a general strided index element by element for any
+        // broadcast but one row shared by all (a third of a sinusoid meta step, measured in
+        // docs/benchmarks.md). Repeated to `[tasks, n, out]` (a copy of rows), the add is
+        // contiguous; the values are the same and the backward pass is the same sum over
+        // rows.
         if tasks > 1 && n > 1 && bias.dims()[0] == tasks {
             y + bias.repeat_dim(1, n)
         } else {
