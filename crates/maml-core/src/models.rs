@@ -119,7 +119,7 @@ impl<B: Backend> TaskLinear<B> {
         let [tasks, n, _] = y.dims();
         // A per-task bias `[tasks, 1, out]` broadcast over `n` rows is a strided element-wise
         // add on Flex 0.21, which walks a general strided index element by element for any
-        // broadcast but one row shared by all (a third of a sinusoid meta step, measured in
+        // broadcast but one row shared by all (a fifth of a second-order sinusoid meta step,
         // docs/benchmarks.md). Repeated to `[tasks, n, out]` (a copy of rows), the add is
         // contiguous; the values are the same and the backward pass is the same sum over
         // rows.
