@@ -100,24 +100,56 @@ pub struct HyperArgs {
     /// first or second.
     #[arg(long, default_value = "second", value_parser = parse::<Order>)]
     pub order: Order,
-    /// Inner gradient steps K.
-    #[arg(long, default_value_t = 5)]
-    pub inner_steps: usize,
-    /// Inner learning rate.
-    #[arg(long, default_value_t = 0.1, allow_hyphen_values = true)]
-    pub inner_lr: f64,
+    /// Inner gradient steps K [default: 5; --family sinusoid: 1, as in the MAML paper].
+    #[arg(long)]
+    pub inner_steps: Option<usize>,
+    /// Inner learning rate [default: 0.1; --family sinusoid: 0.01, as in the MAML paper].
+    #[arg(long, allow_hyphen_values = true)]
+    pub inner_lr: Option<f64>,
     /// mse or sse.
     #[arg(long, default_value = "mse", value_parser = parse::<Loss>)]
     pub loss: Loss,
 }
 
 impl HyperArgs {
-    /// The inner loop.
-    pub fn adapt(&self) -> AdaptConfig {
-        AdaptConfig::new(self.inner_lr)
-            .with_inner_steps(self.inner_steps)
+    /// The inner loop, with `defaults` where a flag was not given.
+    pub fn adapt(&self, defaults: &FamilyDefaults) -> AdaptConfig {
+        AdaptConfig::new(self.inner_lr.unwrap_or(defaults.inner_lr))
+            .with_inner_steps(self.inner_steps.unwrap_or(defaults.inner_steps))
             .with_order(self.order)
             .with_loss(self.loss)
+    }
+}
+
+/// The hyperparameters a run takes when their flags are not given: the MAML paper's
+/// sinusoid settings for `--family sinusoid` (with the others' defaults, 0.1 and five
+/// inner steps, it diverges within about a hundred meta steps), the same for every
+/// other family and task file.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FamilyDefaults {
+    /// Inner gradient steps.
+    pub inner_steps: usize,
+    /// Inner learning rate.
+    pub inner_lr: f64,
+    /// Meta learning rate.
+    pub meta_lr: f64,
+}
+
+impl FamilyDefaults {
+    /// The defaults of `family` (`None`: a task file).
+    pub fn of(family: Option<FamilyArg>) -> Self {
+        match family {
+            Some(FamilyArg::Sinusoid) => Self {
+                inner_steps: 1,
+                inner_lr: 0.01,
+                meta_lr: 0.001,
+            },
+            _ => Self {
+                inner_steps: 5,
+                inner_lr: 0.1,
+                meta_lr: 0.01,
+            },
+        }
     }
 }
 
@@ -138,9 +170,9 @@ pub struct TrainArgs {
     /// sgd or adam.
     #[arg(long, default_value = "adam", value_parser = parse::<MetaOptimizer>)]
     pub meta_optimizer: MetaOptimizer,
-    /// Meta learning rate.
-    #[arg(long, default_value_t = 0.01, allow_hyphen_values = true)]
-    pub meta_lr: f64,
+    /// Meta learning rate [default: 0.01; --family sinusoid: 0.001, as in the MAML paper].
+    #[arg(long, allow_hyphen_values = true)]
+    pub meta_lr: Option<f64>,
     /// Meta steps (with --resume: the total to reach).
     #[arg(long)]
     pub meta_steps: Option<usize>,
@@ -645,8 +677,9 @@ fn plan(args: &TrainArgs, parallel: Parallel) -> Result<Plan, CliError> {
             (None, Some(path)) => load_tasks(&path.display().to_string())?.len(),
             (None, None) => DEFAULT_META_BATCH,
         };
-        let meta = MetaConfig::new(args.hyper.adapt().with_meta_sgd(args.meta_sgd))
-            .with_meta_lr(args.meta_lr)
+        let defaults = FamilyDefaults::of(args.tasks.is_none().then_some(args.family));
+        let meta = MetaConfig::new(args.hyper.adapt(&defaults).with_meta_sgd(args.meta_sgd))
+            .with_meta_lr(args.meta_lr.unwrap_or(defaults.meta_lr))
             .with_meta_optimizer(args.meta_optimizer);
         let config = TrainConfig::new(meta, tasks)
             .with_meta_batch(meta_batch)
