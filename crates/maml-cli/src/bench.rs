@@ -13,6 +13,7 @@ use maml_burn::maml_core::{
 use serde::Serialize;
 
 use crate::error::CliError;
+use crate::train::FamilyDefaults;
 use crate::{BackendArgs, parse, print_json};
 
 /// Benchmark configurations.
@@ -281,14 +282,15 @@ pub fn bench(args: BenchArgs) -> Result<(), CliError> {
             (LinearFamily::default(), 1, adapt, 0.001)
         }
         BenchConfig::Sinusoid => {
-            let adapt = AdaptConfig::new(0.01)
-                .with_inner_steps(args.inner_steps.unwrap_or(1))
+            let paper = FamilyDefaults::SINUSOID_PAPER;
+            let adapt = AdaptConfig::new(paper.inner_lr)
+                .with_inner_steps(args.inner_steps.unwrap_or(paper.inner_steps))
                 .with_loss(Loss::Mse);
             let family = LinearFamily {
                 d_in: 1,
                 ..LinearFamily::default()
             };
-            (family, args.tasks.unwrap_or(25), adapt, 0.001)
+            (family, args.tasks.unwrap_or(25), adapt, paper.meta_lr)
         }
     };
     let width = args.width.unwrap_or(40);

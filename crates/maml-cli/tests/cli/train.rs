@@ -744,23 +744,26 @@ fn the_sinusoid_family_defaults_to_the_maml_papers_hyperparameters() {
             meta["meta_lr"].as_f64().unwrap(),
         )
     };
+    // A short sinusoid MLP run with `flags`.
+    let sine_run = |dir: &Path, flags: &[&str]| {
+        let common = [
+            "train",
+            "--family",
+            "sinusoid",
+            "--model",
+            "mlp",
+            "--eval-tasks",
+            "5",
+            "--no-compare",
+            "--baseline-steps",
+            "0",
+            "--out",
+            dir.to_str().unwrap(),
+        ];
+        maml(&[&common[..], flags].concat())
+    };
     let sine = tmp("sine-defaults");
-    ok(&maml(&[
-        "train",
-        "--family",
-        "sinusoid",
-        "--model",
-        "mlp",
-        "--meta-steps",
-        "200",
-        "--eval-tasks",
-        "5",
-        "--no-compare",
-        "--baseline-steps",
-        "0",
-        "--out",
-        sine.to_str().unwrap(),
-    ]));
+    ok(&sine_run(&sine, &["--meta-steps", "200"]));
     assert_eq!(hyper(&sine), (1, 0.01, 0.001));
 
     let linear = tmp("linear-defaults");
@@ -770,26 +773,17 @@ fn the_sinusoid_family_defaults_to_the_maml_papers_hyperparameters() {
     assert_eq!(hyper(&linear), (5, 0.1, 0.01));
     // A flag still wins over the family's default.
     let flagged = tmp("sine-flagged");
-    ok(&maml(&[
-        "train",
-        "--family",
-        "sinusoid",
-        "--model",
-        "mlp",
-        "--inner-steps",
-        "2",
-        "--meta-lr",
-        "0.0005",
-        "--meta-steps",
-        "20",
-        "--eval-tasks",
-        "5",
-        "--no-compare",
-        "--baseline-steps",
-        "0",
-        "--out",
-        flagged.to_str().unwrap(),
-    ]));
+    ok(&sine_run(
+        &flagged,
+        &[
+            "--inner-steps",
+            "2",
+            "--meta-lr",
+            "0.0005",
+            "--meta-steps",
+            "20",
+        ],
+    ));
     assert_eq!(hyper(&flagged), (2, 0.01, 0.0005));
     for dir in [sine, linear, flagged] {
         let _ = std::fs::remove_dir_all(dir);
