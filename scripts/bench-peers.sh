@@ -4,6 +4,7 @@
 # and prints the ratios (ours / peer).
 #
 # Usage: scripts/bench-peers.sh [SECONDS]     (default 5 seconds per measurement)
+#        MAML_BIN=target/release/maml scripts/bench-peers.sh   (skip the build)
 # The peers are installed into a virtual environment outside the repository
 # ($MAML_PEERS_VENV, default ~/.cache/maml-burn/peers-venv) when missing: JAX always;
 # PyTorch only with MAML_PEERS_TORCH=1 (PyPI's wheel brings its CUDA libraries even for
@@ -26,8 +27,12 @@ fi
 # Older OpenBLAS builds need these on some processors; they slow a current numpy/JAX.
 unset OPENBLAS_CORETYPE OPENBLAS_L2_SIZE
 
-cargo build --release -q -p maml-cli --bin maml
-maml=target/release/maml
+# MAML_BIN: an already built `maml` (e.g. the test command's); otherwise build it.
+maml="${MAML_BIN:-}"
+if [ -z "$maml" ]; then
+    cargo build --release -q -p maml-cli --bin maml
+    maml=target/release/maml
+fi
 py="$venv/bin/python"
 rate() { python3 -c 'import json,sys; print(json.loads(sys.stdin.read())["meta_steps_per_s"])'; }
 sine_rate() { sed -n 's/.*: \([0-9.]*\) meta-steps\/s.*/\1/p'; }

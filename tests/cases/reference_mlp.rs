@@ -3,7 +3,7 @@
 //! by the model-agnostic core on each backend and compared with PyTorch float64.
 
 use burn::prelude::Backend;
-use maml_burn::maml_core::{AnswerV2, MlpWeights, ProblemV2, solve_v2};
+use maml_burn::maml_core::{AnswerV2, GradientPath, MlpWeights, ProblemV2, solve_v2_by};
 
 use crate::common::{assert_close, tolerance};
 
@@ -22,8 +22,18 @@ fn assert_mlp_close(actual: &MlpWeights, expected: &MlpWeights, tol: f64, what: 
 }
 
 /// Meta-loss, meta-gradient, Meta-SGD step-size gradient and fast weights within 1e-4
-/// (f32) or 1e-9 (f64) of the largest entry of the PyTorch float64 answers.
-fn every_mlp_reference_problem_is_reproduced<B: Backend>(device: &B::Device) {
+/// (f32) or 1e-9 (f64) of the largest entry of the PyTorch float64 answers, by both
+/// gradient paths: hand-derived back-propagation (the MLP's default) and nested autodiff
+/// (every other model's).
+fn every_mlp_reference_problem_is_reproduced_by_both_gradient_paths<B: Backend>(
+    device: &B::Device,
+) {
+    for path in [GradientPath::Auto, GradientPath::Autodiff] {
+        reproduce_every_mlp_reference_problem::<B>(path, device);
+    }
+}
+
+fn reproduce_every_mlp_reference_problem<B: Backend>(path: GradientPath, device: &B::Device) {
     let tol = tolerance::<B>();
     let mut names: Vec<String> = std::fs::read_dir(data_dir())
         .expect("tests/data-mlp exists in the repository")
@@ -42,7 +52,8 @@ fn every_mlp_reference_problem_is_reproduced<B: Backend>(device: &B::Device) {
         let text = std::fs::read_to_string(data_dir().join(format!("{name}.json"))).unwrap();
         let problem: ProblemV2 = serde_json::from_str(&text).unwrap();
         let expected = AnswerV2::load(data_dir().join(format!("{name}.expected.json"))).unwrap();
-        let answer = solve_v2::<B>(&problem, device).unwrap();
+        let answer = solve_v2_by::<B>(&problem, path, device).unwrap();
+        let name = format!("{name} ({path})");
         assert_close(
             answer.meta_loss,
             expected.meta_loss,
@@ -80,4 +91,4 @@ fn every_mlp_reference_problem_is_reproduced<B: Backend>(device: &B::Device) {
     }
 }
 
-crate::backend_tests!(every_mlp_reference_problem_is_reproduced);
+crate::backend_tests!(every_mlp_reference_problem_is_reproduced_by_both_gradient_paths);

@@ -7,8 +7,8 @@ use clap::{Args, ValueEnum};
 use maml_backends::dispatch_with;
 use maml_burn::backend::BackendJob;
 use maml_burn::maml_core::{
-    AdaptConfig, LinearFamily, LinearWeights, Loss, MetaConfig, MetaLearner, Order, SeedFamily,
-    TaskBatch, TaskFamily,
+    AdaptConfig, GradientPath, LinearFamily, LinearWeights, Loss, MetaConfig, MetaLearner, Order,
+    SeedFamily, TaskBatch, TaskFamily,
 };
 use serde::Serialize;
 
@@ -58,6 +58,11 @@ pub struct BenchArgs {
     /// Hidden width of the sinusoid MLP (both layers; default 40).
     #[arg(long)]
     pub width: Option<usize>,
+    /// How the sinusoid MLP's meta-gradient is taken: `auto` (hand-derived
+    /// back-propagation with exact Hessian-vector products, the default) or `autodiff`
+    /// (nested autodiff, the path every other model takes). Sinusoid only.
+    #[arg(long, default_value = "auto", value_parser = parse::<GradientPath>)]
+    pub gradient: GradientPath,
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -73,6 +78,9 @@ struct BenchReport {
     /// Hidden width of the sinusoid MLP.
     #[serde(skip_serializing_if = "Option::is_none")]
     width: Option<usize>,
+    /// How the sinusoid MLP's meta-gradient is taken.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    gradient: Option<String>,
     tasks: usize,
     inner_steps: usize,
     meta_steps: usize,
@@ -89,6 +97,7 @@ struct BenchReport {
 
 struct BenchJob {
     width: usize,
+    gradient: GradientPath,
     rng: rand::rngs::SmallRng,
     config: BenchConfig,
     family: LinearFamily,
@@ -129,7 +138,8 @@ impl BenchJob {
         let weights = MlpWeights::uniform_fan_in(&[1, self.width, self.width, 1], 0);
         let model =
             Mlp::<B>::from_weights(&weights, maml_burn::maml_core::Activation::Relu, device);
-        let mut learner = ModelLearner::<B, Mlp<SecondOrder<B>>>::new(model, self.meta.clone())?;
+        let mut learner = ModelLearner::<B, Mlp<SecondOrder<B>>>::new(model, self.meta.clone())?
+            .with_gradient_path(self.gradient);
         let mut rng = rand_rng();
         let tasks = self.tasks;
         let loss = self.meta.adapt.loss;
@@ -312,8 +322,15 @@ pub fn bench(args: BenchArgs) -> Result<(), CliError> {
         BenchConfig::Sinusoid => maml_burn::maml_core::MetaOptimizer::Adam,
         _ => maml_burn::maml_core::MetaOptimizer::Sgd,
     };
+    if args.gradient != GradientPath::Auto && args.config != BenchConfig::Sinusoid {
+        return Err(CliError::Usage(format!(
+            "invalid --gradient {}: only the sinusoid configuration (an MLP) has a choice",
+            args.gradient
+        )));
+    }
     let job = BenchJob {
         width,
+        gradient: args.gradient,
         rng: rand::SeedableRng::seed_from_u64(0),
         config: args.config,
         family,
@@ -345,6 +362,7 @@ pub fn bench(args: BenchArgs) -> Result<(), CliError> {
             d_in
         },
         width: (args.config == BenchConfig::Sinusoid).then_some(width),
+        gradient: (args.config == BenchConfig::Sinusoid).then(|| args.gradient.to_string()),
         tasks,
         inner_steps,
         meta_steps: steps,

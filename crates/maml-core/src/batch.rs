@@ -6,7 +6,7 @@
 //! and would otherwise change the loss and the meta-gradient.
 
 use burn::prelude::*;
-use burn::tensor::activation::log_softmax;
+use burn::tensor::activation::{log_softmax, softmax};
 use burn::tensor::backend::AutodiffBackend;
 
 use crate::config::Loss;
@@ -142,6 +142,54 @@ impl<B: Backend> Sets<B> {
             per_task
         } else {
             per_task.mul_scalar(s)
+        }
+    }
+
+    /// `∂ total_loss / ∂ pred`, `[tasks, n, out]`: each task's own loss gradient (for the
+    /// hand-derived MLP gradients of [`crate::analytic`]). Squared error: `2 (pred - y)`;
+    /// cross-entropy: `softmax(pred) Σ_j y_j - y`; masked and scaled as the loss.
+    pub(crate) fn loss_gradient(&self, pred: Tensor<B, 3>) -> Tensor<B, 3> {
+        let grad = match self.loss {
+            Loss::Sse | Loss::Mse => match &self.y {
+                Some(y) => (pred - y.clone()).mul_scalar(2.0),
+                None => pred.mul_scalar(2.0),
+            },
+            Loss::CrossEntropy => match &self.y {
+                Some(y) => softmax(pred, 2) * y.clone().sum_dim(2) - y.clone(),
+                None => pred.zeros_like(),
+            },
+        };
+        self.weigh(grad)
+    }
+
+    /// `∂² total_loss / ∂ pred² · r` for a direction `r [tasks, n, out]`. Squared error:
+    /// `2 r`; cross-entropy: `(p ⊙ r - p (p · r)) Σ_j y_j` with `p = softmax(pred)` (the
+    /// softmax Jacobian, per row); masked and scaled as the loss.
+    pub(crate) fn loss_hessian_product(&self, pred: Tensor<B, 3>, r: Tensor<B, 3>) -> Tensor<B, 3> {
+        let product = match self.loss {
+            Loss::Sse | Loss::Mse => r.mul_scalar(2.0),
+            Loss::CrossEntropy => match &self.y {
+                Some(y) => {
+                    let p = softmax(pred, 2);
+                    let pr = p.clone() * r;
+                    (pr.clone() - p * pr.sum_dim(2)) * y.clone().sum_dim(2)
+                }
+                None => r.zeros_like(),
+            },
+        };
+        self.weigh(product)
+    }
+
+    /// Applies the row mask and the loss's scale to per-element derivatives.
+    fn weigh(&self, t: Tensor<B, 3>) -> Tensor<B, 3> {
+        let t = match &self.mask {
+            Some(mask) => t * mask.clone(),
+            None => t,
+        };
+        match &self.scale {
+            Scale::Uniform(s) if *s == 1.0 => t,
+            Scale::Uniform(s) => t.mul_scalar(*s),
+            Scale::PerTask(s) => t * s.clone().reshape([self.tasks(), 1, 1]),
         }
     }
 

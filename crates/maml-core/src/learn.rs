@@ -19,8 +19,9 @@ use crate::config::{AdaptConfig, Order};
 use crate::error::Result;
 use crate::learner::{MetaConfig, MetaOptimizer};
 use crate::maml::{MetaBackend, SecondOrder};
+use crate::models::Mlp;
 use crate::module::{
-    Collect, Fill, FreshLeaves, GradLevel, InnerUpdate, Learnable, MetaModel, RepeatTasks,
+    Collect, Fill, FreshLeaves, GradLevel, InnerUpdate, Learnable, Load, MetaModel, RepeatTasks,
     StepSizes, detached_leaves, lift_second,
 };
 
@@ -164,10 +165,137 @@ pub struct ModelMetaGradient<B: Backend, M: Learnable<B>> {
     pub fast: Fast<M::Plain>,
 }
 
+/// How a model's meta-gradient is taken. Both are exact; they differ in speed and in
+/// floating-point rounding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum GradientPath {
+    /// Hand-derived back-propagation (with exact Hessian-vector products in second order,
+    /// [`crate::analytic`]) for the built-in [`crate::models::Mlp`], on the plain backend;
+    /// nested autodiff for any other model.
+    #[default]
+    Auto,
+    /// Nested autodiff for every model ([`autodiff_meta_gradient`]).
+    Autodiff,
+}
+
+impl GradientPath {
+    /// The name used on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::Autodiff => "autodiff",
+        }
+    }
+}
+
+impl std::fmt::Display for GradientPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for GradientPath {
+    type Err = crate::error::MamlError;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "auto" => Ok(Self::Auto),
+            "autodiff" => Ok(Self::Autodiff),
+            _ => Err(crate::error::MamlError::UnknownName {
+                kind: "gradient path",
+                value: s.into(),
+                expected: "auto autodiff",
+            }),
+        }
+    }
+}
+
 /// The meta-gradient of the mean query loss over a meta-batch with respect to the
 /// initial weights `model` (and Meta-SGD's `step_sizes`), first or second order as
-/// `config` says.
+/// `config` says, by [`GradientPath::Auto`].
 pub fn model_meta_gradient<B: Backend, M: Learnable<B>>(
+    model: &M::Meta,
+    step_sizes: Option<&M::Meta>,
+    batch: &MetaBatch<B>,
+    config: &AdaptConfig,
+) -> ModelMetaGradient<B, M> {
+    model_meta_gradient_by::<B, M>(GradientPath::Auto, model, step_sizes, batch, config)
+}
+
+/// [`model_meta_gradient`] by the given path.
+pub fn model_meta_gradient_by<B: Backend, M: Learnable<B>>(
+    path: GradientPath,
+    model: &M::Meta,
+    step_sizes: Option<&M::Meta>,
+    batch: &MetaBatch<B>,
+    config: &AdaptConfig,
+) -> ModelMetaGradient<B, M> {
+    let analytic = match path {
+        GradientPath::Auto => mlp_meta_gradient::<B, M>(model, step_sizes, batch, config),
+        GradientPath::Autodiff => None,
+    };
+    analytic.unwrap_or_else(|| autodiff_meta_gradient::<B, M>(model, step_sizes, batch, config))
+}
+
+/// The built-in MLP's meta-gradient by hand-derived back-propagation on `B`
+/// ([`crate::analytic`]); `None` when the model (or its step sizes) is not an MLP.
+fn mlp_meta_gradient<B: Backend, M: Learnable<B>>(
+    model: &M::Meta,
+    step_sizes: Option<&M::Meta>,
+    batch: &MetaBatch<B>,
+    config: &AdaptConfig,
+) -> Option<ModelMetaGradient<B, M>> {
+    let mlp = model.as_mlp()?;
+    let sizes = match step_sizes {
+        Some(s) => Some(s.as_mlp()?),
+        None => None,
+    };
+    let inner = |m: &Mlp<MetaBackend<B>>| -> Vec<crate::analytic::Layer<B>> {
+        m.layers
+            .iter()
+            .map(|l| (l.weight.val().inner(), l.bias.val().inner()))
+            .collect()
+    };
+    let size_layers = sizes.map(inner);
+    let out = crate::analytic::meta_gradient(
+        inner(mlp),
+        mlp.activation,
+        size_layers.as_deref(),
+        batch,
+        config,
+    );
+    let by_id = |m: &Mlp<MetaBackend<B>>, grads: Vec<crate::analytic::Layer<B>>| {
+        let mut params = GradientsParams::new();
+        for (layer, (w, b)) in m.layers.iter().zip(grads) {
+            params.register::<B, 3>(layer.weight.id, w);
+            params.register::<B, 3>(layer.bias.id, b);
+        }
+        params
+    };
+    let grads = by_id(mlp, out.grads);
+    // With no inner step the step sizes do not feed the loss: no gradients, as autodiff.
+    let step_size_grads = sizes.map(|s| match out.step_size_grads {
+        Some(g) => by_id(s, g),
+        None => GradientsParams::new(),
+    });
+    let values: Vec<TensorPrimitive<B>> = out
+        .fast
+        .into_iter()
+        .flat_map(|(w, b)| [w.into_primitive(), b.into_primitive()])
+        .collect();
+    let fast = model.valid().map(&mut Load(values.into_iter()));
+    let meta_loss = out.query_losses.clone().mean();
+    Some(ModelMetaGradient {
+        meta_loss,
+        query_losses: out.query_losses,
+        grads,
+        step_size_grads,
+        fast: Fast::Batched(fast),
+    })
+}
+
+/// The meta-gradient of any model by nested autodiff: the fast weights are lifted to
+/// [`SecondOrder<B>`] for each second-order support gradient (see [`crate::maml`]).
+pub fn autodiff_meta_gradient<B: Backend, M: Learnable<B>>(
     model: &M::Meta,
     step_sizes: Option<&M::Meta>,
     batch: &MetaBatch<B>,
@@ -273,6 +401,7 @@ pub struct ModelLearner<B: Backend, M: Learnable<B>> {
     optim: Optim<B, M::Meta>,
     size_optim: Optim<B, M::Meta>,
     config: MetaConfig,
+    path: GradientPath,
 }
 
 impl<B: Backend, M: Learnable<B>> ModelLearner<B, M> {
@@ -295,12 +424,19 @@ impl<B: Backend, M: Learnable<B>> ModelLearner<B, M> {
             model,
             step_sizes,
             config,
+            path: GradientPath::Auto,
         })
     }
 
     /// Replaces Meta-SGD's step sizes (e.g. from a checkpoint or a problem file).
     pub fn with_step_sizes(mut self, sizes: M::Plain) -> Self {
         self.step_sizes = Some(M::Meta::from_inner(sizes).map(&mut FreshLeaves));
+        self
+    }
+
+    /// Takes meta-gradients by `path` (default [`GradientPath::Auto`]).
+    pub fn with_gradient_path(mut self, path: GradientPath) -> Self {
+        self.path = path;
         self
     }
 
@@ -321,7 +457,8 @@ impl<B: Backend, M: Learnable<B>> ModelLearner<B, M> {
 
     /// The meta-gradient at the current weights, without an update.
     pub fn meta_gradient(&self, batch: &MetaBatch<B>) -> ModelMetaGradient<B, M> {
-        model_meta_gradient::<B, M>(
+        model_meta_gradient_by::<B, M>(
+            self.path,
             &self.model,
             self.step_sizes.as_ref(),
             batch,

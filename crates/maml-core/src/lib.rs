@@ -13,6 +13,7 @@
 //! - [`closed_form`]: the same quantities in closed form, in f64, independent of autodiff;
 //! - [`trace::trace_meta_step`]: everything the seed prints about one meta step.
 
+pub mod analytic;
 pub mod batch;
 pub mod closed_form;
 pub mod config;
@@ -39,8 +40,8 @@ pub use families::{
     BlobsFamily, FixedTasks, LinearFamily, SeedFamily, Sinusoid, SinusoidFamily, TaskFamily,
 };
 pub use learn::{
-    Fast, ModelLearner, ModelMetaGradient, adapt_model, model_adaptation_curve,
-    model_meta_gradient, shard_range,
+    Fast, GradientPath, ModelLearner, ModelMetaGradient, adapt_model, autodiff_meta_gradient,
+    model_adaptation_curve, model_meta_gradient, model_meta_gradient_by, shard_range,
 };
 pub use learner::{MetaConfig, MetaLearner, MetaOptimizer};
 pub use maml::{
@@ -54,7 +55,8 @@ pub use model_train::{
 pub use models::{Activation, Mlp, MlpWeights, TaskLinear};
 pub use module::{Learnable, MetaModel};
 pub use problem2::{
-    AnswerV2, AnyAnswer, AnyProblem, InnerLr, ModelSpec, ProblemV2, finite_differences_v2, solve_v2,
+    AnswerV2, AnyAnswer, AnyProblem, InnerLr, ModelSpec, ProblemV2, finite_differences_v2,
+    solve_v2, solve_v2_by,
 };
 pub use tasks::{SetBatch, TaskBatch};
 pub use trace::{MetaStepTrace, trace_meta_step};

@@ -306,6 +306,10 @@ impl<B: Backend> Mlp<B> {
 impl<B: Backend> MetaModel<B> for Mlp<B> {
     const TASK_BATCHED: bool = true;
 
+    fn as_mlp(&self) -> Option<&Mlp<B>> {
+        Some(self)
+    }
+
     fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
         let last = self.layers.len().saturating_sub(1);
         self.layers.iter().enumerate().fold(x, |h, (l, layer)| {

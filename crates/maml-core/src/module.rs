@@ -17,6 +17,7 @@ use burn::prelude::*;
 use burn::tensor::TensorPrimitive;
 
 use crate::maml::{MetaBackend, SecondOrder};
+use crate::models::Mlp;
 
 /// A model that MAML can meta-learn: a Burn module whose forward pass maps every task of
 /// a meta-batch at once, `x [tasks, n, in] -> [tasks, n, out]`.
@@ -39,6 +40,13 @@ pub trait MetaModel<B: Backend>: Module<B> {
 
     /// Predictions for `x [tasks, n, in]`, `[tasks, n, out]`.
     fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3>;
+
+    /// The model as the built-in [`Mlp`], if it is one: MAML then takes its meta-gradient
+    /// by hand-derived back-propagation ([`crate::learn::GradientPath::Auto`]) instead of
+    /// nested autodiff. Other models keep the default, `None`.
+    fn as_mlp(&self) -> Option<&Mlp<B>> {
+        None
+    }
 }
 
 /// A model type that can be meta-learned on backend `B`, named at the top of the stack:
@@ -181,5 +189,20 @@ impl<B: Backend> ModuleMapper<MetaBackend<B>> for InnerUpdate<'_, B> {
             }
         };
         Param::from_mapped_value(id, tensor - step, mapper)
+    }
+}
+
+/// Replaces every parameter's value, in visit order, keeping its id (fast weights
+/// computed outside the module are loaded so).
+pub(crate) struct Load<B: Backend>(pub std::vec::IntoIter<TensorPrimitive<B>>);
+
+impl<B: Backend> ModuleMapper<B> for Load<B> {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
+        let (id, _, mapper) = param.consume();
+        let value = self
+            .0
+            .next()
+            .expect("one value per parameter, collected in the same visit order");
+        Param::from_mapped_value(id, Tensor::from_primitive(value), mapper)
     }
 }

@@ -13,7 +13,7 @@ use crate::batch::MetaBatch;
 use crate::config::{AdaptConfig, Loss, Order};
 use crate::data::{Answer, LinearWeights, Problem, SetData, TaskData, read_text};
 use crate::error::{MamlError, Result};
-use crate::learn::{Fast, ModelLearner};
+use crate::learn::{Fast, GradientPath, ModelLearner};
 use crate::learner::MetaConfig;
 use crate::maml::{MetaBackend, SecondOrder};
 use crate::model::check_device_precision;
@@ -302,8 +302,18 @@ fn weights_from_grads<A: Backend, G: Backend>(
     }
 }
 
-/// Solves a version-2 problem on backend `B` by automatic differentiation.
+/// Solves a version-2 problem on backend `B` ([`GradientPath::Auto`]: hand-derived
+/// back-propagation for the MLP).
 pub fn solve_v2<B: Backend>(problem: &ProblemV2, device: &B::Device) -> Result<AnswerV2> {
+    solve_v2_by::<B>(problem, GradientPath::Auto, device)
+}
+
+/// Solves a version-2 problem on backend `B`, taking the meta-gradient by `path`.
+pub fn solve_v2_by<B: Backend>(
+    problem: &ProblemV2,
+    path: GradientPath,
+    device: &B::Device,
+) -> Result<AnswerV2> {
     problem.validate()?;
     check_device_precision::<B>(device)?;
     let tasks = problem.task_data()?;
@@ -313,7 +323,8 @@ pub fn solve_v2<B: Backend>(problem: &ProblemV2, device: &B::Device) -> Result<A
     let mut learner = ModelLearner::<B, Mlp<SecondOrder<B>>>::new(
         model,
         MetaConfig::new(problem.adapt_config()),
-    )?;
+    )?
+    .with_gradient_path(path);
     if let InnerLr::PerParameter(sizes) = &problem.inner_lr {
         learner = learner.with_step_sizes(Mlp::from_weights(sizes, activation, device));
     }

@@ -1,0 +1,428 @@
+//! Exact meta-gradients of the built-in [`Mlp`](crate::models::Mlp) by hand-derived
+//! back-propagation, on the plain backend `B`: no autodiff graph at either level.
+//!
+//! Nested autodiff ([`crate::maml::SecondOrder`]) works for any model but records every
+//! operation twice and accumulates gradients through Burn's bookkeeping; for the MLP the
+//! same numbers follow from its layer equations. With `θ_{i+1} = θ_i - α ⊙ g(θ_i)` (`g`
+//! the support gradient, per task) and the meta-loss `L = mean_t ℓ_q(θ_K)`, reverse mode
+//! through the inner loop is
+//!
+//! ```text
+//! v_K = ∇ℓ_q(θ_K) / tasks
+//! v_i = v_{i+1} - H(θ_i) (α ⊙ v_{i+1})      (second order; first order: v_i = v_{i+1})
+//! dL/dθ_0 = Σ_t v_0,   dL/dα = -Σ_t Σ_i g(θ_i) ⊙ v_{i+1}   (Meta-SGD)
+//! ```
+//!
+//! where `H(θ_i) u` is the support loss's Hessian-vector product, computed exactly by
+//! Pearlmutter's R-operator: a forward pass of directional derivatives `R{z_l}` and a
+//! backward pass of `R{δ_l}` alongside the layer's ordinary gradient. Every product is a
+//! batched matmul over the task axis; the shared initial weights (task axis 1) are
+//! multiplied as one matrix over all tasks' rows.
+//!
+//! Layer `l` (1-based, `L` layers): `z_l = a_{l-1} W_l^T + b_l`, `a_l = σ(z_l)` for `l < L`,
+//! output `z_L`. Backward: `δ_L = ∂ℓ/∂z_L`, `∇W_l^T = a_{l-1}^T δ_l`, `∇b_l = Σ_rows δ_l`,
+//! `e_{l-1} = δ_l W_l`, `δ_{l-1} = e_{l-1} ⊙ σ'(z_{l-1})`.
+
+use burn::prelude::*;
+
+use crate::batch::{MetaBatch, Sets};
+use crate::config::{AdaptConfig, Order};
+use crate::models::Activation;
+
+/// One layer's tensors: `W^T [tasks | 1, in, out]` and `b [tasks | 1, 1, out]`.
+pub(crate) type Layer<B> = (Tensor<B, 3>, Tensor<B, 3>);
+
+/// `a [tasks, n, k] · w [tasks | 1, k, m]` (`w` transposed first when `transpose`:
+/// `w [tasks | 1, m, k]`), `[tasks, n, m]`. Shared weights multiply all rows at once.
+fn product<B: Backend>(a: Tensor<B, 3>, w: &Tensor<B, 3>, transpose: bool) -> Tensor<B, 3> {
+    let [tasks, n, k] = a.dims();
+    let [w_tasks, _, _] = w.dims();
+    let w = if transpose {
+        w.clone().swap_dims(1, 2)
+    } else {
+        w.clone()
+    };
+    if w_tasks == 1 && tasks > 1 {
+        let [_, _, m] = w.dims();
+        let w2: Tensor<B, 2> = w.reshape([k, m]);
+        a.reshape([tasks * n, k]).matmul(w2).reshape([tasks, n, m])
+    } else {
+        a.matmul(w)
+    }
+}
+
+/// `a^T δ` per task, `[tasks, k, m]`, or summed over tasks, `[1, k, m]` (one matmul over
+/// all tasks' rows): `a [tasks, n, k]`, `δ [tasks, n, m]`.
+fn outer<B: Backend>(a: &Tensor<B, 3>, delta: &Tensor<B, 3>, per_task: bool) -> Tensor<B, 3> {
+    if per_task {
+        return a.clone().swap_dims(1, 2).matmul(delta.clone());
+    }
+    let [tasks, n, k] = a.dims();
+    let [_, _, m] = delta.dims();
+    let a: Tensor<B, 2> = a.clone().reshape([tasks * n, k]);
+    let delta: Tensor<B, 2> = delta.clone().reshape([tasks * n, m]);
+    a.transpose().matmul(delta).reshape([1, k, m])
+}
+
+/// `Σ_rows δ` per task, `[tasks, 1, m]`, or summed over tasks too, `[1, 1, m]`.
+fn row_sum<B: Backend>(delta: &Tensor<B, 3>, per_task: bool) -> Tensor<B, 3> {
+    if per_task {
+        return delta.clone().sum_dim(1);
+    }
+    let [tasks, n, m] = delta.dims();
+    let delta: Tensor<B, 2> = delta.clone().reshape([tasks * n, m]);
+    delta.sum_dim(0).reshape([1, 1, m])
+}
+
+/// `t [tasks, ..]` summed over tasks, `[1, ..]` (unchanged when already `[1, ..]`).
+fn task_sum<B: Backend>(t: Tensor<B, 3>) -> Tensor<B, 3> {
+    if t.dims()[0] == 1 { t } else { t.sum_dim(0) }
+}
+
+/// `y [tasks, n, m] + b [tasks | 1, 1, m]`. A per-task bias is repeated over rows first:
+/// a contiguous add on Flex 0.21, where a broadcast over the middle axis is walked
+/// element by element (see [`crate::models::TaskLinear::forward`]).
+fn add_bias<B: Backend>(y: Tensor<B, 3>, b: &Tensor<B, 3>) -> Tensor<B, 3> {
+    let [tasks, n, _] = y.dims();
+    if b.dims()[0] == tasks && tasks > 1 && n > 1 {
+        y + b.clone().repeat_dim(1, n)
+    } else {
+        y + b.clone()
+    }
+}
+
+/// `[d0, ...]` as `[d0, rest]`, so that a shared `[1, rest]` operand is one row broadcast
+/// over tasks (Flex's fast broadcast path).
+fn rows<B: Backend>(t: Tensor<B, 3>) -> Tensor<B, 2> {
+    let [d0, d1, d2] = t.dims();
+    t.reshape([d0, d1 * d2])
+}
+
+/// `v ⊙ α` with `α` one per parameter entry (`[1, ..]`, shared by tasks) or a scalar.
+fn times_step<B: Backend>(
+    v: Tensor<B, 3>,
+    step: Step<'_, B>,
+    l: usize,
+    bias: bool,
+) -> Tensor<B, 3> {
+    match step {
+        Step::Scalar(lr) => v.mul_scalar(lr),
+        Step::PerParameter(sizes) => {
+            let alpha = if bias { &sizes[l].1 } else { &sizes[l].0 };
+            let shape = v.dims();
+            (rows(v) * rows(alpha.clone())).reshape(shape)
+        }
+    }
+}
+
+/// `θ - s` with `θ` shared (`[1, ..]`) or per task, `s [tasks, ..]`.
+fn minus<B: Backend>(theta: &Tensor<B, 3>, s: Tensor<B, 3>) -> Tensor<B, 3> {
+    let shape = s.dims();
+    if theta.dims()[0] == 1 && shape[0] > 1 {
+        (rows(s).neg() + rows(theta.clone())).reshape(shape)
+    } else {
+        theta.clone() - s
+    }
+}
+
+/// Inner step sizes.
+enum Step<'a, B: Backend> {
+    Scalar(f64),
+    PerParameter(&'a [Layer<B>]),
+}
+
+// By hand: a derive would ask for `B: Copy`.
+impl<B: Backend> Clone for Step<'_, B> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<B: Backend> Copy for Step<'_, B> {}
+
+/// A forward pass, kept for the backward pass and the Hessian-vector product.
+struct Pass<B: Backend> {
+    /// `a_{l-1}`, each layer's input.
+    inputs: Vec<Tensor<B, 3>>,
+    /// `σ'(z_l)` of each hidden layer.
+    slopes: Vec<Tensor<B, 3>>,
+    /// `σ''(z_l)` of each hidden layer (`None` for ReLU, whose `σ''` is zero).
+    curvatures: Vec<Option<Tensor<B, 3>>>,
+    /// `z_L`, the predictions.
+    out: Tensor<B, 3>,
+}
+
+fn forward<B: Backend>(layers: &[Layer<B>], activation: Activation, x: Tensor<B, 3>) -> Pass<B> {
+    let last = layers.len() - 1;
+    let mut inputs = Vec::with_capacity(layers.len());
+    let mut slopes = Vec::with_capacity(last);
+    let mut curvatures = Vec::with_capacity(last);
+    let mut h = x;
+    for (w, b) in &layers[..last] {
+        inputs.push(h.clone());
+        let z = add_bias(product(h, w, false), b);
+        let (a, slope, curvature) = match activation {
+            Activation::Relu => {
+                // σ'(0) = 0, as Burn's relu backward.
+                let slope = z.clone().greater_elem(0.0).float();
+                (z * slope.clone(), slope, None)
+            }
+            Activation::Tanh => {
+                let a = z.tanh();
+                let slope = a.clone().powi_scalar(2).neg().add_scalar(1.0);
+                // σ'' = -2 tanh(z) σ'(z).
+                let curvature = (a.clone() * slope.clone()).mul_scalar(-2.0);
+                (a, slope, Some(curvature))
+            }
+        };
+        slopes.push(slope);
+        curvatures.push(curvature);
+        h = a;
+    }
+    inputs.push(h.clone());
+    let (w, b) = &layers[last];
+    Pass {
+        inputs,
+        slopes,
+        curvatures,
+        out: add_bias(product(h, w, false), b),
+    }
+}
+
+/// A backward pass: each layer's gradient, `δ_l` and `e_l`.
+struct Backward<B: Backend> {
+    grads: Vec<Layer<B>>,
+    deltas: Vec<Tensor<B, 3>>,
+    /// `e_l = δ_{l+1} W_{l+1}` of each hidden layer (before `σ'`).
+    errors: Vec<Tensor<B, 3>>,
+}
+
+/// The gradient of the loss whose `∂ℓ/∂z_L` is `delta`, per task or summed over tasks.
+fn backward<B: Backend>(
+    layers: &[Layer<B>],
+    pass: &Pass<B>,
+    delta: Tensor<B, 3>,
+    per_task: bool,
+) -> Backward<B> {
+    let count = layers.len();
+    let mut grads = Vec::with_capacity(count);
+    let mut deltas = Vec::with_capacity(count);
+    let mut errors = Vec::with_capacity(count - 1);
+    let mut delta = delta;
+    for l in (0..count).rev() {
+        grads.push((
+            outer(&pass.inputs[l], &delta, per_task),
+            row_sum(&delta, per_task),
+        ));
+        deltas.push(delta.clone());
+        if l > 0 {
+            let e = product(delta, &layers[l].0, true);
+            errors.push(e.clone());
+            delta = e * pass.slopes[l - 1].clone();
+        }
+    }
+    grads.reverse();
+    deltas.reverse();
+    errors.reverse();
+    Backward {
+        grads,
+        deltas,
+        errors,
+    }
+}
+
+/// `H(θ) u`: the Hessian of the support loss at `layers` times the direction `u` (per
+/// task), by the R-operator on the kept pass and backward pass; per task, or summed over
+/// tasks.
+fn hessian_product<B: Backend>(
+    layers: &[Layer<B>],
+    pass: &Pass<B>,
+    back: &Backward<B>,
+    u: &[Layer<B>],
+    support: &Sets<B>,
+    per_task: bool,
+) -> Vec<Layer<B>> {
+    let count = layers.len();
+    // R-forward: R{z_l} = R{a_{l-1}} W_l^T + a_{l-1} U_l^T + U_b, R{a_l} = σ'(z_l) R{z_l}.
+    let mut r_inputs: Vec<Option<Tensor<B, 3>>> = Vec::with_capacity(count);
+    let mut r_pre = Vec::with_capacity(count - 1);
+    let mut r_a: Option<Tensor<B, 3>> = None;
+    let mut r_out = None;
+    for l in 0..count {
+        let mut rz = add_bias(pass.inputs[l].clone().matmul(u[l].0.clone()), &u[l].1);
+        if let Some(ra) = &r_a {
+            rz = rz + product(ra.clone(), &layers[l].0, false);
+        }
+        r_inputs.push(r_a.take());
+        if l + 1 == count {
+            r_out = Some(rz);
+        } else {
+            r_a = Some(rz.clone() * pass.slopes[l].clone());
+            r_pre.push(rz);
+        }
+    }
+    let r_out = r_out.expect("an MLP has at least one layer (validated)");
+    // R-backward: R{δ_L} = ∂²ℓ/∂z_L² R{z_L};
+    // R{∇W_l^T} = R{a_{l-1}}^T δ_l + a_{l-1}^T R{δ_l}, R{∇b_l} = Σ_rows R{δ_l};
+    // R{δ_{l-1}} = (R{δ_l} W_l + δ_l U_l) ⊙ σ' + e_{l-1} ⊙ σ'' ⊙ R{z_{l-1}}.
+    let mut r_delta = support.loss_hessian_product(pass.out.clone(), r_out);
+    let mut out = Vec::with_capacity(count);
+    for l in (0..count).rev() {
+        let mut h_w = outer(&pass.inputs[l], &r_delta, per_task);
+        if let Some(ra) = &r_inputs[l] {
+            h_w = h_w + outer(ra, &back.deltas[l], per_task);
+        }
+        out.push((h_w, row_sum(&r_delta, per_task)));
+        if l > 0 {
+            let r_e = product(r_delta, &layers[l].0, true)
+                + back.deltas[l]
+                    .clone()
+                    .matmul(u[l].0.clone().swap_dims(1, 2));
+            let mut next = r_e * pass.slopes[l - 1].clone();
+            if let Some(curvature) = &pass.curvatures[l - 1] {
+                next = next + back.errors[l - 1].clone() * curvature.clone() * r_pre[l - 1].clone();
+            }
+            r_delta = next;
+        }
+    }
+    out.reverse();
+    out
+}
+
+/// What [`meta_gradient`] returns, on `B`.
+pub(crate) struct MlpMetaGradient<B: Backend> {
+    /// Each task's query loss, `[tasks]`.
+    pub query_losses: Tensor<B, 1>,
+    /// d meta-loss / d initial weights, per layer, task axis 1.
+    pub grads: Vec<Layer<B>>,
+    /// d meta-loss / d step sizes (Meta-SGD), per layer, task axis 1.
+    pub step_size_grads: Option<Vec<Layer<B>>>,
+    /// Every task's fast weights, per layer, task axis `tasks`.
+    pub fast: Vec<Layer<B>>,
+}
+
+/// The meta-gradient of the mean query loss over `batch` with respect to the initial
+/// weights `layers` (task axis 1; and Meta-SGD's step sizes `sizes`, same shapes), first
+/// or second order as `config` says. See the module docs for the recursion.
+pub(crate) fn meta_gradient<B: Backend>(
+    layers: Vec<Layer<B>>,
+    activation: Activation,
+    sizes: Option<&[Layer<B>]>,
+    batch: &MetaBatch<B>,
+    config: &AdaptConfig,
+) -> MlpMetaGradient<B> {
+    let tasks = batch.tasks();
+    let step = match sizes {
+        Some(sizes) => Step::PerParameter(sizes),
+        None => Step::Scalar(config.inner_lr),
+    };
+    let second = config.order == Order::Second;
+    // The inner loop, keeping what the reverse sweep needs at each θ_i.
+    let mut thetas = vec![layers];
+    let mut kept = Vec::with_capacity(config.inner_steps);
+    for _ in 0..config.inner_steps {
+        let theta = thetas.last().expect("starts with the initial weights");
+        let pass = forward(theta, activation, batch.support.x.clone());
+        let delta = batch.support.loss_gradient(pass.out.clone());
+        let back = backward(theta, &pass, delta, true);
+        let next: Vec<Layer<B>> = theta
+            .iter()
+            .zip(&back.grads)
+            .enumerate()
+            .map(|(l, ((w, b), (g_w, g_b)))| {
+                (
+                    minus(w, times_step(g_w.clone(), step, l, false)),
+                    minus(b, times_step(g_b.clone(), step, l, true)),
+                )
+            })
+            .collect();
+        kept.push((pass, back));
+        thetas.push(next);
+    }
+    // The query loss at θ_K and its gradient, scaled by 1 / tasks (the mean).
+    let fast = thetas.last().expect("starts with the initial weights");
+    let pass = forward(fast, activation, batch.query.x.clone());
+    let query_losses = batch.query.task_losses(pass.out.clone());
+    let delta = batch
+        .query
+        .loss_gradient(pass.out.clone())
+        .div_scalar(tasks as f64);
+    // Per task while an inner step still needs `v` per task (its Hessian direction, or
+    // Meta-SGD's `g ⊙ v`); otherwise summed over tasks at once.
+    let per_task = config.inner_steps > 0 && (second || sizes.is_some());
+    let mut v = backward(fast, &pass, delta, per_task).grads;
+    // The reverse sweep through the inner steps.
+    let mut size_grads: Option<Vec<Layer<B>>> = None;
+    for (i, (pass, back)) in kept.iter().enumerate().rev() {
+        if sizes.is_some() {
+            // dθ_{i+1}/dα = -g(θ_i): accumulate -Σ_t g ⊙ v.
+            let terms: Vec<Layer<B>> = back
+                .grads
+                .iter()
+                .zip(&v)
+                .map(|((g_w, g_b), (v_w, v_b))| {
+                    (
+                        (g_w.clone() * v_w.clone()).sum_dim(0).neg(),
+                        (g_b.clone() * v_b.clone()).sum_dim(0).neg(),
+                    )
+                })
+                .collect();
+            size_grads = Some(match size_grads {
+                None => terms,
+                Some(acc) => acc
+                    .into_iter()
+                    .zip(terms)
+                    .map(|((a_w, a_b), (t_w, t_b))| (a_w + t_w, a_b + t_b))
+                    .collect(),
+            });
+        }
+        if second {
+            let u: Vec<Layer<B>> = v
+                .iter()
+                .enumerate()
+                .map(|(l, (v_w, v_b))| {
+                    (
+                        times_step(v_w.clone(), step, l, false),
+                        times_step(v_b.clone(), step, l, true),
+                    )
+                })
+                .collect();
+            // The first step's product is only needed summed over tasks: `Σ_t v_0`.
+            let last = i == 0;
+            let h = hessian_product(&thetas[i], pass, back, &u, &batch.support, !last);
+            v = v
+                .into_iter()
+                .zip(h)
+                .map(|((v_w, v_b), (h_w, h_b))| {
+                    if last {
+                        (task_sum(v_w) - h_w, task_sum(v_b) - h_b)
+                    } else {
+                        (v_w - h_w, v_b - h_b)
+                    }
+                })
+                .collect();
+        }
+    }
+    let grads = v
+        .into_iter()
+        .map(|(w, b)| (task_sum(w), task_sum(b)))
+        .collect();
+    let fast = thetas
+        .pop()
+        .expect("starts with the initial weights")
+        .into_iter()
+        .map(|(w, b)| {
+            if w.dims()[0] == tasks {
+                (w, b)
+            } else {
+                (w.repeat_dim(0, tasks), b.repeat_dim(0, tasks))
+            }
+        })
+        .collect();
+    MlpMetaGradient {
+        query_losses,
+        grads,
+        step_size_grads: size_grads,
+        fast,
+    }
+}
