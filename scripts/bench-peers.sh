@@ -4,7 +4,7 @@
 # and prints the ratios (ours / peer).
 #
 # Usage: scripts/bench-peers.sh [SECONDS]     (default 5 seconds per measurement)
-#        MAML_BIN=target/release/maml scripts/bench-peers.sh   (skip the build)
+#        MAML=target/release/maml scripts/bench-peers.sh   (skip the build)
 # The peers are installed into a virtual environment outside the repository
 # ($MAML_PEERS_VENV, default ~/.cache/maml-burn/peers-venv) when missing: JAX always;
 # PyTorch only with MAML_PEERS_TORCH=1 (PyPI's wheel brings its CUDA libraries even for
@@ -27,8 +27,9 @@ fi
 # Older OpenBLAS builds need these on some processors; they slow a current numpy/JAX.
 unset OPENBLAS_CORETYPE OPENBLAS_L2_SIZE
 
-# MAML_BIN: an already built `maml` (e.g. the test command's); otherwise build it.
-maml="${MAML_BIN:-}"
+# MAML: an already built `maml` (e.g. the test command's), as in bench-scaling.sh;
+# otherwise build it.
+maml="${MAML:-}"
 if [ -z "$maml" ]; then
     cargo build --release -q -p maml-cli --bin maml
     maml=target/release/maml

@@ -31,6 +31,11 @@ pub fn is_f64<B: Backend>() -> bool {
         == burn::tensor::FloatDType::F64
 }
 
+/// Whether `B` is a CubeCL (GPU) backend, such as wgpu: its name is `cubecl<...>`.
+pub fn is_cubecl<B: Backend>(device: &B::Device) -> bool {
+    B::name(device).starts_with("cubecl")
+}
+
 /// The reference tolerance of the issue: relative to the largest entry, 1e-4 in f32 and
 /// 1e-9 in f64.
 pub fn tolerance<B: Backend>() -> f64 {

@@ -35,7 +35,9 @@ pub struct BackendArgs {
     /// Floating-point precision: f32, or f64 (CPU backends only).
     #[arg(long, default_value = "f32", value_parser = parse::<Precision>)]
     pub precision: Precision,
-    /// CPU threads for the CPU backends (1 is fastest for small tasks).
+    /// CPU threads for the CPU backends; an MLP's meta-gradient splits its tasks over
+    /// them (1 is fastest for small tasks, such as the paper's sinusoid setting, on two
+    /// cores).
     #[arg(long, default_value_t = 1, value_parser = parse_threads)]
     pub threads: usize,
 }

@@ -189,21 +189,21 @@ fn forward<B: Backend>(layers: &[Layer<B>], activation: Activation, x: Tensor<B,
     }
 }
 
-/// A backward pass: each layer's gradient, `δ_l` and `e_l`.
+/// What a backward pass keeps for the Hessian-vector product: `δ_l` and `e_l`.
 struct Backward<B: Backend> {
-    grads: Vec<Layer<B>>,
     deltas: Vec<Tensor<B, 3>>,
     /// `e_l = δ_{l+1} W_{l+1}` of each hidden layer (before `σ'`).
     errors: Vec<Tensor<B, 3>>,
 }
 
-/// The gradient of the loss whose `∂ℓ/∂z_L` is `delta`, per task or summed over tasks.
+/// The gradient of the loss whose `∂ℓ/∂z_L` is `delta`, per task or summed over tasks,
+/// with what the Hessian-vector product at these weights needs.
 fn backward<B: Backend>(
     layers: &[Layer<B>],
     pass: &Pass<B>,
     delta: Tensor<B, 3>,
     per_task: bool,
-) -> Backward<B> {
+) -> (Vec<Layer<B>>, Backward<B>) {
     let count = layers.len();
     let mut grads = Vec::with_capacity(count);
     let mut deltas = Vec::with_capacity(count);
@@ -224,11 +224,22 @@ fn backward<B: Backend>(
     grads.reverse();
     deltas.reverse();
     errors.reverse();
-    Backward {
-        grads,
-        deltas,
-        errors,
-    }
+    (grads, Backward { deltas, errors })
+}
+
+/// What `H(θ_i)` needs: `θ_i`, and its support pass and backward pass.
+struct HessianAt<B: Backend> {
+    theta: Vec<Layer<B>>,
+    pass: Pass<B>,
+    back: Backward<B>,
+}
+
+/// What the reverse sweep needs of one inner step `θ_i -> θ_{i+1}`.
+struct Kept<B: Backend> {
+    /// Second order: what the Hessian-vector product at `θ_i` needs.
+    hessian: Option<HessianAt<B>>,
+    /// Meta-SGD: the support gradient `g(θ_i)`, per task.
+    grads: Option<Vec<Layer<B>>>,
 }
 
 /// `H(θ) u`: the Hessian of the support loss at `layers` times the direction `u` (per
@@ -304,6 +315,12 @@ pub(crate) struct MlpMetaGradient<B: Backend> {
 /// The meta-gradient of the mean query loss over `batch` with respect to the initial
 /// weights `layers` (task axis 1; and Meta-SGD's step sizes `sizes`, same shapes), first
 /// or second order as `config` says. See the module docs for the recursion.
+///
+/// Called on a worker thread of a rayon pool of several threads (the CPU backends'
+/// `--threads` pool, `maml_burn::backend::on_cpu_pool`), the tasks are split into one
+/// contiguous shard per thread, each shard's share computed on its own thread, and the
+/// shares summed: the same result up to the order of floating-point summation. Anywhere
+/// else (a plain thread, a GPU backend's dispatch) it runs on the calling thread.
 pub(crate) fn meta_gradient<B: Backend>(
     layers: Vec<Layer<B>>,
     activation: Activation,
@@ -311,23 +328,85 @@ pub(crate) fn meta_gradient<B: Backend>(
     batch: &MetaBatch<B>,
     config: &AdaptConfig,
 ) -> MlpMetaGradient<B> {
+    use rayon::prelude::*;
+    let tasks = batch.tasks();
+    let shards = match rayon::current_thread_index() {
+        Some(_) => rayon::current_num_threads().min(tasks),
+        None => 1,
+    };
+    if shards <= 1 {
+        return shard_meta_gradient(layers, activation, sizes, batch, config, tasks);
+    }
+    let parts: Vec<MlpMetaGradient<B>> = (0..shards)
+        .into_par_iter()
+        .map(|rank| {
+            let shard = batch.slice(crate::learn::shard_range(tasks, shards, rank));
+            shard_meta_gradient(layers.clone(), activation, sizes, &shard, config, tasks)
+        })
+        .collect();
+    let sum = |a: Vec<Layer<B>>, b: Vec<Layer<B>>| -> Vec<Layer<B>> {
+        a.into_iter()
+            .zip(b)
+            .map(|((a_w, a_b), (b_w, b_b))| (a_w + b_w, a_b + b_b))
+            .collect()
+    };
+    let mut parts = parts.into_iter();
+    let first = parts.next().expect("at least two shards");
+    let mut query_losses = vec![first.query_losses];
+    let mut fast = vec![first.fast];
+    let mut grads = first.grads;
+    let mut step_size_grads = first.step_size_grads;
+    for part in parts {
+        query_losses.push(part.query_losses);
+        fast.push(part.fast);
+        grads = sum(grads, part.grads);
+        step_size_grads = match (step_size_grads, part.step_size_grads) {
+            (Some(a), Some(b)) => Some(sum(a, b)),
+            (a, b) => a.or(b),
+        };
+    }
+    let layer_count = grads.len();
+    let fast = (0..layer_count)
+        .map(|l| {
+            let (w, b): (Vec<_>, Vec<_>) = fast.iter().map(|f| f[l].clone()).unzip();
+            (Tensor::cat(w, 0), Tensor::cat(b, 0))
+        })
+        .collect();
+    MlpMetaGradient {
+        query_losses: Tensor::cat(query_losses, 0),
+        grads,
+        step_size_grads,
+        fast,
+    }
+}
+
+/// [`meta_gradient`] of the tasks of `batch`, a shard of a meta-batch of `all_tasks`:
+/// its share of the mean over all tasks.
+fn shard_meta_gradient<B: Backend>(
+    layers: Vec<Layer<B>>,
+    activation: Activation,
+    sizes: Option<&[Layer<B>]>,
+    batch: &MetaBatch<B>,
+    config: &AdaptConfig,
+    all_tasks: usize,
+) -> MlpMetaGradient<B> {
     let tasks = batch.tasks();
     let step = match sizes {
         Some(sizes) => Step::PerParameter(sizes),
         None => Step::Scalar(config.inner_lr),
     };
     let second = config.order == Order::Second;
-    // The inner loop, keeping what the reverse sweep needs at each θ_i.
-    let mut thetas = vec![layers];
+    // The inner loop, keeping what the reverse sweep needs at each θ_i (first order
+    // without Meta-SGD: nothing).
+    let mut theta = layers;
     let mut kept = Vec::with_capacity(config.inner_steps);
     for _ in 0..config.inner_steps {
-        let theta = thetas.last().expect("starts with the initial weights");
-        let pass = forward(theta, activation, batch.support.x.clone());
+        let pass = forward(&theta, activation, batch.support.x.clone());
         let delta = batch.support.loss_gradient(pass.out.clone());
-        let back = backward(theta, &pass, delta, true);
+        let (grads, back) = backward(&theta, &pass, delta, true);
         let next: Vec<Layer<B>> = theta
             .iter()
-            .zip(&back.grads)
+            .zip(&grads)
             .enumerate()
             .map(|(l, ((w, b), (g_w, g_b)))| {
                 (
@@ -336,28 +415,34 @@ pub(crate) fn meta_gradient<B: Backend>(
                 )
             })
             .collect();
-        kept.push((pass, back));
-        thetas.push(next);
+        let before = std::mem::replace(&mut theta, next);
+        kept.push(Kept {
+            hessian: second.then_some(HessianAt {
+                theta: before,
+                pass,
+                back,
+            }),
+            grads: sizes.is_some().then_some(grads),
+        });
     }
     // The query loss at θ_K and its gradient, scaled by 1 / tasks (the mean).
-    let fast = thetas.last().expect("starts with the initial weights");
-    let pass = forward(fast, activation, batch.query.x.clone());
+    let fast = theta;
+    let pass = forward(&fast, activation, batch.query.x.clone());
     let query_losses = batch.query.task_losses(pass.out.clone());
     let delta = batch
         .query
         .loss_gradient(pass.out.clone())
-        .div_scalar(tasks as f64);
+        .div_scalar(all_tasks as f64);
     // Per task while an inner step still needs `v` per task (its Hessian direction, or
     // Meta-SGD's `g ⊙ v`); otherwise summed over tasks at once.
     let per_task = config.inner_steps > 0 && (second || sizes.is_some());
-    let mut v = backward(fast, &pass, delta, per_task).grads;
+    let (mut v, _) = backward(&fast, &pass, delta, per_task);
     // The reverse sweep through the inner steps.
     let mut size_grads: Option<Vec<Layer<B>>> = None;
-    for (i, (pass, back)) in kept.iter().enumerate().rev() {
-        if sizes.is_some() {
+    for (i, kept) in kept.iter().enumerate().rev() {
+        if let Some(grads) = &kept.grads {
             // dθ_{i+1}/dα = -g(θ_i): accumulate -Σ_t g ⊙ v.
-            let terms: Vec<Layer<B>> = back
-                .grads
+            let terms: Vec<Layer<B>> = grads
                 .iter()
                 .zip(&v)
                 .map(|((g_w, g_b), (v_w, v_b))| {
@@ -376,7 +461,7 @@ pub(crate) fn meta_gradient<B: Backend>(
                     .collect(),
             });
         }
-        if second {
+        if let Some(at) = &kept.hessian {
             let u: Vec<Layer<B>> = v
                 .iter()
                 .enumerate()
@@ -389,7 +474,7 @@ pub(crate) fn meta_gradient<B: Backend>(
                 .collect();
             // The first step's product is only needed summed over tasks: `Σ_t v_0`.
             let last = i == 0;
-            let h = hessian_product(&thetas[i], pass, back, &u, &batch.support, !last);
+            let h = hessian_product(&at.theta, &at.pass, &at.back, &u, &batch.support, !last);
             v = v
                 .into_iter()
                 .zip(h)
@@ -407,9 +492,7 @@ pub(crate) fn meta_gradient<B: Backend>(
         .into_iter()
         .map(|(w, b)| (task_sum(w), task_sum(b)))
         .collect();
-    let fast = thetas
-        .pop()
-        .expect("starts with the initial weights")
+    let fast = fast
         .into_iter()
         .map(|(w, b)| {
             if w.dims()[0] == tasks {

@@ -22,7 +22,7 @@ use crate::maml::{MetaBackend, SecondOrder};
 use crate::models::Mlp;
 use crate::module::{
     Collect, Fill, FreshLeaves, GradLevel, InnerUpdate, Learnable, Load, MetaModel, RepeatTasks,
-    StepSizes, detached_leaves, lift_second,
+    StepSizes, Untracked, detached_leaves, lift_second,
 };
 
 fn forward_meta<B: Backend, M: Learnable<B>>(
@@ -410,14 +410,15 @@ impl<B: Backend, M: Learnable<B>> ModelLearner<B, M> {
     /// start at `config.adapt.inner_lr`.
     pub fn new(model: M::Plain, config: MetaConfig) -> Result<Self> {
         config.validate()?;
+        // Stored untracked: every meta-gradient takes fresh leaves of its own, and a
+        // stored leaf would be re-registered in Burn's autodiff graph at every optimiser
+        // step, which only a backward pass frees (the MLP's path runs none).
         let model =
-            <M::Meta as AutodiffModule<MetaBackend<B>>>::from_inner(model).map(&mut FreshLeaves);
-        let step_sizes = config.adapt.meta_sgd.then(|| {
-            model
-                .clone()
-                .map(&mut Fill(config.adapt.inner_lr))
-                .map(&mut FreshLeaves)
-        });
+            <M::Meta as AutodiffModule<MetaBackend<B>>>::from_inner(model).map(&mut Untracked);
+        let step_sizes = config
+            .adapt
+            .meta_sgd
+            .then(|| model.clone().map(&mut Fill(config.adapt.inner_lr)));
         Ok(Self {
             optim: Optim::new(config.meta_optimizer),
             size_optim: Optim::new(config.meta_optimizer),
@@ -430,7 +431,7 @@ impl<B: Backend, M: Learnable<B>> ModelLearner<B, M> {
 
     /// Replaces Meta-SGD's step sizes (e.g. from a checkpoint or a problem file).
     pub fn with_step_sizes(mut self, sizes: M::Plain) -> Self {
-        self.step_sizes = Some(M::Meta::from_inner(sizes).map(&mut FreshLeaves));
+        self.step_sizes = Some(M::Meta::from_inner(sizes).map(&mut Untracked));
         self
     }
 

@@ -1,8 +1,8 @@
 #![warn(missing_docs)]
 //! # maml-core
 //!
-//! Exact first- and second-order MAML for a linear model `y = x W^T + b`, generic over
-//! Burn backends (`B: Backend`).
+//! Exact first- and second-order MAML for a linear model `y = x W^T + b`, an MLP and
+//! any Burn model, generic over Burn backends (`B: Backend`).
 //!
 //! - [`maml::adapt`]: the inner loop, `K` gradient steps on each task's support set;
 //! - [`maml::meta_gradient`]: the outer loop's gradient of the mean query loss with
@@ -11,7 +11,10 @@
 //!   [`maml::SecondOrder`]);
 //! - [`learner::MetaLearner`]: meta-updates with SGD or Adam;
 //! - [`closed_form`]: the same quantities in closed form, in f64, independent of autodiff;
-//! - [`trace::trace_meta_step`]: everything the seed prints about one meta step.
+//! - [`trace::trace_meta_step`]: everything the seed prints about one meta step;
+//! - [`learn`]: the same for any model ([`learn::ModelLearner`], nested autodiff), and
+//!   [`analytic`]: the built-in MLP's meta-gradient by hand-derived back-propagation with
+//!   exact Hessian-vector products ([`learn::GradientPath`]).
 
 pub mod analytic;
 pub mod batch;

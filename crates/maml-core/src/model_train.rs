@@ -2,6 +2,7 @@
 //! and activation configurable; no hidden layer is the linear model), MAML or Meta-SGD.
 
 use burn::config::Config;
+use burn::module::AutodiffModule;
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -9,10 +10,11 @@ use crate::batch::MetaBatch;
 use crate::error::MamlError;
 
 use crate::families::TaskFamily;
-use crate::learn::{Fast, ModelLearner, fast_query_losses};
+use crate::learn::{Fast, ModelLearner};
 use crate::maml::{MetaBackend, SecondOrder};
 use crate::model::{check_device_precision, to_f64};
 use crate::models::{Activation, Mlp, MlpWeights};
+use crate::module::MetaModel;
 use crate::problem2::ModelSpec;
 use crate::train::{DivergenceGuard, StepMetrics, TrainConfig, step_rng};
 
@@ -156,13 +158,14 @@ impl<B: Backend> MlpTrainer<B> {
             self.config.meta.adapt.loss,
             &self.device,
         );
-        let query = batch.query.lift::<MetaBackend<B>>();
-        let before = fast_query_losses::<B, Mlp<SecondOrder<B>>>(
-            &Fast::Batched(self.learner.model().clone()),
-            &query,
-        )
-        .inner()
-        .mean();
+        // On the plain backend: a forward pass of the tracked initial weights that is
+        // never differentiated would stay in Burn's autodiff graph (the MLP's
+        // meta-gradient runs no backward pass there to clean it up).
+        let initial = self.learner.model().valid();
+        let before = batch
+            .query
+            .task_losses(MetaModel::forward(&initial, batch.query.x.clone()))
+            .mean();
         let gradient = self.learner.step(&batch);
         let [meta_loss, before] = [gradient.meta_loss, before].map(|t| to_f64(t)[0]);
         self.guard.check(step, meta_loss, before)?;

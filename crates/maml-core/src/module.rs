@@ -84,6 +84,17 @@ impl<B: Backend> ModuleMapper<B> for FreshLeaves {
     }
 }
 
+/// Replaces every parameter by a detached copy that does not require gradients, keeping
+/// its id: how a learner stores weights between meta steps.
+pub(crate) struct Untracked;
+
+impl<B: Backend> ModuleMapper<B> for Untracked {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
+        let (id, tensor, mapper) = param.consume();
+        Param::from_mapped_value(id, tensor.detach(), mapper)
+    }
+}
+
 /// Marks every parameter as requiring gradients (a leaf once lifted by `from_inner`).
 struct RequireGrad;
 

@@ -516,22 +516,40 @@ fn strs(args: &[String]) -> Vec<&str> {
     args.iter().map(String::as_str).collect()
 }
 
-/// Two data-parallel workers (threads on burn-collective) train to the same weights as
-/// one, for a linear and an MLP model, MAML and Meta-SGD (tolerances: [`SPLITS`]).
-#[test]
-fn two_workers_train_the_same_weights_as_one() {
+/// Trains every [`SPLITS`] case with `flag 1` and with `flag 2` and checks that both
+/// reach the same weights (tolerances: [`SPLITS`]).
+fn two_train_the_same_weights_as_one(flag: &str) {
     for case in SPLITS {
         let (model, _, precision, rel, _) = case;
         let mut runs = Vec::new();
-        for workers in ["1", "2"] {
-            let dir = tmp(&format!("workers-{model}-{precision}-{workers}"));
+        for count in ["1", "2"] {
+            let dir = tmp(&format!("{}-{model}-{precision}-{count}", &flag[2..]));
             let mut args = split_args(case, &dir);
-            args.extend(["--workers".into(), workers.into()]);
+            args.extend([flag.into(), count.into()]);
             ok(&maml(&strs(&args)));
             runs.push(weights_of(&dir));
         }
-        assert_same_weights(&runs[0], &runs[1], rel, &format!("{model} {precision}"));
+        assert_same_weights(
+            &runs[0],
+            &runs[1],
+            rel,
+            &format!("{model} {precision} {flag}"),
+        );
     }
+}
+
+/// Two data-parallel workers (threads on burn-collective) train to the same weights as
+/// one, for a linear and an MLP model, MAML and Meta-SGD.
+#[test]
+fn two_workers_train_the_same_weights_as_one() {
+    two_train_the_same_weights_as_one("--workers");
+}
+
+/// A two-thread CPU pool (`--threads 2`, where the MLP's meta-gradient splits its tasks
+/// over the threads) trains to the same weights as one thread.
+#[test]
+fn two_threads_train_the_same_weights_as_one() {
+    two_train_the_same_weights_as_one("--threads");
 }
 
 /// `maml train --mpi` under `mpirun -np 2` (a build with `--features mpi`).
