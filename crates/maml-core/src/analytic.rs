@@ -27,7 +27,7 @@ use burn::prelude::*;
 
 use crate::batch::{MetaBatch, Sets};
 use crate::config::{AdaptConfig, Order};
-use crate::models::Activation;
+use crate::models::{Activation, add_task_bias};
 
 /// One layer's tensors: `W^T [tasks | 1, in, out]` and `b [tasks | 1, 1, out]`.
 pub(crate) type Layer<B> = (Tensor<B, 3>, Tensor<B, 3>);
@@ -79,16 +79,12 @@ fn task_sum<B: Backend>(t: Tensor<B, 3>) -> Tensor<B, 3> {
     if t.dims()[0] == 1 { t } else { t.sum_dim(0) }
 }
 
-/// `y [tasks, n, m] + b [tasks | 1, 1, m]`. A per-task bias is repeated over rows first:
-/// a contiguous add on Flex 0.21, where a broadcast over the middle axis is walked
-/// element by element (see [`crate::models::TaskLinear::forward`]).
-fn add_bias<B: Backend>(y: Tensor<B, 3>, b: &Tensor<B, 3>) -> Tensor<B, 3> {
-    let [tasks, n, _] = y.dims();
-    if b.dims()[0] == tasks && tasks > 1 && n > 1 {
-        y + b.clone().repeat_dim(1, n)
-    } else {
-        y + b.clone()
-    }
+/// Layer by layer, `a + b`.
+fn sum_layers<B: Backend>(a: Vec<Layer<B>>, b: Vec<Layer<B>>) -> Vec<Layer<B>> {
+    a.into_iter()
+        .zip(b)
+        .map(|((a_w, a_b), (b_w, b_b))| (a_w + b_w, a_b + b_b))
+        .collect()
 }
 
 /// `[d0, ...]` as `[d0, rest]`, so that a shared `[1, rest]` operand is one row broadcast
@@ -160,7 +156,7 @@ fn forward<B: Backend>(layers: &[Layer<B>], activation: Activation, x: Tensor<B,
     let mut h = x;
     for (w, b) in &layers[..last] {
         inputs.push(h.clone());
-        let z = add_bias(product(h, w, false), b);
+        let z = add_task_bias(product(h, w, false), b.clone());
         let (a, slope, curvature) = match activation {
             Activation::Relu => {
                 // σ'(0) = 0, as Burn's relu backward.
@@ -185,7 +181,7 @@ fn forward<B: Backend>(layers: &[Layer<B>], activation: Activation, x: Tensor<B,
         inputs,
         slopes,
         curvatures,
-        out: add_bias(product(h, w, false), b),
+        out: add_task_bias(product(h, w, false), b.clone()),
     }
 }
 
@@ -260,7 +256,10 @@ fn hessian_product<B: Backend>(
     let mut r_a: Option<Tensor<B, 3>> = None;
     let mut r_out = None;
     for l in 0..count {
-        let mut rz = add_bias(pass.inputs[l].clone().matmul(u[l].0.clone()), &u[l].1);
+        let mut rz = add_task_bias(
+            pass.inputs[l].clone().matmul(u[l].0.clone()),
+            u[l].1.clone(),
+        );
         if let Some(ra) = &r_a {
             rz = rz + product(ra.clone(), &layers[l].0, false);
         }
@@ -344,12 +343,6 @@ pub(crate) fn meta_gradient<B: Backend>(
             shard_meta_gradient(layers.clone(), activation, sizes, &shard, config, tasks)
         })
         .collect();
-    let sum = |a: Vec<Layer<B>>, b: Vec<Layer<B>>| -> Vec<Layer<B>> {
-        a.into_iter()
-            .zip(b)
-            .map(|((a_w, a_b), (b_w, b_b))| (a_w + b_w, a_b + b_b))
-            .collect()
-    };
     let mut parts = parts.into_iter();
     let first = parts.next().expect("at least two shards");
     let mut query_losses = vec![first.query_losses];
@@ -359,9 +352,9 @@ pub(crate) fn meta_gradient<B: Backend>(
     for part in parts {
         query_losses.push(part.query_losses);
         fast.push(part.fast);
-        grads = sum(grads, part.grads);
+        grads = sum_layers(grads, part.grads);
         step_size_grads = match (step_size_grads, part.step_size_grads) {
-            (Some(a), Some(b)) => Some(sum(a, b)),
+            (Some(a), Some(b)) => Some(sum_layers(a, b)),
             (a, b) => a.or(b),
         };
     }
@@ -454,11 +447,7 @@ fn shard_meta_gradient<B: Backend>(
                 .collect();
             size_grads = Some(match size_grads {
                 None => terms,
-                Some(acc) => acc
-                    .into_iter()
-                    .zip(terms)
-                    .map(|((a_w, a_b), (t_w, t_b))| (a_w + t_w, a_b + t_b))
-                    .collect(),
+                Some(acc) => sum_layers(acc, terms),
             });
         }
         if let Some(at) = &kept.hessian {

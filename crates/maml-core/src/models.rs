@@ -114,20 +114,24 @@ impl<B: Backend> TaskLinear<B> {
 
     /// `[tasks, n, in] -> [tasks, n, out]`.
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        let y = x.matmul(self.weight.val());
-        let bias = self.bias.val();
-        let [tasks, n, _] = y.dims();
-        // A per-task bias `[tasks, 1, out]` broadcast over `n` rows is a strided element-wise
-        // add on Flex 0.21, which walks a general strided index element by element for any
-        // broadcast but one row shared by all (a fifth of a second-order sinusoid meta step,
-        // docs/benchmarks.md). Repeated to `[tasks, n, out]` (a copy of rows), the add is
-        // contiguous; the values are the same and the backward pass is the same sum over
-        // rows.
-        if tasks > 1 && n > 1 && bias.dims()[0] == tasks {
-            y + bias.repeat_dim(1, n)
-        } else {
-            y + bias
-        }
+        add_task_bias(x.matmul(self.weight.val()), self.bias.val())
+    }
+}
+
+/// `y [tasks, n, out] + b [tasks | 1, 1, out]`, the bias of a task-batched layer (also
+/// in the MLP's hand-derived passes, [`crate::analytic`]).
+pub(crate) fn add_task_bias<B: Backend>(y: Tensor<B, 3>, bias: Tensor<B, 3>) -> Tensor<B, 3> {
+    let [tasks, n, _] = y.dims();
+    // A per-task bias `[tasks, 1, out]` broadcast over `n` rows is a strided element-wise
+    // add on Flex 0.21, which walks a general strided index element by element for any
+    // broadcast but one row shared by all (a fifth of a second-order sinusoid meta step,
+    // docs/benchmarks.md). Repeated to `[tasks, n, out]` (a copy of rows), the add is
+    // contiguous; the values are the same and the backward pass is the same sum over
+    // rows.
+    if tasks > 1 && n > 1 && bias.dims()[0] == tasks {
+        y + bias.repeat_dim(1, n)
+    } else {
+        y + bias
     }
 }
 
