@@ -32,6 +32,9 @@ use crate::models::{Activation, add_task_bias};
 /// One layer's tensors: `W^T [tasks | 1, in, out]` and `b [tasks | 1, 1, out]`.
 pub(crate) type Layer<B> = (Tensor<B, 3>, Tensor<B, 3>);
 
+/// A [`Layer`] inside the algorithm, its weight matrix possibly factored.
+type Weights<B> = (Matrix<B>, Tensor<B, 3>);
+
 /// `a [tasks, n, k] · w [tasks | 1, k, m]` (`w` transposed first when `transpose`:
 /// `w [tasks | 1, m, k]`), `[tasks, n, m]`. Shared weights multiply all rows at once.
 fn product<B: Backend>(a: Tensor<B, 3>, w: &Tensor<B, 3>, transpose: bool) -> Tensor<B, 3> {
@@ -64,6 +67,13 @@ fn outer<B: Backend>(a: &Tensor<B, 3>, delta: &Tensor<B, 3>, per_task: bool) -> 
     a.transpose().matmul(delta).reshape([1, k, m])
 }
 
+/// `Σ_i a_i^T δ_i` ([`outer`] of each pair, summed).
+fn outer_sum<B: Backend>(pairs: &[(&Tensor<B, 3>, &Tensor<B, 3>)], per_task: bool) -> Tensor<B, 3> {
+    let mut terms = pairs.iter().map(|&(a, d)| outer(a, d, per_task));
+    let first = terms.next().expect("at least one pair");
+    terms.fold(first, |acc, t| acc + t)
+}
+
 /// `Σ_rows δ` per task, `[tasks, 1, m]`, or summed over tasks too, `[1, 1, m]`.
 fn row_sum<B: Backend>(delta: &Tensor<B, 3>, per_task: bool) -> Tensor<B, 3> {
     if per_task {
@@ -85,6 +95,199 @@ fn sum_layers<B: Backend>(a: Vec<Layer<B>>, b: Vec<Layer<B>>) -> Vec<Layer<B>> {
         .zip(b)
         .map(|((a_w, a_b), (b_w, b_b))| (a_w + b_w, a_b + b_b))
         .collect()
+}
+
+/// A weight-shaped matrix of every task, `[tasks | 1, k, m]` (a layer's `W^T`, its
+/// gradient, a Hessian direction): dense, or `base + scale · left^T right` with a
+/// per-task low-rank part, `left [tasks, r, k]`, `right [tasks, r, m]` and `base` shared
+/// (`[1, k, m]`) or zero.
+///
+/// A support or query gradient `a^T δ` has rank at most the set's `n` rows, and so has
+/// the change an inner step makes to the weights (a Hessian-vector product: `2n`).
+/// While the factors are smaller than the matrix, `r (k + m) < k m` (the sinusoid's
+/// 40 × 40 layer and 10 points: 800 against 1,600), they are kept, and a product
+/// `x · M` is `x · base + scale (x left^T) right` through an `[rows, r]` kernel per task,
+/// never forming `[tasks, k, m]`; on Flex 0.21 forming it, a per-task outer product
+/// `[40, 10] · [10, 40]`, costs about five times a per-task `[10, 40] · [40, 40]`
+/// product (gemm is slow at a small inner dimension). Factors of successive steps are
+/// stacked while the rule holds.
+#[derive(Clone)]
+enum Matrix<B: Backend> {
+    Dense(Tensor<B, 3>),
+    LowRank {
+        base: Option<Tensor<B, 3>>,
+        left: Tensor<B, 3>,
+        right: Tensor<B, 3>,
+        scale: f64,
+    },
+}
+
+impl<B: Backend> Matrix<B> {
+    /// `Σ_i a_i^T δ_i` per task (`a_i [tasks, n_i, k]`, `δ_i [tasks, n_i, m]`), factored
+    /// (the `a_i` and `δ_i` stacked by rows) while its rank is low.
+    fn outer(pairs: &[(&Tensor<B, 3>, &Tensor<B, 3>)]) -> Self {
+        let [_, _, k] = pairs[0].0.dims();
+        let m = pairs[0].1.dims()[2];
+        let rank: usize = pairs.iter().map(|(a, _)| a.dims()[1]).sum();
+        if low_rank(rank, k, m) {
+            let (left, right): (Vec<_>, Vec<_>) =
+                pairs.iter().map(|&(a, d)| (a.clone(), d.clone())).unzip();
+            Self::LowRank {
+                base: None,
+                left: Tensor::cat(left, 1),
+                right: Tensor::cat(right, 1),
+                scale: 1.0,
+            }
+        } else {
+            Self::Dense(outer_sum(pairs, true))
+        }
+    }
+
+    /// `x · M`: `x [tasks, n, k]`, `[tasks, n, m]`.
+    fn times(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        self.apply(x, false)
+    }
+
+    /// `x · M^T`: `x [tasks, n, m]`, `[tasks, n, k]`.
+    fn times_transposed(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        self.apply(x, true)
+    }
+
+    /// `x · M`, or `x · M^T` when `transpose` (then the factors swap roles).
+    fn apply(&self, x: Tensor<B, 3>, transpose: bool) -> Tensor<B, 3> {
+        match self {
+            Self::Dense(w) => product(x, w, transpose),
+            Self::LowRank {
+                base,
+                left,
+                right,
+                scale,
+            } => {
+                let (near, far) = if transpose {
+                    (right, left)
+                } else {
+                    (left, right)
+                };
+                let kernel = scaled(x.clone().matmul(near.clone().swap_dims(1, 2)), *scale);
+                let low = kernel.matmul(far.clone());
+                match base {
+                    Some(base) => product(x, base, transpose) + low,
+                    None => low,
+                }
+            }
+        }
+    }
+
+    /// `s · M`.
+    fn scaled(self, s: f64) -> Self {
+        match self {
+            Self::Dense(w) => Self::Dense(w.mul_scalar(s)),
+            Self::LowRank {
+                base,
+                left,
+                right,
+                scale,
+            } => Self::LowRank {
+                base: base.map(|b| b.mul_scalar(s)),
+                left,
+                right,
+                scale: scale * s,
+            },
+        }
+    }
+
+    /// As a tensor, `[tasks | 1, k, m]`.
+    fn dense(self) -> Tensor<B, 3> {
+        match self {
+            Self::Dense(w) => w,
+            Self::LowRank {
+                base,
+                left,
+                right,
+                scale,
+            } => {
+                let low = scaled(left.swap_dims(1, 2).matmul(right), scale);
+                match base {
+                    Some(base) => plus(&base, low),
+                    None => low,
+                }
+            }
+        }
+    }
+
+    /// Summed over tasks, `[1, k, m]` (a shared matrix unchanged): a low-rank part is
+    /// one matmul over all tasks' rows.
+    fn task_sum(self) -> Tensor<B, 3> {
+        match self {
+            Self::LowRank {
+                base: None,
+                left,
+                right,
+                scale,
+            } => {
+                let [tasks, r, k] = left.dims();
+                let m = right.dims()[2];
+                let left: Tensor<B, 2> = left.reshape([tasks * r, k]);
+                let right: Tensor<B, 2> = right.reshape([tasks * r, m]);
+                scaled(left.transpose().matmul(right), scale).reshape([1, k, m])
+            }
+            other => task_sum(other.dense()),
+        }
+    }
+
+    /// `self - s`: a shared dense matrix, or a factored one, minus a factored one (the
+    /// fast weights of scalar inner steps, the reverse sweep's `v - H u`) stays factored
+    /// while the rank stays low; anything else is dense.
+    fn minus(&self, s: Self) -> Self {
+        match (self, s) {
+            (
+                Self::Dense(theta),
+                Self::LowRank {
+                    base: None,
+                    left,
+                    right,
+                    scale,
+                },
+            ) if theta.dims()[0] == 1 => Self::LowRank {
+                base: Some(theta.clone()),
+                left,
+                right,
+                scale: -scale,
+            },
+            (
+                Self::LowRank {
+                    base,
+                    left: l1,
+                    right: r1,
+                    scale: s1,
+                },
+                Self::LowRank {
+                    base: None,
+                    left: l2,
+                    right: r2,
+                    scale: s2,
+                },
+            ) if low_rank(l1.dims()[1] + l2.dims()[1], l1.dims()[2], r1.dims()[2]) => {
+                Self::LowRank {
+                    base: base.clone(),
+                    left: Tensor::cat(vec![l1.clone(), l2], 1),
+                    right: Tensor::cat(vec![scaled(r1.clone(), *s1), r2.mul_scalar(-s2)], 1),
+                    scale: 1.0,
+                }
+            }
+            (theta, s) => Self::Dense(minus(&theta.clone().dense(), s.dense())),
+        }
+    }
+}
+
+/// Whether a `k × m` matrix of rank `r` is kept factored: its factors are smaller.
+fn low_rank(r: usize, k: usize, m: usize) -> bool {
+    r * (k + m) < k * m
+}
+
+/// `t · s`, skipping the multiplication by one.
+fn scaled<B: Backend, const D: usize>(t: Tensor<B, D>, s: f64) -> Tensor<B, D> {
+    if s == 1.0 { t } else { t.mul_scalar(s) }
 }
 
 /// `[d0, ...]` as `[d0, rest]`, so that a shared `[1, rest]` operand is one row broadcast
@@ -111,14 +314,27 @@ fn times_step<B: Backend>(
     }
 }
 
-/// `θ - s` with `θ` shared (`[1, ..]`) or per task, `s [tasks, ..]`.
-fn minus<B: Backend>(theta: &Tensor<B, 3>, s: Tensor<B, 3>) -> Tensor<B, 3> {
+/// [`times_step`] of a layer's weight matrix: a scalar keeps it factored.
+fn times_step_matrix<B: Backend>(v: Matrix<B>, step: Step<'_, B>, l: usize) -> Matrix<B> {
+    match step {
+        Step::Scalar(lr) => v.scaled(lr),
+        Step::PerParameter(_) => Matrix::Dense(times_step(v.dense(), step, l, false)),
+    }
+}
+
+/// `θ + s` with `θ` shared (`[1, ..]`) or per task, `s [tasks, ..]`.
+fn plus<B: Backend>(theta: &Tensor<B, 3>, s: Tensor<B, 3>) -> Tensor<B, 3> {
     let shape = s.dims();
     if theta.dims()[0] == 1 && shape[0] > 1 {
-        (rows(s).neg() + rows(theta.clone())).reshape(shape)
+        (rows(s) + rows(theta.clone())).reshape(shape)
     } else {
-        theta.clone() - s
+        theta.clone() + s
     }
+}
+
+/// `θ - s` with `θ` shared (`[1, ..]`) or per task, `s [tasks, ..]`.
+fn minus<B: Backend>(theta: &Tensor<B, 3>, s: Tensor<B, 3>) -> Tensor<B, 3> {
+    plus(theta, s.neg())
 }
 
 /// Inner step sizes.
@@ -148,7 +364,7 @@ struct Pass<B: Backend> {
     out: Tensor<B, 3>,
 }
 
-fn forward<B: Backend>(layers: &[Layer<B>], activation: Activation, x: Tensor<B, 3>) -> Pass<B> {
+fn forward<B: Backend>(layers: &[Weights<B>], activation: Activation, x: Tensor<B, 3>) -> Pass<B> {
     let last = layers.len() - 1;
     let mut inputs = Vec::with_capacity(layers.len());
     let mut slopes = Vec::with_capacity(last);
@@ -156,7 +372,7 @@ fn forward<B: Backend>(layers: &[Layer<B>], activation: Activation, x: Tensor<B,
     let mut h = x;
     for (w, b) in &layers[..last] {
         inputs.push(h.clone());
-        let z = add_task_bias(product(h, w, false), b.clone());
+        let z = add_task_bias(w.times(h), b.clone());
         let (a, slope, curvature) = match activation {
             Activation::Relu => {
                 // σ'(0) = 0, as Burn's relu backward.
@@ -181,7 +397,7 @@ fn forward<B: Backend>(layers: &[Layer<B>], activation: Activation, x: Tensor<B,
         inputs,
         slopes,
         curvatures,
-        out: add_task_bias(product(h, w, false), b.clone()),
+        out: add_task_bias(w.times(h), b.clone()),
     }
 }
 
@@ -195,24 +411,26 @@ struct Backward<B: Backend> {
 /// The gradient of the loss whose `∂ℓ/∂z_L` is `delta`, per task or summed over tasks,
 /// with what the Hessian-vector product at these weights needs.
 fn backward<B: Backend>(
-    layers: &[Layer<B>],
+    layers: &[Weights<B>],
     pass: &Pass<B>,
     delta: Tensor<B, 3>,
     per_task: bool,
-) -> (Vec<Layer<B>>, Backward<B>) {
+) -> (Vec<Weights<B>>, Backward<B>) {
     let count = layers.len();
     let mut grads = Vec::with_capacity(count);
     let mut deltas = Vec::with_capacity(count);
     let mut errors = Vec::with_capacity(count - 1);
     let mut delta = delta;
     for l in (0..count).rev() {
-        grads.push((
-            outer(&pass.inputs[l], &delta, per_task),
-            row_sum(&delta, per_task),
-        ));
+        let g_w = if per_task {
+            Matrix::outer(&[(&pass.inputs[l], &delta)])
+        } else {
+            Matrix::Dense(outer(&pass.inputs[l], &delta, false))
+        };
+        grads.push((g_w, row_sum(&delta, per_task)));
         deltas.push(delta.clone());
         if l > 0 {
-            let e = product(delta, &layers[l].0, true);
+            let e = layers[l].0.times_transposed(delta);
             errors.push(e.clone());
             delta = e * pass.slopes[l - 1].clone();
         }
@@ -225,7 +443,7 @@ fn backward<B: Backend>(
 
 /// What `H(θ_i)` needs: `θ_i`, and its support pass and backward pass.
 struct HessianAt<B: Backend> {
-    theta: Vec<Layer<B>>,
+    theta: Vec<Weights<B>>,
     pass: Pass<B>,
     back: Backward<B>,
 }
@@ -235,20 +453,20 @@ struct Kept<B: Backend> {
     /// Second order: what the Hessian-vector product at `θ_i` needs.
     hessian: Option<HessianAt<B>>,
     /// Meta-SGD: the support gradient `g(θ_i)`, per task.
-    grads: Option<Vec<Layer<B>>>,
+    grads: Option<Vec<Weights<B>>>,
 }
 
 /// `H(θ) u`: the Hessian of the support loss at `layers` times the direction `u` (per
 /// task), by the R-operator on the kept pass and backward pass; per task, or summed over
 /// tasks.
 fn hessian_product<B: Backend>(
-    layers: &[Layer<B>],
+    layers: &[Weights<B>],
     pass: &Pass<B>,
     back: &Backward<B>,
-    u: &[Layer<B>],
+    u: &[Weights<B>],
     support: &Sets<B>,
     per_task: bool,
-) -> Vec<Layer<B>> {
+) -> Vec<Weights<B>> {
     let count = layers.len();
     // R-forward: R{z_l} = R{a_{l-1}} W_l^T + a_{l-1} U_l^T + U_b, R{a_l} = σ'(z_l) R{z_l}.
     let mut r_inputs: Vec<Option<Tensor<B, 3>>> = Vec::with_capacity(count);
@@ -256,12 +474,9 @@ fn hessian_product<B: Backend>(
     let mut r_a: Option<Tensor<B, 3>> = None;
     let mut r_out = None;
     for l in 0..count {
-        let mut rz = add_task_bias(
-            pass.inputs[l].clone().matmul(u[l].0.clone()),
-            u[l].1.clone(),
-        );
+        let mut rz = add_task_bias(u[l].0.times(pass.inputs[l].clone()), u[l].1.clone());
         if let Some(ra) = &r_a {
-            rz = rz + product(ra.clone(), &layers[l].0, false);
+            rz = rz + layers[l].0.times(ra.clone());
         }
         r_inputs.push(r_a.take());
         if l + 1 == count {
@@ -278,16 +493,19 @@ fn hessian_product<B: Backend>(
     let mut r_delta = support.loss_hessian_product(pass.out.clone(), r_out);
     let mut out = Vec::with_capacity(count);
     for l in (0..count).rev() {
-        let mut h_w = outer(&pass.inputs[l], &r_delta, per_task);
+        let mut pairs = vec![(&pass.inputs[l], &r_delta)];
         if let Some(ra) = &r_inputs[l] {
-            h_w = h_w + outer(ra, &back.deltas[l], per_task);
+            pairs.push((ra, &back.deltas[l]));
         }
+        let h_w = if per_task {
+            Matrix::outer(&pairs)
+        } else {
+            Matrix::Dense(outer_sum(&pairs, false))
+        };
         out.push((h_w, row_sum(&r_delta, per_task)));
         if l > 0 {
-            let r_e = product(r_delta, &layers[l].0, true)
-                + back.deltas[l]
-                    .clone()
-                    .matmul(u[l].0.clone().swap_dims(1, 2));
+            let r_e = layers[l].0.times_transposed(r_delta)
+                + u[l].0.times_transposed(back.deltas[l].clone());
             let mut next = r_e * pass.slopes[l - 1].clone();
             if let Some(curvature) = &pass.curvatures[l - 1] {
                 next = next + back.errors[l - 1].clone() * curvature.clone() * r_pre[l - 1].clone();
@@ -307,13 +525,14 @@ pub(crate) struct MlpMetaGradient<B: Backend> {
     pub grads: Vec<Layer<B>>,
     /// d meta-loss / d step sizes (Meta-SGD), per layer, task axis 1.
     pub step_size_grads: Option<Vec<Layer<B>>>,
-    /// Every task's fast weights, per layer, task axis `tasks`.
-    pub fast: Vec<Layer<B>>,
+    /// Every task's fast weights, per layer, task axis `tasks` (when asked for).
+    pub fast: Option<Vec<Layer<B>>>,
 }
 
 /// The meta-gradient of the mean query loss over `batch` with respect to the initial
 /// weights `layers` (task axis 1; and Meta-SGD's step sizes `sizes`, same shapes), first
-/// or second order as `config` says. See the module docs for the recursion.
+/// or second order as `config` says, and every task's fast weights when `keep_fast`.
+/// See the module docs for the recursion.
 ///
 /// Called on a worker thread of a rayon pool of several threads (the CPU backends'
 /// `--threads` pool, `maml_burn::backend::on_cpu_pool`), the tasks are split into one
@@ -326,6 +545,7 @@ pub(crate) fn meta_gradient<B: Backend>(
     sizes: Option<&[Layer<B>]>,
     batch: &MetaBatch<B>,
     config: &AdaptConfig,
+    keep_fast: bool,
 ) -> MlpMetaGradient<B> {
     use rayon::prelude::*;
     let tasks = batch.tasks();
@@ -334,13 +554,14 @@ pub(crate) fn meta_gradient<B: Backend>(
         None => 1,
     };
     if shards <= 1 {
-        return shard_meta_gradient(layers, activation, sizes, batch, config, tasks);
+        return shard_meta_gradient(layers, activation, sizes, batch, config, tasks, keep_fast);
     }
     let parts: Vec<MlpMetaGradient<B>> = (0..shards)
         .into_par_iter()
         .map(|rank| {
             let shard = batch.slice(crate::learn::shard_range(tasks, shards, rank));
-            shard_meta_gradient(layers.clone(), activation, sizes, &shard, config, tasks)
+            let layers = layers.clone();
+            shard_meta_gradient(layers, activation, sizes, &shard, config, tasks, keep_fast)
         })
         .collect();
     let mut parts = parts.into_iter();
@@ -358,13 +579,15 @@ pub(crate) fn meta_gradient<B: Backend>(
             (a, b) => a.or(b),
         };
     }
-    let layer_count = grads.len();
-    let fast = (0..layer_count)
-        .map(|l| {
-            let (w, b): (Vec<_>, Vec<_>) = fast.iter().map(|f| f[l].clone()).unzip();
-            (Tensor::cat(w, 0), Tensor::cat(b, 0))
-        })
-        .collect();
+    let fast: Option<Vec<Vec<Layer<B>>>> = fast.into_iter().collect();
+    let fast = fast.map(|fast| {
+        (0..grads.len())
+            .map(|l| {
+                let (w, b): (Vec<_>, Vec<_>) = fast.iter().map(|f| f[l].clone()).unzip();
+                (Tensor::cat(w, 0), Tensor::cat(b, 0))
+            })
+            .collect()
+    });
     MlpMetaGradient {
         query_losses: Tensor::cat(query_losses, 0),
         grads,
@@ -382,6 +605,7 @@ fn shard_meta_gradient<B: Backend>(
     batch: &MetaBatch<B>,
     config: &AdaptConfig,
     all_tasks: usize,
+    keep_fast: bool,
 ) -> MlpMetaGradient<B> {
     let tasks = batch.tasks();
     let step = match sizes {
@@ -391,19 +615,22 @@ fn shard_meta_gradient<B: Backend>(
     let second = config.order == Order::Second;
     // The inner loop, keeping what the reverse sweep needs at each θ_i (first order
     // without Meta-SGD: nothing).
-    let mut theta = layers;
+    let mut theta: Vec<Weights<B>> = layers
+        .into_iter()
+        .map(|(w, b)| (Matrix::Dense(w), b))
+        .collect();
     let mut kept = Vec::with_capacity(config.inner_steps);
     for _ in 0..config.inner_steps {
         let pass = forward(&theta, activation, batch.support.x.clone());
         let delta = batch.support.loss_gradient(pass.out.clone());
         let (grads, back) = backward(&theta, &pass, delta, true);
-        let next: Vec<Layer<B>> = theta
+        let next: Vec<Weights<B>> = theta
             .iter()
             .zip(&grads)
             .enumerate()
             .map(|(l, ((w, b), (g_w, g_b)))| {
                 (
-                    minus(w, times_step(g_w.clone(), step, l, false)),
+                    w.minus(times_step_matrix(g_w.clone(), step, l)),
                     minus(b, times_step(g_b.clone(), step, l, true)),
                 )
             })
@@ -440,7 +667,7 @@ fn shard_meta_gradient<B: Backend>(
                 .zip(&v)
                 .map(|((g_w, g_b), (v_w, v_b))| {
                     (
-                        (g_w.clone() * v_w.clone()).sum_dim(0).neg(),
+                        (g_w.clone().dense() * v_w.clone().dense()).sum_dim(0).neg(),
                         (g_b.clone() * v_b.clone()).sum_dim(0).neg(),
                     )
                 })
@@ -451,12 +678,12 @@ fn shard_meta_gradient<B: Backend>(
             });
         }
         if let Some(at) = &kept.hessian {
-            let u: Vec<Layer<B>> = v
+            let u: Vec<Weights<B>> = v
                 .iter()
                 .enumerate()
                 .map(|(l, (v_w, v_b))| {
                     (
-                        times_step(v_w.clone(), step, l, false),
+                        times_step_matrix(v_w.clone(), step, l),
                         times_step(v_b.clone(), step, l, true),
                     )
                 })
@@ -469,9 +696,12 @@ fn shard_meta_gradient<B: Backend>(
                 .zip(h)
                 .map(|((v_w, v_b), (h_w, h_b))| {
                     if last {
-                        (task_sum(v_w) - h_w, task_sum(v_b) - h_b)
+                        (
+                            Matrix::Dense(v_w.task_sum() - h_w.dense()),
+                            task_sum(v_b) - h_b,
+                        )
                     } else {
-                        (v_w - h_w, v_b - h_b)
+                        (v_w.minus(h_w), v_b - h_b)
                     }
                 })
                 .collect();
@@ -479,18 +709,20 @@ fn shard_meta_gradient<B: Backend>(
     }
     let grads = v
         .into_iter()
-        .map(|(w, b)| (task_sum(w), task_sum(b)))
+        .map(|(w, b)| (w.task_sum(), task_sum(b)))
         .collect();
-    let fast = fast
-        .into_iter()
-        .map(|(w, b)| {
-            if w.dims()[0] == tasks {
-                (w, b)
-            } else {
-                (w.repeat_dim(0, tasks), b.repeat_dim(0, tasks))
-            }
-        })
-        .collect();
+    let fast = keep_fast.then(|| {
+        fast.into_iter()
+            .map(|(w, b)| {
+                let w = w.dense();
+                if w.dims()[0] == tasks {
+                    (w, b)
+                } else {
+                    (w.repeat_dim(0, tasks), b.repeat_dim(0, tasks))
+                }
+            })
+            .collect()
+    });
     MlpMetaGradient {
         query_losses,
         grads,

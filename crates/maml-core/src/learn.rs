@@ -161,8 +161,10 @@ pub struct ModelMetaGradient<B: Backend, M: Learnable<B>> {
     pub grads: GradientsParams,
     /// d meta-loss / d step sizes (Meta-SGD), by the step sizes' parameter ids.
     pub step_size_grads: Option<GradientsParams>,
-    /// Every task's fast weights, on `B`.
-    pub fast: Fast<M::Plain>,
+    /// Every task's fast weights, on `B`; `None` from [`ModelLearner::step`] and
+    /// [`ModelLearner::step_shard`], whose updates do not read them (the built-in MLP's
+    /// gradient path then never forms them, see [`crate::analytic`]).
+    pub fast: Option<Fast<M::Plain>>,
 }
 
 /// How a model's meta-gradient is taken. Both are exact; they differ in speed and in
@@ -229,11 +231,31 @@ pub fn model_meta_gradient_by<B: Backend, M: Learnable<B>>(
     batch: &MetaBatch<B>,
     config: &AdaptConfig,
 ) -> ModelMetaGradient<B, M> {
+    meta_gradient_keeping::<B, M>(path, model, step_sizes, batch, config, true)
+}
+
+/// [`model_meta_gradient_by`], with the fast weights only when `keep_fast`.
+fn meta_gradient_keeping<B: Backend, M: Learnable<B>>(
+    path: GradientPath,
+    model: &M::Meta,
+    step_sizes: Option<&M::Meta>,
+    batch: &MetaBatch<B>,
+    config: &AdaptConfig,
+    keep_fast: bool,
+) -> ModelMetaGradient<B, M> {
     let analytic = match path {
-        GradientPath::Auto => mlp_meta_gradient::<B, M>(model, step_sizes, batch, config),
+        GradientPath::Auto => {
+            mlp_meta_gradient::<B, M>(model, step_sizes, batch, config, keep_fast)
+        }
         GradientPath::Autodiff => None,
     };
-    analytic.unwrap_or_else(|| autodiff_meta_gradient::<B, M>(model, step_sizes, batch, config))
+    analytic.unwrap_or_else(|| {
+        let mut gradient = autodiff_meta_gradient::<B, M>(model, step_sizes, batch, config);
+        if !keep_fast {
+            gradient.fast = None;
+        }
+        gradient
+    })
 }
 
 /// The built-in MLP's meta-gradient by hand-derived back-propagation on `B`
@@ -243,6 +265,7 @@ fn mlp_meta_gradient<B: Backend, M: Learnable<B>>(
     step_sizes: Option<&M::Meta>,
     batch: &MetaBatch<B>,
     config: &AdaptConfig,
+    keep_fast: bool,
 ) -> Option<ModelMetaGradient<B, M>> {
     let mlp = model.as_mlp()?;
     let sizes = match step_sizes {
@@ -262,6 +285,7 @@ fn mlp_meta_gradient<B: Backend, M: Learnable<B>>(
         size_layers.as_deref(),
         batch,
         config,
+        keep_fast,
     );
     let by_id = |m: &Mlp<MetaBackend<B>>, grads: Vec<crate::analytic::Layer<B>>| {
         let mut params = GradientsParams::new();
@@ -277,19 +301,20 @@ fn mlp_meta_gradient<B: Backend, M: Learnable<B>>(
         Some(g) => by_id(s, g),
         None => GradientsParams::new(),
     });
-    let values: Vec<TensorPrimitive<B>> = out
-        .fast
-        .into_iter()
-        .flat_map(|(w, b)| [w.into_primitive(), b.into_primitive()])
-        .collect();
-    let fast = model.valid().map(&mut Load(values.into_iter()));
+    let fast = out.fast.map(|fast| {
+        let values: Vec<TensorPrimitive<B>> = fast
+            .into_iter()
+            .flat_map(|(w, b)| [w.into_primitive(), b.into_primitive()])
+            .collect();
+        Fast::Batched(model.valid().map(&mut Load(values.into_iter())))
+    });
     let meta_loss = out.query_losses.clone().mean();
     Some(ModelMetaGradient {
         meta_loss,
         query_losses: out.query_losses,
         grads,
         step_size_grads,
-        fast: Fast::Batched(fast),
+        fast,
     })
 }
 
@@ -323,7 +348,7 @@ pub fn autodiff_meta_gradient<B: Backend, M: Learnable<B>>(
         query_losses: query_losses.inner(),
         grads: model_grads,
         step_size_grads,
-        fast,
+        fast: Some(fast),
     }
 }
 
@@ -456,21 +481,28 @@ impl<B: Backend, M: Learnable<B>> ModelLearner<B, M> {
         self.step_sizes.as_ref()
     }
 
-    /// The meta-gradient at the current weights, without an update.
+    /// The meta-gradient at the current weights, with the fast weights, without an
+    /// update.
     pub fn meta_gradient(&self, batch: &MetaBatch<B>) -> ModelMetaGradient<B, M> {
-        model_meta_gradient_by::<B, M>(
+        self.gradient(batch, true)
+    }
+
+    fn gradient(&self, batch: &MetaBatch<B>, keep_fast: bool) -> ModelMetaGradient<B, M> {
+        meta_gradient_keeping::<B, M>(
             self.path,
             &self.model,
             self.step_sizes.as_ref(),
             batch,
             &self.config.adapt,
+            keep_fast,
         )
     }
 
     /// One meta step: the meta-gradient on `batch`, then the meta-update of the initial
-    /// weights (and step sizes). Returns the meta-gradient before the update.
+    /// weights (and step sizes). Returns the meta-gradient before the update, without
+    /// the fast weights ([`Self::meta_gradient`] keeps them).
     pub fn step(&mut self, batch: &MetaBatch<B>) -> ModelMetaGradient<B, M> {
-        let mut gradient = self.meta_gradient(batch);
+        let mut gradient = self.gradient(batch, false);
         self.apply(&mut gradient);
         gradient
     }
@@ -549,7 +581,7 @@ impl<B: Backend, M: Learnable<B>> ModelLearner<B, M> {
         weight: f64,
         all_reduce_sum: impl FnOnce(Tensor<B, 1>) -> std::result::Result<Tensor<B, 1>, E>,
     ) -> std::result::Result<f64, E> {
-        let gradient = self.meta_gradient(shard);
+        let gradient = self.gradient(shard, false);
         let device = gradient.meta_loss.device();
         let mut flat = Flatten {
             grads: &gradient.grads,

@@ -335,7 +335,11 @@ pub fn solve_v2_by<B: Backend>(
         (Some(sizes), Some(grads)) => Some(weights_from_grads::<MetaBackend<B>, B>(sizes, grads)),
         _ => None,
     };
-    let fast_weights = match &gradient.fast {
+    let fast = gradient
+        .fast
+        .as_ref()
+        .expect("ModelLearner::meta_gradient keeps the fast weights");
+    let fast_weights = match fast {
         Fast::Batched(fast) => (0..tasks.len()).map(|t| fast.to_weights(t)).collect(),
         Fast::PerTask(fast) => fast.iter().map(|m| m.to_weights(0)).collect(),
     };
