@@ -1,9 +1,10 @@
-//! Automatic meta-gradients against the closed form (f64, no autodiff) on random shapes.
+//! Meta-gradients by both gradient paths (hand-derived, nested autodiff) against the
+//! closed form (f64 on the host, no tensors) on random shapes.
 
 use burn::prelude::Backend;
 use maml_burn::maml_core::{
-    AdaptConfig, LinearModel, Loss, MetaBackend, Order, TaskBatch, closed_form, maml::answer_from,
-    meta_gradient,
+    AdaptConfig, GradientPath, LinearModel, Loss, MetaBackend, Order, TaskBatch, closed_form,
+    maml::answer_from, meta_gradient_by,
 };
 use rand::Rng;
 
@@ -13,9 +14,9 @@ use crate::common::{
 };
 
 /// 40 random problems (in 1..=8, out 1..=3, K 0..=5, 1..=4 tasks of different sizes,
-/// both orders, both losses): automatic = closed form, meta-loss, meta-gradient and fast
-/// weights.
-fn autodiff_matches_closed_form_on_random_shapes<B: Backend>(device: &B::Device) {
+/// both orders, both losses), each by both paths: tensors = closed form, meta-loss,
+/// meta-gradient and fast weights.
+fn each_gradient_path_matches_closed_form_on_random_shapes<B: Backend>(device: &B::Device) {
     let tol = 2.0 * tolerance::<B>();
     let mut rng = rng(7);
     for case in 0..40 {
@@ -43,16 +44,17 @@ fn autodiff_matches_closed_form_on_random_shapes<B: Backend>(device: &B::Device)
 
         let model = LinearModel::<MetaBackend<B>>::from_weights(&init, device);
         let batch = TaskBatch::<B>::from_tasks(&tasks, shape.d_out, loss, device);
-        let auto = answer_from(meta_gradient(&model, &batch, &config));
         let manual = closed_form::meta_gradient(&init, &tasks, &config);
-
-        let what = format!("case {case}: {shape:?} {config:?}");
-        assert_close(auto.meta_loss, manual.meta_loss, tol, &what);
-        assert_weights_close(&auto.meta_grad, &manual.meta_grad, tol, &what);
-        for (a, m) in auto.fast_weights.iter().zip(&manual.fast_weights) {
-            assert_weights_close(a, m, tol, &what);
+        for path in [GradientPath::Auto, GradientPath::Autodiff] {
+            let answer = answer_from(meta_gradient_by(path, &model, &batch, &config));
+            let what = format!("case {case} ({path}): {shape:?} {config:?}");
+            assert_close(answer.meta_loss, manual.meta_loss, tol, &what);
+            assert_weights_close(&answer.meta_grad, &manual.meta_grad, tol, &what);
+            for (a, m) in answer.fast_weights.iter().zip(&manual.fast_weights) {
+                assert_weights_close(a, m, tol, &what);
+            }
         }
     }
 }
 
-crate::backend_tests!(autodiff_matches_closed_form_on_random_shapes);
+crate::backend_tests!(each_gradient_path_matches_closed_form_on_random_shapes);

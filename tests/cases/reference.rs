@@ -1,19 +1,24 @@
 //! Every shared reference problem (tests/data, copied from shared/reference/problems),
-//! answered by automatic differentiation on each backend.
+//! answered on each backend by both gradient paths: hand-derived (the default) and
+//! nested autodiff.
 
 use burn::prelude::Backend;
-use maml_burn::maml_core::{Answer, Problem, solve};
+use maml_burn::maml_core::{Answer, GradientPath, Problem, solve_by};
 
 use crate::common::{assert_close, assert_weights_close, data_dir, reference_problems, tolerance};
 
 /// Meta-loss, meta-gradient and every task's fast weights within the tolerance (f32:
 /// 1e-4, f64: 1e-9, relative to the largest entry) of the PyTorch float64 answers.
-fn every_reference_problem_is_reproduced<B: Backend>(device: &B::Device) {
+fn every_reference_problem_is_reproduced_by_each_path<B: Backend>(device: &B::Device) {
     let tol = tolerance::<B>();
-    for name in reference_problems() {
+    for (name, path) in reference_problems()
+        .into_iter()
+        .flat_map(|name| [GradientPath::Auto, GradientPath::Autodiff].map(|p| (name.clone(), p)))
+    {
         let problem = Problem::load(data_dir().join(format!("{name}.json"))).unwrap();
         let expected = Answer::load(data_dir().join(format!("{name}.expected.json"))).unwrap();
-        let answer = solve::<B>(&problem, device).unwrap();
+        let answer = solve_by::<B>(&problem, path, device).unwrap();
+        let name = format!("{name} ({path})");
         assert_close(
             answer.meta_loss,
             expected.meta_loss,
@@ -42,4 +47,4 @@ fn every_reference_problem_is_reproduced<B: Backend>(device: &B::Device) {
     }
 }
 
-crate::backend_tests!(every_reference_problem_is_reproduced);
+crate::backend_tests!(every_reference_problem_is_reproduced_by_each_path);

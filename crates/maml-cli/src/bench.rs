@@ -58,9 +58,9 @@ pub struct BenchArgs {
     /// Hidden width of the sinusoid MLP (both layers; default 40).
     #[arg(long)]
     pub width: Option<usize>,
-    /// How the sinusoid MLP's meta-gradient is taken: `auto` (hand-derived
-    /// back-propagation with exact Hessian-vector products, the default) or `autodiff`
-    /// (nested autodiff, the path every other model takes). Sinusoid only.
+    /// How the meta-gradient is taken: `auto` (hand-derived: the linear model's affine
+    /// inner steps, the MLP's back-propagation with exact Hessian-vector products; the
+    /// default) or `autodiff` (nested autodiff, the path every other model takes).
     #[arg(long, default_value = "auto", value_parser = parse::<GradientPath>)]
     pub gradient: GradientPath,
     /// Print one JSON object.
@@ -78,9 +78,8 @@ struct BenchReport {
     /// Hidden width of the sinusoid MLP.
     #[serde(skip_serializing_if = "Option::is_none")]
     width: Option<usize>,
-    /// How the sinusoid MLP's meta-gradient is taken.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    gradient: Option<String>,
+    /// How the meta-gradient is taken.
+    gradient: String,
     tasks: usize,
     inner_steps: usize,
     meta_steps: usize,
@@ -206,7 +205,8 @@ impl BackendJob for BenchJob {
             BenchConfig::Sinusoid => return self.run_sinusoid::<B>(device),
         };
         let init = LinearWeights::kaiming(d_in, d_out, 0);
-        let mut learner = MetaLearner::<B>::new(&init, self.meta.clone(), device)?;
+        let mut learner = MetaLearner::<B>::new(&init, self.meta.clone(), device)?
+            .with_gradient_path(self.gradient);
         let fixed = (self.config == BenchConfig::Seed).then(|| self.batch::<B>(device));
         let seconds = self.seconds;
         let mut step_heap = 0usize;
@@ -322,12 +322,6 @@ pub fn bench(args: BenchArgs) -> Result<(), CliError> {
         BenchConfig::Sinusoid => maml_burn::maml_core::MetaOptimizer::Adam,
         _ => maml_burn::maml_core::MetaOptimizer::Sgd,
     };
-    if args.gradient != GradientPath::Auto && args.config != BenchConfig::Sinusoid {
-        return Err(CliError::Usage(format!(
-            "invalid --gradient {}: only the sinusoid configuration (an MLP) has a choice",
-            args.gradient
-        )));
-    }
     let job = BenchJob {
         width,
         gradient: args.gradient,
@@ -362,7 +356,7 @@ pub fn bench(args: BenchArgs) -> Result<(), CliError> {
             d_in
         },
         width: (args.config == BenchConfig::Sinusoid).then_some(width),
-        gradient: (args.config == BenchConfig::Sinusoid).then(|| args.gradient.to_string()),
+        gradient: args.gradient.to_string(),
         tasks,
         inner_steps,
         meta_steps: steps,

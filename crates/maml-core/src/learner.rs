@@ -13,7 +13,10 @@ use serde::{Deserialize, Serialize};
 use crate::config::{AdaptConfig, check_lr};
 use crate::data::LinearWeights;
 use crate::error::MamlError;
-use crate::maml::{MetaBackend, MetaGradient, Recording, meta_gradient_recorded};
+use crate::learn::GradientPath;
+use crate::maml::{
+    MetaBackend, MetaGradient, Recording, analytic_meta_gradient, meta_gradient_recorded,
+};
 use crate::model::{LinearModel, check_device_precision};
 use crate::tasks::TaskBatch;
 
@@ -99,6 +102,7 @@ pub struct MetaLearner<B: Backend> {
     model: Model<B>,
     optim: MetaOptim<B>,
     config: MetaConfig,
+    path: GradientPath,
 }
 
 impl<B: Backend> MetaLearner<B> {
@@ -117,10 +121,20 @@ impl<B: Backend> MetaLearner<B> {
             MetaOptimizer::Adam => MetaOptim::Adam(AdamConfig::new().init()),
         };
         Ok(Self {
-            model: LinearModel::from_weights(weights, device),
+            // Stored untracked: the hand-derived path never runs a backward pass that
+            // would free the graph's record of a leaf, and nested autodiff takes fresh
+            // leaves of its own (as `ModelLearner`).
+            model: LinearModel::from_weights(weights, device).map(&mut crate::module::Untracked),
             optim,
             config,
+            path: GradientPath::Auto,
         })
+    }
+
+    /// How the meta-gradient is taken ([`GradientPath::Auto`] by default: by hand).
+    pub fn with_gradient_path(mut self, path: GradientPath) -> Self {
+        self.path = path;
+        self
     }
 
     /// The configuration.
@@ -149,8 +163,13 @@ impl<B: Backend> MetaLearner<B> {
         batch: &TaskBatch<B>,
         record: Option<&mut Recording<B>>,
     ) -> MetaGradient<B> {
-        let (gradient, params) =
-            meta_gradient_recorded(&self.model, batch, &self.config.adapt, record);
+        // A recording (`maml trace`) reports what nested autodiff tracks.
+        let (gradient, params) = match (record, self.path) {
+            (None, GradientPath::Auto) => {
+                analytic_meta_gradient(&self.model, batch, &self.config.adapt)
+            }
+            (record, _) => meta_gradient_recorded(&self.model, batch, &self.config.adapt, record),
+        };
         let lr = self.config.meta_lr;
         let model = self.model.clone();
         self.model = match &mut self.optim {

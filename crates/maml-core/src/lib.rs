@@ -49,7 +49,7 @@ pub use learn::{
 pub use learner::{MetaConfig, MetaLearner, MetaOptimizer};
 pub use maml::{
     FastWeights, MetaBackend, MetaGradient, SecondOrder, adapt, adaptation_curve, is_tracked,
-    meta_gradient, solve,
+    meta_gradient, meta_gradient_by, solve, solve_by,
 };
 pub use model::LinearModel;
 pub use model_train::{

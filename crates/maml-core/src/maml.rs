@@ -14,6 +14,7 @@ use burn_autodiff::Autodiff;
 use crate::config::{AdaptConfig, Order};
 use crate::data::{Answer, Problem};
 use crate::error::Result;
+use crate::learn::GradientPath;
 use crate::model::{LinearModel, check_device_precision, tensors_to_weights, to_f64};
 use crate::tasks::{SetBatch, TaskBatch};
 
@@ -202,7 +203,52 @@ pub fn meta_gradient<B: Backend>(
     batch: &TaskBatch<B>,
     config: &AdaptConfig,
 ) -> MetaGradient<B> {
-    meta_gradient_recorded(model, batch, config, None).0
+    meta_gradient_by(GradientPath::Auto, model, batch, config)
+}
+
+/// [`meta_gradient`] by the given path: [`GradientPath::Auto`] derives it by hand (the
+/// inner step of a linear model with a squared loss is affine,
+/// [`crate::analytic`]), [`GradientPath::Autodiff`] takes nested autodiff.
+pub fn meta_gradient_by<B: Backend>(
+    path: GradientPath,
+    model: &LinearModel<MetaBackend<B>>,
+    batch: &TaskBatch<B>,
+    config: &AdaptConfig,
+) -> MetaGradient<B> {
+    match path {
+        GradientPath::Auto => analytic_meta_gradient(model, batch, config).0,
+        GradientPath::Autodiff => meta_gradient_recorded(model, batch, config, None).0,
+    }
+}
+
+/// The hand-derived meta-gradient, with the gradients by parameter id for the optimiser.
+pub(crate) fn analytic_meta_gradient<B: Backend>(
+    model: &LinearModel<MetaBackend<B>>,
+    batch: &TaskBatch<B>,
+    config: &AdaptConfig,
+) -> (MetaGradient<B>, GradientsParams) {
+    let weight = model.weight.val().inner();
+    let [out, d_in] = weight.dims();
+    let answer = crate::analytic::linear_meta_gradient(
+        theta_t(weight, model.bias.val().inner()),
+        batch,
+        config,
+    );
+    let grad_weight = answer.grad.clone().slice([0..d_in, 0..out]).transpose();
+    let grad_bias = answer.grad.slice([d_in..d_in + 1, 0..out]).reshape([out]);
+    let mut params = GradientsParams::new();
+    params.register(model.weight.id, grad_weight.clone());
+    params.register(model.bias.id, grad_bias.clone());
+    let gradient = MetaGradient {
+        meta_loss: answer.query_losses.clone().mean(),
+        query_losses: answer.query_losses,
+        weight: grad_weight,
+        bias: grad_bias,
+        fast: FastWeights {
+            theta_t: answer.fast,
+        },
+    };
+    (gradient, params)
 }
 
 pub(crate) fn meta_gradient_recorded<B: Backend>(
@@ -240,14 +286,23 @@ pub(crate) fn meta_gradient_recorded<B: Backend>(
 }
 
 /// Solves a problem file on backend `B`: meta-loss, meta-gradient and fast weights, by
-/// automatic differentiation.
+/// [`GradientPath::Auto`].
 pub fn solve<B: Backend>(problem: &Problem, device: &B::Device) -> Result<Answer> {
+    solve_by::<B>(problem, GradientPath::Auto, device)
+}
+
+/// [`solve`] by the given gradient path.
+pub fn solve_by<B: Backend>(
+    problem: &Problem,
+    path: GradientPath,
+    device: &B::Device,
+) -> Result<Answer> {
     problem.validate()?;
     check_device_precision::<B>(device)?;
     let init = problem.initial_weights();
     let model = LinearModel::<MetaBackend<B>>::from_weights(&init, device);
     let batch = TaskBatch::from_tasks(&problem.tasks, init.d_out(), problem.loss, device);
-    let gradient = meta_gradient(&model, &batch, &problem.adapt_config());
+    let gradient = meta_gradient_by(path, &model, &batch, &problem.adapt_config());
     Ok(answer_from(gradient))
 }
 

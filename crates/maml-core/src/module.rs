@@ -91,7 +91,8 @@ pub(crate) struct Untracked;
 impl<B: Backend> ModuleMapper<B> for Untracked {
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
         let (id, tensor, mapper) = param.consume();
-        Param::from_mapped_value(id, tensor.detach(), mapper)
+        // `detach` alone keeps a leaf's `require_grad` (Burn 0.21).
+        Param::from_mapped_value(id, tensor.detach().set_require_grad(false), mapper)
     }
 }
 

@@ -109,7 +109,11 @@ impl<B: Backend> SetBatch<B> {
     /// Scaled squared residuals of per-task weights `theta_t [tasks, in + 1, out]`
     /// (`Θ^T`), `[tasks, n, out]`, and the uniform factor still to apply.
     fn squares(&self, theta_t: Tensor<B, 3>) -> (Tensor<B, 3>, f64) {
-        let pred = self.x.clone().matmul(theta_t);
+        self.squares_of(self.x.clone().matmul(theta_t))
+    }
+
+    /// [`Self::squares`] of predictions `pred [tasks, n, out]`.
+    fn squares_of(&self, pred: Tensor<B, 3>) -> (Tensor<B, 3>, f64) {
         let residual = match &self.y {
             Some(y) => pred - y.clone(),
             None => pred,
@@ -132,13 +136,35 @@ impl<B: Backend> SetBatch<B> {
 
     /// Each task's loss, `[tasks]`, for per-task weights `theta_t [tasks, in + 1, out]`.
     pub fn task_losses(&self, theta_t: Tensor<B, 3>) -> Tensor<B, 1> {
+        self.pred_task_losses(self.x.clone().matmul(theta_t))
+    }
+
+    /// Each task's loss of predictions `pred [tasks, n, out]`, `[tasks]`.
+    pub(crate) fn pred_task_losses(&self, pred: Tensor<B, 3>) -> Tensor<B, 1> {
         let tasks = self.tasks();
-        let (squared, s) = self.squares(theta_t);
+        let (squared, s) = self.squares_of(pred);
         let per_task = squared.sum_dim(2).sum_dim(1).reshape([tasks]);
         if s == 1.0 {
             per_task
         } else {
             per_task.mul_scalar(s)
+        }
+    }
+
+    /// `2 s t`, with `s` each task's loss factor (`t [tasks, ..]`): the loss `s Σ r²` has
+    /// the derivative `2 s r` in the residuals `r` and the second derivative `2 s`.
+    pub(crate) fn times_loss_slope(&self, t: Tensor<B, 3>) -> Tensor<B, 3> {
+        match &self.scale {
+            Scale::Uniform(s) => t.mul_scalar(2.0 * s),
+            Scale::PerTask(s) => {
+                let shape = t.dims();
+                let [tasks, n, k] = shape;
+                // One factor per row of `[tasks, n k]`: a Flex 0.21 broadcast fast path.
+                let rows: Tensor<B, 2> = t.reshape([tasks, n * k]);
+                (rows * s.clone().reshape([tasks, 1]))
+                    .reshape(shape)
+                    .mul_scalar(2.0)
+            }
         }
     }
 
