@@ -91,6 +91,15 @@ fn task_sum<B: Backend>(t: Tensor<B, 3>) -> Tensor<B, 3> {
     if t.dims()[0] == 1 { t } else { t.sum_dim(0) }
 }
 
+/// `t [tasks | 1, ..]` with one entry per task: a shared `t` repeated.
+fn one_per_task<B: Backend>(t: Tensor<B, 3>, tasks: usize) -> Tensor<B, 3> {
+    if t.dims()[0] == tasks {
+        t
+    } else {
+        t.repeat_dim(0, tasks)
+    }
+}
+
 /// Layer by layer, `a + b`.
 fn sum_layers<B: Backend>(a: Vec<Layer<B>>, b: Vec<Layer<B>>) -> Vec<Layer<B>> {
     a.into_iter()
@@ -715,14 +724,7 @@ fn shard_meta_gradient<B: Backend>(
         .collect();
     let fast = keep_fast.then(|| {
         fast.into_iter()
-            .map(|(w, b)| {
-                let w = w.dense();
-                if w.dims()[0] == tasks {
-                    (w, b)
-                } else {
-                    (w.repeat_dim(0, tasks), b.repeat_dim(0, tasks))
-                }
-            })
+            .map(|(w, b)| (one_per_task(w.dense(), tasks), one_per_task(b, tasks)))
             .collect()
     });
     MlpMetaGradient {
@@ -776,7 +778,7 @@ pub(crate) fn linear_meta_gradient<B: Backend>(
     });
     let mut theta: Tensor<B, 3> = theta_t.reshape([1, c, out]);
     if let Some((a, shift)) = &affine {
-        theta = theta.repeat_dim(0, tasks);
+        theta = one_per_task(theta, tasks);
         for _ in 0..steps {
             theta = a.clone().matmul(theta);
             if let Some(shift) = shift {
@@ -785,12 +787,8 @@ pub(crate) fn linear_meta_gradient<B: Backend>(
         }
     }
     // The query loss at Θ_K and its gradient, scaled by 1 / tasks (the mean).
-    let pred = product(query.x.clone(), &theta, false);
-    let query_losses = query.pred_task_losses(pred.clone());
-    let residual = match &query.y {
-        Some(y) => pred - y.clone(),
-        None => pred,
-    };
+    let residual = query.residual(product(query.x.clone(), &theta, false));
+    let query_losses = query.residual_task_losses(residual.clone());
     let delta = query.times_loss_slope(residual).div_scalar(tasks as f64);
     let grad = match &affine {
         Some((a, _)) if config.order == Order::Second => {
@@ -802,14 +800,9 @@ pub(crate) fn linear_meta_gradient<B: Backend>(
         }
         _ => outer(&query.x, &delta, false),
     };
-    let fast = if theta.dims()[0] == tasks {
-        theta
-    } else {
-        theta.repeat_dim(0, tasks)
-    };
     LinearMetaGradient {
         query_losses,
         grad: grad.reshape([c, out]),
-        fast,
+        fast: one_per_task(theta, tasks),
     }
 }

@@ -234,8 +234,12 @@ pub(crate) fn analytic_meta_gradient<B: Backend>(
         batch,
         config,
     );
-    let grad_weight = answer.grad.clone().slice([0..d_in, 0..out]).transpose();
-    let grad_bias = answer.grad.slice([d_in..d_in + 1, 0..out]).reshape([out]);
+    // The gradient has the layout of one task's `Θ^T`: read it as such.
+    let grad = FastWeights {
+        theta_t: answer.grad.unsqueeze_dim(0),
+    };
+    let grad_weight = grad.weight().reshape([out, d_in]);
+    let grad_bias = grad.bias().reshape([out]);
     let mut params = GradientsParams::new();
     params.register(model.weight.id, grad_weight.clone());
     params.register(model.bias.id, grad_bias.clone());

@@ -109,15 +109,19 @@ impl<B: Backend> SetBatch<B> {
     /// Scaled squared residuals of per-task weights `theta_t [tasks, in + 1, out]`
     /// (`Θ^T`), `[tasks, n, out]`, and the uniform factor still to apply.
     fn squares(&self, theta_t: Tensor<B, 3>) -> (Tensor<B, 3>, f64) {
-        self.squares_of(self.x.clone().matmul(theta_t))
+        self.squares_of(self.residual(self.x.clone().matmul(theta_t)))
     }
 
-    /// [`Self::squares`] of predictions `pred [tasks, n, out]`.
-    fn squares_of(&self, pred: Tensor<B, 3>) -> (Tensor<B, 3>, f64) {
-        let residual = match &self.y {
+    /// `pred - y` of predictions `pred [tasks, n, out]`.
+    pub(crate) fn residual(&self, pred: Tensor<B, 3>) -> Tensor<B, 3> {
+        match &self.y {
             Some(y) => pred - y.clone(),
             None => pred,
-        };
+        }
+    }
+
+    /// [`Self::squares`] of residuals `[tasks, n, out]`.
+    fn squares_of(&self, residual: Tensor<B, 3>) -> (Tensor<B, 3>, f64) {
         let squared = residual.clone() * residual;
         match &self.scale {
             Scale::Uniform(s) => (squared, *s),
@@ -136,13 +140,13 @@ impl<B: Backend> SetBatch<B> {
 
     /// Each task's loss, `[tasks]`, for per-task weights `theta_t [tasks, in + 1, out]`.
     pub fn task_losses(&self, theta_t: Tensor<B, 3>) -> Tensor<B, 1> {
-        self.pred_task_losses(self.x.clone().matmul(theta_t))
+        self.residual_task_losses(self.residual(self.x.clone().matmul(theta_t)))
     }
 
-    /// Each task's loss of predictions `pred [tasks, n, out]`, `[tasks]`.
-    pub(crate) fn pred_task_losses(&self, pred: Tensor<B, 3>) -> Tensor<B, 1> {
+    /// Each task's loss of residuals `[tasks, n, out]` ([`Self::residual`]), `[tasks]`.
+    pub(crate) fn residual_task_losses(&self, residual: Tensor<B, 3>) -> Tensor<B, 1> {
         let tasks = self.tasks();
-        let (squared, s) = self.squares_of(pred);
+        let (squared, s) = self.squares_of(residual);
         let per_task = squared.sum_dim(2).sum_dim(1).reshape([tasks]);
         if s == 1.0 {
             per_task
