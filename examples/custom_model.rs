@@ -1,6 +1,6 @@
 //! Meta-learn your own Burn module: a small network defined here, with its own forward
 //! pass, meta-trained with exact second-order MAML on the MAML paper's sinusoids, on the
-//! CPU (Flex). `cargo run --release --example custom_model`.
+//! CPU (ndarray). `cargo run --release --example custom_model`.
 //!
 //! What a module needs: `#[derive(Module)]`, generic over `B: Backend`, and
 //! [`MetaModel`]'s `forward` over a meta-batch, `x [tasks, n, in] -> [tasks, n, out]`,
@@ -15,7 +15,7 @@ use burn::module::{Module, Param};
 use burn::prelude::*;
 use burn::tensor::Distribution;
 use burn::tensor::activation::tanh;
-use maml_burn::backend::{Flex, Precision, flex_device};
+use maml_burn::backend::{Cpu, on_cpu_pool};
 use maml_burn::emit;
 use maml_burn::maml_core::{
     AdaptConfig, Loss, MetaBatch, MetaConfig, MetaModel, MetaOptimizer, ModelLearner, Order,
@@ -112,11 +112,9 @@ fn run<B: Backend>(device: &B::Device) -> ExitCode {
 }
 
 fn main() -> ExitCode {
-    match flex_device(Precision::F32) {
-        Ok(device) => run::<Flex>(&device),
-        Err(err) => {
-            eprintln!("error: {err}");
-            ExitCode::FAILURE
-        }
-    }
+    // On a pool's worker thread ndarray runs its operations in place (`on_cpu_pool`).
+    on_cpu_pool(1, || run::<Cpu>(&Default::default())).unwrap_or_else(|err| {
+        eprintln!("error: {err}");
+        ExitCode::FAILURE
+    })
 }

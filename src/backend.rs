@@ -1,16 +1,14 @@
-//! Burn's Flex CPU backend (the default) and the choice of a backend at run time. The
-//! other backends (ndarray, wgpu) live in the `maml-backends` crate, so that the `cpu`
-//! example compiles neither of them nor the GPU stack.
+//! Burn's ndarray CPU backend (the examples') and the choice of a backend at run time.
+//! Flex (the `maml` tool's default) and wgpu live in the `maml-backends` crate, so that
+//! the `cpu` example compiles neither of them nor the GPU stack.
 
 use std::fmt;
 use std::str::FromStr;
 
-/// Burn's Flex CPU backend, the default: about 1 µs per small operation against 5-10 µs
-/// on ndarray. Its float type is chosen at run time per device ([`flex_device`]).
-pub type Flex = burn_flex::Flex;
-
-/// The Flex device type.
-pub use burn_flex::FlexDevice;
+/// Burn's ndarray CPU backend, `f32` by default: the examples' backend (a small build).
+/// The `maml` tool defaults to Flex (`maml-backends`), about 1 µs per small operation
+/// against ndarray's 5-10 µs.
+pub type Cpu<F = f32> = burn_ndarray::NdArray<F>;
 
 /// Errors of backend selection.
 #[derive(Debug, thiserror::Error)]
@@ -36,10 +34,6 @@ pub enum BackendError {
     /// The CPU thread pool could not be started.
     #[error("cannot start the CPU thread pool: {0}")]
     ThreadPool(String),
-    /// The backend is not part of this build (ndarray and wgpu need the `maml-backends`
-    /// crate).
-    #[error("the {0} backend is not part of this build: {1}")]
-    NotBuilt(BackendKind, &'static str),
     /// Flex's float type is fixed per process by the first tensor made.
     #[error(
         "the flex device already computes in {actual}; Burn fixes a device's float type once \
@@ -156,53 +150,6 @@ pub trait BackendJob: Send {
         self,
         device: &B::Device,
     ) -> Result<Self::Output, Self::Error>;
-}
-
-/// The Flex device, computing in `precision`. Flex has one backend type (`Flex<f32>`)
-/// and takes its float type from the device's settings, which Burn fixes once per
-/// process: f64 must be asked for before any Flex tensor is made.
-pub fn flex_device(precision: Precision) -> Result<FlexDevice, BackendError> {
-    use burn::tensor::{DType, FloatDType, get_device_settings, set_default_dtypes};
-    let device = FlexDevice;
-    let wanted = match precision {
-        Precision::F32 => FloatDType::F32,
-        Precision::F64 => FloatDType::F64,
-    };
-    if precision == Precision::F64 {
-        // Fails when the settings were already fixed (to anything): checked below.
-        let _ = set_default_dtypes::<Flex>(&device, DType::F64, DType::I64);
-    }
-    let actual = get_device_settings::<Flex>(&device).float_dtype;
-    if actual == wanted {
-        Ok(device)
-    } else {
-        Err(BackendError::FlexPrecisionFixed {
-            actual: format!("{actual:?}"),
-        })
-    }
-}
-
-/// Runs `job` on Flex in `precision` (f32 or f64), on a pool of `cpu_threads` threads.
-/// ndarray and wgpu are [`BackendError::NotBuilt`] here: the `maml-backends` crate's
-/// `dispatch_with` adds them.
-pub fn dispatch_cpu<J: BackendJob>(
-    backend: BackendKind,
-    precision: Precision,
-    cpu_threads: usize,
-    job: J,
-) -> Result<J::Output, J::Error> {
-    check_precision(backend, precision)?;
-    match backend {
-        BackendKind::Flex => {
-            let device = flex_device(precision)?;
-            on_cpu_pool(cpu_threads, || job.run::<Flex>(&device))?
-        }
-        BackendKind::Ndarray | BackendKind::Wgpu => Err(BackendError::NotBuilt(
-            backend,
-            "use the maml tool or the maml-backends crate",
-        )
-        .into()),
-    }
 }
 
 /// Runs `f` on a worker thread of a rayon pool of `threads` threads.

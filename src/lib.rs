@@ -2,13 +2,14 @@
 //! # maml-burn
 //!
 //! Exact second-order MAML on [Burn](https://burn.dev). The algorithm lives in
-//! [`maml_core`], generic over backends; this crate adds Burn's Flex CPU backend (the
-//! default) and the choice of a backend at run time, for the examples, the tests and
-//! the `maml` tool. ndarray and wgpu are in the `maml-backends` crate.
+//! [`maml_core`], generic over backends; this crate adds Burn's ndarray CPU backend (the
+//! examples') and the choice of a backend at run time, for the examples, the tests and
+//! the `maml` tool. Flex (the tool's default) and wgpu are in the `maml-backends` crate.
 
 pub use maml_core;
 
 pub mod backend;
+pub mod seed;
 
 /// Writes a line to stdout. A closed pipe (`... | head`) ends the program quietly with
 /// status 141, as SIGPIPE would; another write error is reported as `error: ...`. The

@@ -8,7 +8,8 @@ macro_rules! backend_tests {
         mod flex_f64 {
             $(#[test]
             fn $test() {
-                use maml_burn::backend::{Flex, Precision, flex_device};
+                use maml_backends::{Flex, flex_device};
+                use maml_burn::backend::Precision;
                 super::$test::<Flex>(&flex_device(Precision::F64).unwrap());
             })+
         }

@@ -3,8 +3,8 @@
 
 use burn::prelude::Backend;
 use maml_burn::maml_core::{
-    AdaptConfig, GradientPath, LinearModel, Loss, MetaBackend, Order, TaskBatch, closed_form,
-    maml::answer_from, meta_gradient_by,
+    AdaptConfig, GradientPath, LinearModel, Loss, MetaBackend, Order, TaskBatch,
+    algo::maml::answer_from, closed_form, meta_gradient_by,
 };
 use rand::Rng;
 

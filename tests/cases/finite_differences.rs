@@ -3,7 +3,7 @@
 use burn::prelude::Backend;
 use maml_burn::maml_core::{
     AdaptConfig, LinearModel, LinearWeights, Loss, MetaBackend, Order, TaskBatch, TaskData,
-    maml::answer_from, meta_gradient,
+    algo::maml::answer_from, meta_gradient,
 };
 use rand::Rng;
 

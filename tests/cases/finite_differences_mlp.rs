@@ -3,7 +3,7 @@
 //! Meta-SGD, ragged tasks) against central finite differences of the meta-loss, in f64.
 
 use burn::prelude::Backend;
-use maml_burn::maml_core::problem2::{SetV2, Targets, TaskV2};
+use maml_burn::maml_core::train::problems::{SetV2, Targets, TaskV2};
 use maml_burn::maml_core::{
     Activation, InnerLr, Loss, MlpWeights, ModelSpec, Order, ProblemV2, finite_differences_v2,
     solve_v2,

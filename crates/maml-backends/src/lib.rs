@@ -1,16 +1,48 @@
 #![warn(missing_docs)]
 //! # maml-backends
 //!
-//! maml-burn's other backends: ndarray on the CPU and wgpu (a GPU, or Mesa's software
-//! Vulkan device), apart from the root crate so that the `cpu` example compiles only
-//! Flex; and [`dispatch_with`], which runs a job on any backend chosen at run time.
+//! maml-burn's backends beyond the examples' ndarray: Flex on the CPU (the `maml`
+//! tool's default) and wgpu (a GPU, or Mesa's software Vulkan device), apart from the
+//! root crate so that the `cpu` example compiles neither; and [`dispatch_with`], which
+//! runs a job on any backend chosen at run time.
 
 use maml_burn::backend::{
-    BackendError, BackendJob, BackendKind, Precision, check_precision, dispatch_cpu, on_cpu_pool,
+    BackendError, BackendJob, BackendKind, Precision, check_precision, on_cpu_pool,
 };
 
-/// Burn's ndarray CPU backend, `f32` by default.
-pub type Cpu<F = f32> = burn_ndarray::NdArray<F>;
+pub use maml_burn::backend::Cpu;
+
+/// Burn's Flex CPU backend, the `maml` tool's default: about 1 µs per small operation
+/// against 5-10 µs on ndarray. Its float type is chosen at run time per device
+/// ([`flex_device`]).
+pub type Flex = burn_flex::Flex;
+
+/// The Flex device type.
+pub use burn_flex::FlexDevice;
+
+/// The Flex device, computing in `precision`. Flex has one backend type (`Flex<f32>`)
+/// and takes its float type from the device's settings, which Burn fixes once per
+/// process: f64 must be asked for before any Flex tensor is made.
+pub fn flex_device(precision: Precision) -> Result<FlexDevice, BackendError> {
+    use burn::tensor::{DType, FloatDType, get_device_settings, set_default_dtypes};
+    let device = FlexDevice;
+    let wanted = match precision {
+        Precision::F32 => FloatDType::F32,
+        Precision::F64 => FloatDType::F64,
+    };
+    if precision == Precision::F64 {
+        // Fails when the settings were already fixed (to anything): checked below.
+        let _ = set_default_dtypes::<Flex>(&device, DType::F64, DType::I64);
+    }
+    let actual = get_device_settings::<Flex>(&device).float_dtype;
+    if actual == wanted {
+        Ok(device)
+    } else {
+        Err(BackendError::FlexPrecisionFixed {
+            actual: format!("{actual:?}"),
+        })
+    }
+}
 
 /// The GPU backend: wgpu (WGSL kernels), `f32`, without Burn's kernel fusion.
 ///
@@ -69,6 +101,9 @@ pub fn dispatch_with<J: BackendJob>(
         (BackendKind::Ndarray, Precision::F64) => {
             on_cpu_pool(cpu_threads, || job.run::<Cpu<f64>>(&Default::default()))?
         }
-        (BackendKind::Flex, _) => dispatch_cpu(backend, precision, cpu_threads, job),
+        (BackendKind::Flex, _) => {
+            let device = flex_device(precision)?;
+            on_cpu_pool(cpu_threads, || job.run::<Flex>(&device))?
+        }
     }
 }

@@ -8,7 +8,7 @@ use maml_backends::dispatch_with;
 use maml_burn::backend::BackendJob;
 use maml_burn::maml_core::closed_form::optimum;
 use maml_burn::maml_core::data::TaskSetFile;
-use maml_burn::maml_core::train::{Checkpoint, load_tasks, step_rng};
+use maml_burn::maml_core::train::trainer::{Checkpoint, load_tasks, step_rng};
 use maml_burn::maml_core::{
     AdaptConfig, EvalReport, LinearWeights, Loss, Order, TaskData, evaluate,
 };

@@ -3,12 +3,11 @@
 
 mod alloc;
 mod bench;
-mod error;
 mod eval;
 mod grad;
 #[cfg(feature = "mpi")]
 mod mpi;
-mod plot;
+mod progress;
 mod train;
 mod train_mlp;
 
@@ -17,6 +16,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use maml_burn::backend::{BackendKind, Precision};
+use maml_cli::{error, plot};
 
 /// Exact second-order MAML on Burn.
 #[derive(Debug, Parser)]

@@ -6,12 +6,11 @@ use std::time::Instant;
 
 use burn::prelude::Backend;
 use clap::{Args, ValueEnum};
-use indicatif::{ProgressBar, ProgressStyle};
 use maml_backends::dispatch_with;
 use maml_burn::backend::BackendJob;
 use maml_burn::maml_core::closed_form::{Optimum, optimum};
 use maml_burn::maml_core::data::{read_json, read_text, write_atomic};
-use maml_burn::maml_core::train::{Checkpoint, load_tasks, step_rng};
+use maml_burn::maml_core::train::trainer::{Checkpoint, load_tasks, step_rng};
 use maml_burn::maml_core::{
     Activation, AdaptConfig, BlobsFamily, LinearFamily, LinearWeights, Loss, MamlError, MetaConfig,
     MetaOptimizer, MlpCheckpoint, MlpConfig, Order, SinusoidFamily, TaskSource, TrainConfig,
@@ -20,7 +19,8 @@ use maml_burn::maml_core::{
 use serde::Serialize;
 
 use crate::error::CliError;
-use crate::plot::{Series, line_plot};
+use crate::plot::{MOVING_AVERAGE_FROM, Series, Style, line_plot, with_moving_average};
+use crate::progress::{loss_message, progress};
 use crate::train_mlp::{MlpJob, MlpSummary, Parallel, is_mlp_checkpoint, run_mlp};
 use crate::{BackendArgs, parse};
 
@@ -269,15 +269,6 @@ fn parse_threshold(s: &str) -> Result<Threshold, String> {
     }
 }
 
-/// The progress bar's message: the meta-loss, and a warning when it keeps rising.
-pub fn loss_message(meta_loss: f64, rising: usize) -> String {
-    if rising >= 20 {
-        format!("{meta_loss:.4e} (rising for {rising} steps in a row)")
-    } else {
-        format!("{meta_loss:.4e}")
-    }
-}
-
 const DEFAULT_META_STEPS: usize = 500;
 const DEFAULT_META_BATCH: usize = 25;
 
@@ -435,13 +426,7 @@ impl BackendJob for TrainJob {
             self.start_step,
             device,
         )?;
-        let bar = ProgressBar::new(steps as u64).with_position(self.start_step as u64);
-        bar.set_style(
-            ProgressStyle::with_template(
-                "{bar:30} {pos}/{len} meta-loss {msg} [{elapsed_precise}, {per_sec}, eta {eta}]",
-            )
-            .expect("the template is valid"),
-        );
+        let bar = progress(steps, self.start_step, "meta-train");
         let started = Instant::now();
         let first = self.start_step;
         // The run's starting point is a checkpoint too: a run that diverges at once
@@ -480,7 +465,7 @@ impl BackendJob for TrainJob {
         let final_meta_loss = rows.last().map_or(f64::NAN, |r| r.meta_loss);
 
         let meta_series = |name: &str, rows: &[Row]| Series {
-            markers: false,
+            style: Style::Line,
             name: name.into(),
             points: rows.iter().map(|r| (r.step as f64, r.meta_loss)).collect(),
         };
@@ -523,7 +508,7 @@ impl BackendJob for TrainJob {
                     for (name, w) in inits {
                         let report = evaluate::<B>(&w, &eval, &adapt, device)?;
                         curves.push(Series {
-                            markers: false,
+                            style: Style::Line,
                             name,
                             points: report
                                 .curve
@@ -543,7 +528,7 @@ impl BackendJob for TrainJob {
                     )?;
                     if opt.is_some() {
                         let dist = |name: &str, rows: &[Row], second: bool| Series {
-                            markers: false,
+                            style: Style::Line,
                             name: name.into(),
                             points: rows
                                 .iter()
@@ -583,7 +568,7 @@ impl BackendJob for TrainJob {
             "Meta-loss (mean query loss after adaptation)",
             "meta step",
             "meta-loss",
-            &loss_series,
+            &with_moving_average(loss_series, MOVING_AVERAGE_FROM),
             true,
         )?;
         let done = steps.saturating_sub(first);

@@ -6,12 +6,11 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use burn::prelude::Backend;
-use indicatif::{ProgressBar, ProgressStyle};
 use maml_backends::dispatch_with;
 use maml_burn::backend::BackendJob;
 use maml_burn::maml_core::data::write_atomic;
-use maml_burn::maml_core::problem2::ModelSpec;
-use maml_burn::maml_core::train::step_rng;
+use maml_burn::maml_core::train::problems::ModelSpec;
+use maml_burn::maml_core::train::trainer::step_rng;
 use maml_burn::maml_core::{
     Activation, AdaptConfig, MlpCheckpoint, MlpTrainer, MlpWeights, Order, SinusoidFamily,
     TaskData, TaskSource, TrainConfig, mlp_adapted_predictions, mlp_eval_curve,
@@ -19,7 +18,8 @@ use maml_burn::maml_core::{
 use serde::Serialize;
 
 use crate::error::CliError;
-use crate::plot::{Series, line_plot};
+use crate::plot::{MOVING_AVERAGE_FROM, Series, Style, line_plot, with_moving_average};
+use crate::progress::{loss_message, progress};
 
 /// The seed of the evaluation tasks (apart from every training step's).
 const EVAL_STREAM: usize = usize::MAX - 1;
@@ -267,17 +267,6 @@ pub fn baseline_config(config: &TrainConfig, steps: usize) -> TrainConfig {
     base
 }
 
-fn progress(steps: usize, start: usize, label: &str) -> ProgressBar {
-    let bar = ProgressBar::new(steps as u64).with_position(start as u64);
-    bar.set_style(
-        ProgressStyle::with_template(&format!(
-            "{label} {{bar:30}} {{pos}}/{{len}} loss {{msg}} [{{elapsed_precise}}, {{per_sec}}, eta {{eta}}]"
-        ))
-        .expect("the template is valid"),
-    );
-    bar
-}
-
 impl BackendJob for MlpJob {
     type Output = MlpSummary;
     type Error = CliError;
@@ -305,7 +294,7 @@ impl BackendJob for MlpJob {
                 } => {
                     rows.push((step, meta_loss, before));
                     if step % 50 == 0 || rising >= 20 {
-                        bar.set_message(crate::train::loss_message(meta_loss, rising));
+                        bar.set_message(loss_message(meta_loss, rising));
                     }
                     bar.inc(1);
                 }
@@ -367,7 +356,7 @@ impl BackendJob for MlpJob {
         }
         write_atomic(&self.out.join("metrics.csv"), csv.as_bytes())?;
         let mut series = vec![Series {
-            markers: false,
+            style: Style::Line,
             name: format!("{}-order MAML", self.config.meta.adapt.order),
             points: rows.iter().map(|r| (r.0 as f64, r.1)).collect(),
         }];
@@ -390,7 +379,7 @@ impl BackendJob for MlpJob {
                 &spec(baseline.weights(), activation),
             )?;
             series.push(Series {
-                markers: false,
+                style: Style::Line,
                 name: "pretrained (query loss, no adaptation)".into(),
                 points: base_rows,
             });
@@ -401,7 +390,7 @@ impl BackendJob for MlpJob {
             "Meta-loss (mean query loss after adaptation)",
             "meta step",
             "loss",
-            &series,
+            &with_moving_average(series, MOVING_AVERAGE_FROM),
             true,
         )?;
         if self.eval_tasks > 0 && self.baseline_steps > 0 {
@@ -559,7 +548,7 @@ pub fn evaluate_checkpoint<B: Backend>(
 /// pretrained.
 pub fn figure3(dir: &Path, report: &MlpEvalReport) -> Result<(), CliError> {
     let curve = |name: &str, c: &[f64]| Series {
-        markers: false,
+        style: Style::Line,
         name: name.into(),
         points: c.iter().enumerate().map(|(k, l)| (k as f64, *l)).collect(),
     };
@@ -613,7 +602,7 @@ impl BackendJob for Figure2Job {
             .map_or(Activation::Relu, |m| m.activation);
         let steps = [0, 1, 10];
         let mut series = vec![Series {
-            markers: false,
+            style: Style::Line,
             name: "ground truth".into(),
             points: grid.iter().map(|&v| (v, sine.at(v))).collect(),
         }];
@@ -638,14 +627,14 @@ impl BackendJob for Figure2Job {
             )?;
             for (k, pred) in steps.iter().zip(preds) {
                 series.push(Series {
-                    markers: false,
+                    style: Style::Line,
                     name: format!("{name}, {k} steps"),
                     points: grid.iter().zip(pred).map(|(&v, p)| (v, p[0])).collect(),
                 });
             }
         }
         series.push(Series {
-            markers: true,
+            style: Style::Markers,
             name: format!("{} support points", task.support.len()),
             points: task
                 .support

@@ -3,6 +3,7 @@
 use std::fmt;
 use std::str::FromStr;
 
+use burn::config::Config;
 use serde::{Deserialize, Serialize};
 
 use crate::error::MamlError;
@@ -198,4 +199,117 @@ pub fn check_lr(name: &'static str, value: f64) -> crate::error::Result<()> {
         });
     }
     Ok(())
+}
+
+/// How a model's meta-gradient is taken. Both are exact; they differ in speed and in
+/// floating-point rounding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum GradientPath {
+    /// Hand-derived back-propagation (with exact Hessian-vector products in second order,
+    /// [`crate::algo::analytic`]) for the built-in [`crate::model::mlp::Mlp`], on the plain backend;
+    /// nested autodiff for any other model.
+    #[default]
+    Auto,
+    /// Nested autodiff for every model ([`crate::algo::learn::autodiff_meta_gradient`]).
+    Autodiff,
+}
+
+impl GradientPath {
+    /// The name used on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::Autodiff => "autodiff",
+        }
+    }
+}
+
+impl std::fmt::Display for GradientPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for GradientPath {
+    type Err = MamlError;
+    fn from_str(s: &str) -> Result<Self, MamlError> {
+        match s {
+            "auto" => Ok(Self::Auto),
+            "autodiff" => Ok(Self::Autodiff),
+            _ => Err(MamlError::UnknownName {
+                kind: "gradient path",
+                value: s.into(),
+                expected: "auto autodiff",
+            }),
+        }
+    }
+}
+
+/// The meta-optimiser.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase", try_from = "String")]
+pub enum MetaOptimizer {
+    /// Plain SGD, `θ ← θ - meta_lr g` (the seed's).
+    Sgd,
+    /// Adam with Burn's defaults (β = 0.9, 0.999; ε = 1e-5).
+    Adam,
+}
+
+impl MetaOptimizer {
+    /// The name used in files and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            MetaOptimizer::Sgd => "sgd",
+            MetaOptimizer::Adam => "adam",
+        }
+    }
+}
+
+impl fmt::Display for MetaOptimizer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl TryFrom<String> for MetaOptimizer {
+    type Error = MamlError;
+    fn try_from(s: String) -> Result<Self, MamlError> {
+        s.parse()
+    }
+}
+
+impl FromStr for MetaOptimizer {
+    type Err = MamlError;
+    fn from_str(s: &str) -> Result<Self, MamlError> {
+        match s {
+            "sgd" => Ok(Self::Sgd),
+            "adam" => Ok(Self::Adam),
+            _ => Err(MamlError::UnknownName {
+                kind: "meta-optimizer",
+                value: s.to_string(),
+                expected: "sgd adam",
+            }),
+        }
+    }
+}
+
+/// The inner loop and the meta-update.
+#[derive(Config, Debug, PartialEq)]
+pub struct MetaConfig {
+    /// The inner loop.
+    pub adapt: AdaptConfig,
+    /// Meta-learning rate (the seed uses 1).
+    #[config(default = 1.0)]
+    pub meta_lr: f64,
+    /// The meta-optimiser.
+    #[config(default = "MetaOptimizer::Sgd")]
+    pub meta_optimizer: MetaOptimizer,
+}
+
+impl MetaConfig {
+    /// Checks every hyperparameter.
+    pub fn validate(&self) -> Result<(), MamlError> {
+        self.adapt.validate()?;
+        check_lr("meta_lr", self.meta_lr)
+    }
 }

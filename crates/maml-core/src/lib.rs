@@ -1,66 +1,56 @@
 #![warn(missing_docs)]
 //! # maml-core
 //!
-//! Exact first- and second-order MAML for a linear model `y = x W^T + b`, an MLP and
-//! any Burn model, generic over Burn backends (`B: Backend`).
+//! Exact first- and second-order MAML (and Meta-SGD) for any Burn model, generic over
+//! Burn backends (`B: Backend`). The modules are layered, each importing only those
+//! above it in this list:
 //!
-//! - [`maml::adapt`]: the inner loop, `K` gradient steps on each task's support set;
-//! - [`maml::meta_gradient`]: the outer loop's gradient of the mean query loss with
-//!   respect to the initial weights, first order (inner gradients detached) or second
-//!   order (through every inner gradient, by nesting Burn's autodiff decorator:
-//!   [`maml::SecondOrder`]);
-//! - [`learner::MetaLearner`]: meta-updates with SGD or Adam;
-//! - [`closed_form`]: the same quantities in closed form, in f64, independent of autodiff;
-//! - [`trace::trace_meta_step`]: everything the seed prints about one meta step;
-//! - [`learn`]: the same for any model ([`learn::ModelLearner`], nested autodiff), and
-//!   [`analytic`]: the built-in MLP's meta-gradient by hand-derived back-propagation with
-//!   exact Hessian-vector products ([`learn::GradientPath`]).
+//! - [`config`], [`error`]: hyperparameters, checked once, up front; the one error type;
+//! - [`data`]: problem and task files, task families, the tensors of a meta-batch;
+//! - [`model`]: the seam ([`MetaModel`]: any `#[derive(Module)]` with a forward pass over
+//!   a meta-batch) and the built-in models (the linear model, the MLP);
+//! - [`algo`]: the inner loop and the meta-gradient, by nested autodiff (second order:
+//!   [`SecondOrder`] = `Autodiff<Autodiff<B>>`) or by a model's hand-derived road;
+//! - [`train`]: meta-learners (SGD or Adam on the initial weights), trainers (divergence
+//!   guard, resume, checkpoints, evaluation) and the version-2 problem files;
+//! - [`closed_form`], [`trace`]: the linear model's meta-gradient and MAML optimum in
+//!   closed form (independent checks), and everything the seed prints of a meta step.
 
-pub mod analytic;
-pub mod batch;
+pub mod algo;
 pub mod closed_form;
 pub mod config;
 pub mod data;
 pub mod error;
-pub mod families;
-pub mod learn;
-pub mod learner;
-pub mod maml;
 pub mod model;
-pub mod model_train;
-pub mod models;
-pub mod module;
-pub mod problem2;
-pub mod tasks;
 pub mod trace;
 pub mod train;
 
-pub use batch::{MetaBatch, Sets};
-pub use config::{AdaptConfig, Loss, Order};
-pub use data::{Answer, LinearWeights, Problem, SetData, TaskData};
-pub use error::{MamlError, Result};
-pub use families::{
+pub use algo::learn::{
+    Fast, ModelLearner, ModelMetaGradient, adapt_model, autodiff_meta_gradient,
+    model_adaptation_curve, model_meta_gradient, model_meta_gradient_by,
+};
+pub use algo::maml::{
+    FastWeights, MetaGradient, adapt, adaptation_curve, is_tracked, meta_gradient,
+    meta_gradient_by, solve, solve_by,
+};
+pub use config::{AdaptConfig, GradientPath, Loss, MetaConfig, MetaOptimizer, Order};
+pub use data::batch::{MetaBatch, Sets, shard_range};
+pub use data::families::{
     BlobsFamily, FixedTasks, LinearFamily, SeedFamily, Sinusoid, SinusoidFamily, TaskFamily,
 };
-pub use learn::{
-    Fast, GradientPath, ModelLearner, ModelMetaGradient, adapt_model, autodiff_meta_gradient,
-    model_adaptation_curve, model_meta_gradient, model_meta_gradient_by, shard_range,
-};
-pub use learner::{MetaConfig, MetaLearner, MetaOptimizer};
-pub use maml::{
-    FastWeights, MetaBackend, MetaGradient, SecondOrder, adapt, adaptation_curve, is_tracked,
-    meta_gradient, meta_gradient_by, solve, solve_by,
-};
-pub use model::LinearModel;
-pub use model_train::{
-    MlpCheckpoint, MlpConfig, MlpTrainer, mlp_adapted_predictions, mlp_eval_curve,
-};
-pub use models::{Activation, Mlp, MlpWeights, TaskLinear};
-pub use module::{Learnable, MetaModel};
-pub use problem2::{
+pub use data::tasks::{SetBatch, TaskBatch};
+pub use data::{Answer, LinearWeights, Problem, SetData, TaskData};
+pub use error::{MamlError, Result};
+pub use model::linear::LinearModel;
+pub use model::mlp::{Activation, Mlp, MlpConfig, MlpWeights, TaskLinear};
+pub use model::{Learnable, MetaBackend, MetaModel, SecondOrder};
+pub use trace::{MetaStepTrace, trace_meta_step};
+pub use train::learner::MetaLearner;
+pub use train::mlp_trainer::{MlpCheckpoint, MlpTrainer, mlp_adapted_predictions, mlp_eval_curve};
+pub use train::problems::{
     AnswerV2, AnyAnswer, AnyProblem, InnerLr, ModelSpec, ProblemV2, finite_differences_v2,
     solve_v2, solve_v2_by,
 };
-pub use tasks::{SetBatch, TaskBatch};
-pub use trace::{MetaStepTrace, trace_meta_step};
-pub use train::{Checkpoint, EvalReport, StepMetrics, TaskSource, TrainConfig, Trainer, evaluate};
+pub use train::trainer::{
+    Checkpoint, EvalReport, StepMetrics, TaskSource, TrainConfig, Trainer, evaluate,
+};

@@ -3,13 +3,14 @@
 use burn::prelude::*;
 use serde::Serialize;
 
+use crate::algo::maml::{Recording, fast_to_weights};
 use crate::closed_form;
+use crate::config::MetaConfig;
+use crate::data::tasks::TaskBatch;
 use crate::data::{LinearWeights, TaskData, validate_tasks};
 use crate::error::Result;
-use crate::learner::{MetaConfig, MetaLearner};
-use crate::maml::{Recording, fast_to_weights};
-use crate::model::to_f64;
-use crate::tasks::TaskBatch;
+use crate::model::linear::to_f64;
+use crate::train::learner::MetaLearner;
 
 /// One inner step of a traced meta step.
 #[derive(Debug, Clone, Serialize)]
@@ -87,7 +88,7 @@ pub fn trace_meta_step<B: Backend>(
         fast_weights: fast_to_weights(gradient.fast),
         query_loss: to_f64(gradient.query_losses),
         meta_loss: to_f64(gradient.meta_loss)[0],
-        meta_grad: crate::model::tensors_to_weights(gradient.weight, gradient.bias),
+        meta_grad: crate::model::linear::tensors_to_weights(gradient.weight, gradient.bias),
         manual_meta_grad: manual.meta_grad,
         updated: learner.weights(),
         manual_updated,
@@ -109,4 +110,44 @@ fn step_sgd(w: &LinearWeights, g: &LinearWeights, lr: f64) -> LinearWeights {
         .map(|(w, g)| w - lr * g)
         .collect();
     LinearWeights::from_flat(&weight, &bias, w.d_in())
+}
+
+/// `x` as Python's `repr(float)` writes it, as the seed's printout shows its numbers:
+/// the shortest digits that read back as `x`, with a `.0` on whole numbers (`0.0`,
+/// `-1.9347891807556152`), in scientific notation with a signed two-digit exponent
+/// below 1e-4 and from 1e16 on (`1e-05`, `1e+16`), and `nan`, `inf`, `-inf`.
+pub fn python_repr(x: f64) -> String {
+    if x.is_nan() {
+        return "nan".into();
+    }
+    if x.is_infinite() {
+        return if x > 0.0 { "inf" } else { "-inf" }.into();
+    }
+    // Rust's `{:e}` gives the same shortest round-trip digits: `d[.ddd]e<exp>`.
+    let sci = format!("{:e}", x.abs());
+    let (mantissa, exp) = sci
+        .split_once('e')
+        .expect("`{:e}` always writes an exponent");
+    let exp: i32 = exp.parse().expect("`{:e}` writes a decimal exponent");
+    let digits: String = mantissa.chars().filter(|c| *c != '.').collect();
+    let sign = if x.is_sign_negative() { "-" } else { "" };
+    // Python's rule (`float_repr_style` 'short'): the decimal point after `exp + 1`
+    // digits; scientific when that is below -3 or above 16.
+    let point = exp + 1;
+    let body = if x == 0.0 {
+        "0.0".to_string()
+    } else if !(-3..=16).contains(&point) {
+        let exp_sign = if exp < 0 { '-' } else { '+' };
+        format!("{mantissa}e{exp_sign}{:02}", exp.abs())
+    } else if point <= 0 {
+        format!("0.{}{digits}", "0".repeat(point.unsigned_abs() as usize))
+    } else {
+        let point = point as usize;
+        if digits.len() <= point {
+            format!("{digits}{}.0", "0".repeat(point - digits.len()))
+        } else {
+            format!("{}.{}", &digits[..point], &digits[point..])
+        }
+    };
+    format!("{sign}{body}")
 }

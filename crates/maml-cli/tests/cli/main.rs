@@ -4,4 +4,5 @@
 mod bad_inputs;
 mod grad;
 mod kill;
+mod plots;
 mod train;

@@ -6,4 +6,5 @@
 mod closed_form;
 mod properties_f32;
 mod props;
+mod python_repr;
 mod validation;

@@ -2,7 +2,7 @@
 //! precision: Burn fixes one default float type per device type per process).
 
 use burn::prelude::Backend;
-use maml_core::maml::answer_from;
+use maml_core::algo::maml::answer_from;
 use maml_core::{
     AdaptConfig, LinearModel, LinearWeights, Loss, MetaBackend, Order, SetData, TaskBatch,
     TaskData, closed_form, meta_gradient,

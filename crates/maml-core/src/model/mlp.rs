@@ -10,8 +10,7 @@ use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::data::LinearWeights;
-use crate::error::{MamlError, Result};
-use crate::module::MetaModel;
+use crate::error::MamlError;
 
 /// The activation after every layer but the last.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
@@ -50,7 +49,7 @@ impl fmt::Display for Activation {
 
 impl FromStr for Activation {
     type Err = MamlError;
-    fn from_str(s: &str) -> Result<Self> {
+    fn from_str(s: &str) -> Result<Self, MamlError> {
         match s {
             "relu" => Ok(Self::Relu),
             "tanh" => Ok(Self::Tanh),
@@ -65,7 +64,7 @@ impl FromStr for Activation {
 
 impl TryFrom<String> for Activation {
     type Error = MamlError;
-    fn try_from(s: String) -> Result<Self> {
+    fn try_from(s: String) -> Result<Self, MamlError> {
         s.parse()
     }
 }
@@ -119,7 +118,7 @@ impl<B: Backend> TaskLinear<B> {
 }
 
 /// `y [tasks, n, out] + b [tasks | 1, 1, out]`, the bias of a task-batched layer (also
-/// in the MLP's hand-derived passes, [`crate::analytic`]).
+/// in the MLP's hand-derived passes, [`crate::algo::analytic`]).
 pub(crate) fn add_task_bias<B: Backend>(y: Tensor<B, 3>, bias: Tensor<B, 3>) -> Tensor<B, 3> {
     let [tasks, n, _] = y.dims();
     // A per-task bias `[tasks, 1, out]` broadcast over `n` rows is a strided element-wise
@@ -197,7 +196,7 @@ impl MlpWeights {
     }
 
     /// Checks that there is a layer, each layer is valid and consecutive layers fit.
-    pub fn validate(&self, location: &str) -> Result<()> {
+    pub fn validate(&self, location: &str) -> Result<(), MamlError> {
         if self.layers.is_empty() {
             return Err(MamlError::Empty {
                 location: format!("{location}.layers"),
@@ -221,7 +220,7 @@ impl MlpWeights {
     }
 
     /// Checks that `other` (e.g. Meta-SGD step sizes) has exactly this shape.
-    pub fn check_same_shape(&self, other: &Self, location: &str) -> Result<()> {
+    pub fn check_same_shape(&self, other: &Self, location: &str) -> Result<(), MamlError> {
         if other.sizes() != self.sizes() || other.layers.len() != self.layers.len() {
             return Err(MamlError::Shape {
                 location: location.into(),
@@ -307,22 +306,35 @@ impl<B: Backend> Mlp<B> {
     }
 }
 
-impl<B: Backend> MetaModel<B> for Mlp<B> {
-    const TASK_BATCHED: bool = true;
+/// The built-in model's architecture.
+#[derive(Config, Debug, PartialEq)]
+pub struct MlpConfig {
+    /// Hidden layer widths (empty: the linear model).
+    #[config(default = "Vec::new()")]
+    pub hidden: Vec<usize>,
+    /// The activation between layers.
+    #[config(default = "Activation::Relu")]
+    pub activation: Activation,
+}
 
-    fn as_mlp(&self) -> Option<&Mlp<B>> {
-        Some(self)
+impl MlpConfig {
+    /// Layer sizes `[in, hidden.., out]`.
+    pub fn sizes(&self, d_in: usize, d_out: usize) -> Vec<usize> {
+        let mut sizes = vec![d_in];
+        sizes.extend(&self.hidden);
+        sizes.push(d_out);
+        sizes
     }
 
-    fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        let last = self.layers.len().saturating_sub(1);
-        self.layers.iter().enumerate().fold(x, |h, (l, layer)| {
-            let h = layer.forward(h);
-            if l < last {
-                self.activation.apply(h)
-            } else {
-                h
-            }
-        })
+    /// Checks the widths.
+    pub fn validate(&self) -> Result<(), MamlError> {
+        if let Some(i) = self.hidden.iter().position(|&w| w == 0) {
+            return Err(MamlError::InvalidHyperparameter {
+                name: "hidden",
+                value: format!("{:?} (layer {i})", self.hidden),
+                reason: "every hidden width must be at least 1",
+            });
+        }
+        Ok(())
     }
 }

@@ -1,93 +1,17 @@
 //! The outer loop: a meta-learner that owns the initial weights and updates them with a
 //! meta-optimiser (Burn's SGD or Adam) after each meta-gradient.
 
-use std::fmt;
-use std::str::FromStr;
-
-use burn::config::Config;
 use burn::optim::adaptor::OptimizerAdaptor;
 use burn::optim::{Adam, AdamConfig, Optimizer, Sgd, SgdConfig};
 use burn::prelude::*;
-use serde::{Deserialize, Serialize};
 
-use crate::config::{AdaptConfig, check_lr};
+use crate::algo::maml::{MetaGradient, Recording, analytic_meta_gradient, meta_gradient_recorded};
+use crate::config::GradientPath;
+use crate::config::{MetaConfig, MetaOptimizer};
 use crate::data::LinearWeights;
-use crate::error::MamlError;
-use crate::learn::GradientPath;
-use crate::maml::{
-    MetaBackend, MetaGradient, Recording, analytic_meta_gradient, meta_gradient_recorded,
-};
-use crate::model::{LinearModel, check_device_precision};
-use crate::tasks::TaskBatch;
-
-/// The meta-optimiser.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase", try_from = "String")]
-pub enum MetaOptimizer {
-    /// Plain SGD, `θ ← θ - meta_lr g` (the seed's).
-    Sgd,
-    /// Adam with Burn's defaults (β = 0.9, 0.999; ε = 1e-5).
-    Adam,
-}
-
-impl MetaOptimizer {
-    /// The name used in files and on the command line.
-    pub fn name(self) -> &'static str {
-        match self {
-            MetaOptimizer::Sgd => "sgd",
-            MetaOptimizer::Adam => "adam",
-        }
-    }
-}
-
-impl fmt::Display for MetaOptimizer {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl TryFrom<String> for MetaOptimizer {
-    type Error = MamlError;
-    fn try_from(s: String) -> crate::error::Result<Self> {
-        s.parse()
-    }
-}
-
-impl FromStr for MetaOptimizer {
-    type Err = MamlError;
-    fn from_str(s: &str) -> crate::error::Result<Self> {
-        match s {
-            "sgd" => Ok(Self::Sgd),
-            "adam" => Ok(Self::Adam),
-            _ => Err(MamlError::UnknownName {
-                kind: "meta-optimizer",
-                value: s.to_string(),
-                expected: "sgd adam",
-            }),
-        }
-    }
-}
-
-/// The inner loop and the meta-update.
-#[derive(Config, Debug, PartialEq)]
-pub struct MetaConfig {
-    /// The inner loop.
-    pub adapt: AdaptConfig,
-    /// Meta-learning rate (the seed uses 1).
-    #[config(default = 1.0)]
-    pub meta_lr: f64,
-    /// The meta-optimiser.
-    #[config(default = "MetaOptimizer::Sgd")]
-    pub meta_optimizer: MetaOptimizer,
-}
-
-impl MetaConfig {
-    /// Checks every hyperparameter.
-    pub fn validate(&self) -> crate::error::Result<()> {
-        self.adapt.validate()?;
-        check_lr("meta_lr", self.meta_lr)
-    }
-}
+use crate::data::tasks::TaskBatch;
+use crate::model::MetaBackend;
+use crate::model::linear::{LinearModel, check_device_precision};
 
 type Model<B> = LinearModel<MetaBackend<B>>;
 
@@ -124,7 +48,7 @@ impl<B: Backend> MetaLearner<B> {
             // Stored untracked: the hand-derived path never runs a backward pass that
             // would free the graph's record of a leaf, and nested autodiff takes fresh
             // leaves of its own (as `ModelLearner`).
-            model: LinearModel::from_weights(weights, device).map(&mut crate::module::Untracked),
+            model: LinearModel::from_weights(weights, device).map(&mut crate::model::Untracked),
             optim,
             config,
             path: GradientPath::Auto,

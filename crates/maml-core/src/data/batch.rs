@@ -146,7 +146,7 @@ impl<B: Backend> Sets<B> {
     }
 
     /// `∂ total_loss / ∂ pred`, `[tasks, n, out]`: each task's own loss gradient (for the
-    /// hand-derived MLP gradients of [`crate::analytic`]). Squared error: `2 (pred - y)`;
+    /// hand-derived MLP gradients of [`crate::algo::analytic`]). Squared error: `2 (pred - y)`;
     /// cross-entropy: `softmax(pred) Σ_j y_j - y`; masked and scaled as the loss.
     pub(crate) fn loss_gradient(&self, pred: Tensor<B, 3>) -> Tensor<B, 3> {
         let grad = match self.loss {
@@ -270,4 +270,15 @@ impl<B: Backend> MetaBatch<B> {
             query: self.query.slice(range),
         }
     }
+}
+
+/// The tasks of worker `rank` of `workers` in a meta-batch of `tasks`: contiguous
+/// shards whose sizes differ by at most one (a worker may get none when there are more
+/// workers than tasks).
+pub fn shard_range(tasks: usize, workers: usize, rank: usize) -> std::ops::Range<usize> {
+    let workers = workers.max(1);
+    let (base, extra) = (tasks / workers, tasks % workers);
+    let start = rank * base + rank.min(extra);
+    let len = base + usize::from(rank < extra);
+    start..(start + len).min(tasks)
 }

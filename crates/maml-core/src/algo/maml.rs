@@ -11,19 +11,13 @@ use burn::optim::GradientsParams;
 use burn::prelude::*;
 use burn_autodiff::Autodiff;
 
+use crate::config::GradientPath;
 use crate::config::{AdaptConfig, Order};
+use crate::data::tasks::{SetBatch, TaskBatch};
 use crate::data::{Answer, Problem};
 use crate::error::Result;
-use crate::learn::GradientPath;
-use crate::model::{LinearModel, check_device_precision, tensors_to_weights, to_f64};
-use crate::tasks::{SetBatch, TaskBatch};
-
-/// The backend of the meta-learned initial weights: one autodiff level over `B`.
-pub type MetaBackend<B> = Autodiff<B>;
-
-/// Two autodiff levels: second-order inner gradients are taken here, and the backward
-/// pass of this backend runs (tracked) on [`MetaBackend<B>`].
-pub type SecondOrder<B> = Autodiff<Autodiff<B>>;
+use crate::model::linear::{LinearModel, check_device_precision, tensors_to_weights, to_f64};
+use crate::model::{MetaBackend, SecondOrder};
 
 const GRAD_EXISTS: &str = "the weights were marked require_grad and feed the loss, so \
                            backward yields their gradient";
@@ -208,7 +202,7 @@ pub fn meta_gradient<B: Backend>(
 
 /// [`meta_gradient`] by the given path: [`GradientPath::Auto`] derives it by hand (the
 /// inner step of a linear model with a squared loss is affine,
-/// [`crate::analytic`]), [`GradientPath::Autodiff`] takes nested autodiff.
+/// [`crate::algo::analytic`]), [`GradientPath::Autodiff`] takes nested autodiff.
 pub fn meta_gradient_by<B: Backend>(
     path: GradientPath,
     model: &LinearModel<MetaBackend<B>>,
@@ -229,7 +223,7 @@ pub(crate) fn analytic_meta_gradient<B: Backend>(
 ) -> (MetaGradient<B>, GradientsParams) {
     let weight = model.weight.val().inner();
     let [out, d_in] = weight.dims();
-    let answer = crate::analytic::linear_meta_gradient(
+    let answer = crate::algo::analytic::linear_meta_gradient(
         theta_t(weight, model.bias.val().inner()),
         batch,
         config,

@@ -1,55 +1,21 @@
 //! Meta-training of any built-in model on the model-agnostic core: an MLP (hidden sizes
 //! and activation configurable; no hidden layer is the linear model), MAML or Meta-SGD.
 
-use burn::config::Config;
 use burn::module::AutodiffModule;
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::batch::MetaBatch;
+use crate::data::batch::MetaBatch;
 use crate::error::MamlError;
 
-use crate::families::TaskFamily;
-use crate::learn::{Fast, ModelLearner};
-use crate::maml::{MetaBackend, SecondOrder};
-use crate::model::{check_device_precision, to_f64};
-use crate::models::{Activation, Mlp, MlpWeights};
-use crate::module::MetaModel;
-use crate::problem2::ModelSpec;
-use crate::train::{DivergenceGuard, StepMetrics, TrainConfig, step_rng};
-
-/// The built-in model's architecture.
-#[derive(Config, Debug, PartialEq)]
-pub struct MlpConfig {
-    /// Hidden layer widths (empty: the linear model).
-    #[config(default = "Vec::new()")]
-    pub hidden: Vec<usize>,
-    /// The activation between layers.
-    #[config(default = "Activation::Relu")]
-    pub activation: Activation,
-}
-
-impl MlpConfig {
-    /// Layer sizes `[in, hidden.., out]`.
-    pub fn sizes(&self, d_in: usize, d_out: usize) -> Vec<usize> {
-        let mut sizes = vec![d_in];
-        sizes.extend(&self.hidden);
-        sizes.push(d_out);
-        sizes
-    }
-
-    /// Checks the widths.
-    pub fn validate(&self) -> crate::error::Result<()> {
-        if let Some(i) = self.hidden.iter().position(|&w| w == 0) {
-            return Err(MamlError::InvalidHyperparameter {
-                name: "hidden",
-                value: format!("{:?} (layer {i})", self.hidden),
-                reason: "every hidden width must be at least 1",
-            });
-        }
-        Ok(())
-    }
-}
+use crate::algo::learn::{Fast, ModelLearner};
+use crate::data::families::TaskFamily;
+use crate::model::MetaModel;
+use crate::model::linear::{check_device_precision, to_f64};
+use crate::model::mlp::{Activation, Mlp, MlpWeights};
+use crate::model::{MetaBackend, SecondOrder};
+use crate::train::problems::ModelSpec;
+use crate::train::trainer::{DivergenceGuard, StepMetrics, TrainConfig, step_rng};
 
 type Learner<B> = ModelLearner<B, Mlp<SecondOrder<B>>>;
 
@@ -182,7 +148,7 @@ impl<B: Backend> MlpTrainer<B> {
 impl<B: Backend> MlpTrainer<B> {
     /// One data-parallel meta step as worker `rank` of `workers`: every worker draws the
     /// same meta-batch (same seeded stream), takes its shard
-    /// ([`crate::learn::shard_range`]), and `all_reduce_sum` sums the workers' scaled
+    /// ([`crate::data::batch::shard_range`]), and `all_reduce_sum` sums the workers' scaled
     /// shares ([`ModelLearner::step_shard`]); every worker applies the same update and
     /// sees the same meta-loss, so all stop together on divergence. `query_loss_before`
     /// is not computed (NaN).
@@ -195,7 +161,7 @@ impl<B: Backend> MlpTrainer<B> {
         let step = self.step;
         let mut rng = step_rng(self.config.seed, step);
         let tasks = self.family.sample(self.config.meta_batch, &mut rng);
-        let range = crate::learn::shard_range(tasks.len(), workers, rank);
+        let range = crate::data::batch::shard_range(tasks.len(), workers, rank);
         if range.is_empty() {
             return Err(MamlError::InvalidHyperparameter {
                 name: "workers",
@@ -285,14 +251,10 @@ pub fn mlp_eval_curve<B: Backend>(
     let batch = MetaBatch::<B>::from_tasks(tasks, weights.d_out(), adapt.loss, device);
     let lift = |w: &MlpWeights| Mlp::<MetaBackend<B>>::from_weights(w, activation, device);
     let sizes = step_sizes.map(lift);
-    Ok(
-        crate::learn::model_adaptation_curve::<B, Mlp<SecondOrder<B>>>(
-            &lift(weights),
-            sizes.as_ref(),
-            &batch,
-            adapt,
-        ),
-    )
+    Ok(crate::algo::learn::model_adaptation_curve::<
+        B,
+        Mlp<SecondOrder<B>>,
+    >(&lift(weights), sizes.as_ref(), &batch, adapt))
 }
 
 /// Predictions at `x [n][in]` of an MLP adapted to one task's support set, after
@@ -306,7 +268,7 @@ pub fn mlp_adapted_predictions<B: Backend>(
     adapt: &crate::config::AdaptConfig,
     device: &B::Device,
 ) -> crate::error::Result<Vec<Vec<Vec<f64>>>> {
-    use crate::module::MetaModel;
+    use crate::model::MetaModel;
     let (weights, activation) = (&model.weights(), model.activation);
     adapt.validate()?;
     check_device_precision::<B>(device)?;
@@ -328,7 +290,7 @@ pub fn mlp_adapted_predictions<B: Backend>(
             .with_order(crate::config::Order::First);
         let model = Mlp::<MetaBackend<B>>::from_weights(weights, activation, device);
         let sizes = step_sizes.map(|s| Mlp::<MetaBackend<B>>::from_weights(s, activation, device));
-        let fast = crate::learn::adapt_model::<B, Mlp<SecondOrder<B>>>(
+        let fast = crate::algo::learn::adapt_model::<B, Mlp<SecondOrder<B>>>(
             &model,
             sizes.as_ref(),
             &batch.support,

@@ -1,5 +1,11 @@
-//! Host-side (f64) data: linear weights, tasks and the problem-file format of
-//! `shared/reference/problem-schema.md`, with validation that names the bad value.
+//! Data: host-side (f64) linear weights, tasks and the problem-file format of
+//! `shared/reference/problem-schema.md`, with validation that names the bad value; the
+//! task families ([`families`]) and the tensors a meta-batch is made of ([`tasks`] for
+//! the linear model, [`batch`], padded and masked, for any model).
+
+pub mod batch;
+pub mod families;
+pub mod tasks;
 
 use std::path::Path;
 
@@ -283,13 +289,32 @@ pub struct TaskSetFile {
     pub loss: Option<Loss>,
 }
 
+/// Checks a set of tasks of one shape, that of the first task, and returns that shape
+/// `(in, out)` (`out` is 1 when the first task has no targets).
+pub fn validate_task_set(tasks: &[TaskData]) -> Result<(usize, usize)> {
+    let first = tasks.first().ok_or_else(|| MamlError::Empty {
+        location: "tasks".into(),
+        detail: "at least one task is needed",
+    })?;
+    let d_in = first.support.x.first().map_or(0, Vec::len);
+    let d_out = first
+        .support
+        .y
+        .as_ref()
+        .or(first.query.y.as_ref())
+        .and_then(|y| y.first())
+        .map_or(1, Vec::len);
+    validate_tasks(tasks, d_in, d_out)?;
+    Ok((d_in, d_out))
+}
+
 impl TaskSetFile {
     /// Reads a task-set file and validates its tasks (all of one shape, that of the
     /// first task).
     pub fn load(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
         let set: Self = read_json(path)?;
-        crate::families::FixedTasks::new(set.tasks.clone())?;
+        validate_task_set(&set.tasks)?;
         Ok(set)
     }
 

@@ -4,7 +4,7 @@ use rand::rngs::StdRng;
 use rand_distr::{Distribution, StandardNormal};
 use serde::{Deserialize, Serialize};
 
-use crate::data::{SetData, TaskData, validate_tasks};
+use crate::data::{SetData, TaskData, validate_task_set};
 use crate::error::{MamlError, Result};
 
 /// A distribution over tasks of one shape.
@@ -200,19 +200,7 @@ pub struct FixedTasks {
 impl FixedTasks {
     /// Validated tasks, all of shape `in` -> `out`.
     pub fn new(tasks: Vec<TaskData>) -> Result<Self> {
-        let first = tasks.first().ok_or_else(|| MamlError::Empty {
-            location: "tasks".into(),
-            detail: "at least one task is needed",
-        })?;
-        let d_in = first.support.x.first().map_or(0, Vec::len);
-        let d_out = first
-            .support
-            .y
-            .as_ref()
-            .or(first.query.y.as_ref())
-            .and_then(|y| y.first())
-            .map_or(1, Vec::len);
-        validate_tasks(&tasks, d_in, d_out)?;
+        let (d_in, d_out) = validate_task_set(&tasks)?;
         Ok(Self { tasks, d_in, d_out })
     }
 
@@ -251,7 +239,7 @@ impl LinearFamily {
         loss: crate::config::Loss,
         rng: &mut R,
         device: &B::Device,
-    ) -> crate::tasks::TaskBatch<B> {
+    ) -> crate::data::tasks::TaskBatch<B> {
         use burn::tensor::{Tensor, TensorData};
         let mut normal = |shape: [usize; 3], mean: f64, std: f64| {
             let n = shape.iter().product();
@@ -275,11 +263,11 @@ impl LinearFamily {
             if self.noise > 0.0 {
                 y = y + normal([tasks, n, self.d_out], 0.0, self.noise);
             }
-            crate::tasks::SetBatch::from_tensors(x, Some(y), loss)
+            crate::data::tasks::SetBatch::from_tensors(x, Some(y), loss)
         };
         let support = set(self.support_shots);
         let query = set(self.query_shots);
-        crate::tasks::TaskBatch { support, query }
+        crate::data::tasks::TaskBatch { support, query }
     }
 }
 

@@ -1,8 +1,8 @@
-//! Exact meta-gradients of the built-in [`Mlp`](crate::models::Mlp) by hand-derived
+//! Exact meta-gradients of the built-in [`Mlp`](crate::model::mlp::Mlp) by hand-derived
 //! back-propagation, on the plain backend `B`: no autodiff graph at either level. (The
 //! seed's linear model has its own, shorter form, `linear_meta_gradient`.)
 //!
-//! Nested autodiff ([`crate::maml::SecondOrder`]) works for any model but records every
+//! Nested autodiff ([`crate::model::SecondOrder`]) works for any model but records every
 //! operation twice and accumulates gradients through Burn's bookkeeping; for the MLP the
 //! same numbers follow from its layer equations. With `θ_{i+1} = θ_i - α ⊙ g(θ_i)` (`g`
 //! the support gradient, per task) and the meta-loss `L = mean_t ℓ_q(θ_K)`, reverse mode
@@ -26,10 +26,10 @@
 
 use burn::prelude::*;
 
-use crate::batch::{MetaBatch, Sets};
 use crate::config::{AdaptConfig, Order};
-use crate::models::{Activation, add_task_bias};
-use crate::tasks::TaskBatch;
+use crate::data::batch::{MetaBatch, Sets};
+use crate::data::tasks::TaskBatch;
+use crate::model::mlp::{Activation, add_task_bias};
 
 /// One layer's tensors: `W^T [tasks | 1, in, out]` and `b [tasks | 1, 1, out]`.
 pub(crate) type Layer<B> = (Tensor<B, 3>, Tensor<B, 3>);
@@ -570,7 +570,7 @@ pub(crate) fn meta_gradient<B: Backend>(
     let parts: Vec<MlpMetaGradient<B>> = (0..shards)
         .into_par_iter()
         .map(|rank| {
-            let shard = batch.slice(crate::learn::shard_range(tasks, shards, rank));
+            let shard = batch.slice(crate::data::batch::shard_range(tasks, shards, rank));
             let layers = layers.clone();
             shard_meta_gradient(layers, activation, sizes, &shard, config, tasks, keep_fast)
         })

@@ -9,15 +9,16 @@ use burn::optim::GradientsParams;
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::batch::MetaBatch;
+use crate::algo::learn::{Fast, ModelLearner};
+use crate::config::GradientPath;
+use crate::config::MetaConfig;
 use crate::config::{AdaptConfig, Loss, Order};
+use crate::data::batch::MetaBatch;
 use crate::data::{Answer, LinearWeights, Problem, SetData, TaskData, read_text};
 use crate::error::{MamlError, Result};
-use crate::learn::{Fast, GradientPath, ModelLearner};
-use crate::learner::MetaConfig;
-use crate::maml::{MetaBackend, SecondOrder};
-use crate::model::check_device_precision;
-use crate::models::{Activation, Mlp, MlpWeights};
+use crate::model::linear::check_device_precision;
+use crate::model::mlp::{Activation, Mlp, MlpWeights};
+use crate::model::{MetaBackend, SecondOrder};
 
 /// The model of a version-2 problem.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -266,7 +267,7 @@ impl AnyProblem {
     /// Solves the problem on backend `B`.
     pub fn solve<B: Backend>(&self, device: &B::Device) -> Result<AnyAnswer> {
         match self {
-            Self::V1(problem) => crate::maml::solve::<B>(problem, device).map(AnyAnswer::V1),
+            Self::V1(problem) => crate::algo::maml::solve::<B>(problem, device).map(AnyAnswer::V1),
             Self::V2(problem) => solve_v2::<B>(problem, device).map(AnyAnswer::V2),
         }
     }
@@ -344,7 +345,7 @@ pub fn solve_v2_by<B: Backend>(
         Fast::PerTask(fast) => fast.iter().map(|m| m.to_weights(0)).collect(),
     };
     Ok(AnswerV2 {
-        meta_loss: crate::model::to_f64(gradient.meta_loss)[0],
+        meta_loss: crate::model::linear::to_f64(gradient.meta_loss)[0],
         meta_grad,
         inner_lr_grad,
         fast_weights,

@@ -4,7 +4,7 @@
 //! Burn's SGD or Adam.
 //!
 //! Second order nests the autodiff decorator exactly as for the linear model
-//! ([`crate::maml`]): the fast weights are lifted to [`SecondOrder<B>`] as leaves, the
+//! ([`crate::algo::maml`]): the fast weights are lifted to [`SecondOrder<B>`] as leaves, the
 //! support loss is differentiated there, and its gradient comes back tracked on the
 //! meta backend.
 
@@ -14,16 +14,16 @@ use burn::optim::{Adam, AdamConfig, GradientsParams, Optimizer, Sgd, SgdConfig};
 use burn::prelude::*;
 use burn::tensor::TensorPrimitive;
 
-use crate::batch::{MetaBatch, Sets};
-use crate::config::{AdaptConfig, Order};
+use crate::config::{AdaptConfig, GradientPath, Order};
+use crate::config::{MetaConfig, MetaOptimizer};
+use crate::data::batch::{MetaBatch, Sets};
 use crate::error::Result;
-use crate::learner::{MetaConfig, MetaOptimizer};
-use crate::maml::{MetaBackend, SecondOrder};
-use crate::models::Mlp;
-use crate::module::{
+use crate::model::mlp::Mlp;
+use crate::model::{
     Collect, Fill, FreshLeaves, GradLevel, InnerUpdate, Learnable, Load, MetaModel, RepeatTasks,
     StepSizes, Untracked, detached_leaves, lift_second,
 };
+use crate::model::{MetaBackend, SecondOrder};
 
 fn forward_meta<B: Backend, M: Learnable<B>>(
     model: &M::Meta,
@@ -163,52 +163,8 @@ pub struct ModelMetaGradient<B: Backend, M: Learnable<B>> {
     pub step_size_grads: Option<GradientsParams>,
     /// Every task's fast weights, on `B`; `None` from [`ModelLearner::step`] and
     /// [`ModelLearner::step_shard`], whose updates do not read them (the built-in MLP's
-    /// gradient path then never forms them, see [`crate::analytic`]).
+    /// gradient path then never forms them, see [`crate::algo::analytic`]).
     pub fast: Option<Fast<M::Plain>>,
-}
-
-/// How a model's meta-gradient is taken. Both are exact; they differ in speed and in
-/// floating-point rounding.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum GradientPath {
-    /// Hand-derived back-propagation (with exact Hessian-vector products in second order,
-    /// [`crate::analytic`]) for the built-in [`crate::models::Mlp`], on the plain backend;
-    /// nested autodiff for any other model.
-    #[default]
-    Auto,
-    /// Nested autodiff for every model ([`autodiff_meta_gradient`]).
-    Autodiff,
-}
-
-impl GradientPath {
-    /// The name used on the command line.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Auto => "auto",
-            Self::Autodiff => "autodiff",
-        }
-    }
-}
-
-impl std::fmt::Display for GradientPath {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl std::str::FromStr for GradientPath {
-    type Err = crate::error::MamlError;
-    fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "auto" => Ok(Self::Auto),
-            "autodiff" => Ok(Self::Autodiff),
-            _ => Err(crate::error::MamlError::UnknownName {
-                kind: "gradient path",
-                value: s.into(),
-                expected: "auto autodiff",
-            }),
-        }
-    }
 }
 
 /// The meta-gradient of the mean query loss over a meta-batch with respect to the
@@ -259,7 +215,7 @@ fn meta_gradient_keeping<B: Backend, M: Learnable<B>>(
 }
 
 /// The built-in MLP's meta-gradient by hand-derived back-propagation on `B`
-/// ([`crate::analytic`]); `None` when the model (or its step sizes) is not an MLP.
+/// ([`crate::algo::analytic`]); `None` when the model (or its step sizes) is not an MLP.
 fn mlp_meta_gradient<B: Backend, M: Learnable<B>>(
     model: &M::Meta,
     step_sizes: Option<&M::Meta>,
@@ -272,14 +228,14 @@ fn mlp_meta_gradient<B: Backend, M: Learnable<B>>(
         Some(s) => Some(s.as_mlp()?),
         None => None,
     };
-    let inner = |m: &Mlp<MetaBackend<B>>| -> Vec<crate::analytic::Layer<B>> {
+    let inner = |m: &Mlp<MetaBackend<B>>| -> Vec<crate::algo::analytic::Layer<B>> {
         m.layers
             .iter()
             .map(|l| (l.weight.val().inner(), l.bias.val().inner()))
             .collect()
     };
     let size_layers = sizes.map(inner);
-    let out = crate::analytic::meta_gradient(
+    let out = crate::algo::analytic::meta_gradient(
         inner(mlp),
         mlp.activation,
         size_layers.as_deref(),
@@ -287,7 +243,7 @@ fn mlp_meta_gradient<B: Backend, M: Learnable<B>>(
         config,
         keep_fast,
     );
-    let by_id = |m: &Mlp<MetaBackend<B>>, grads: Vec<crate::analytic::Layer<B>>| {
+    let by_id = |m: &Mlp<MetaBackend<B>>, grads: Vec<crate::algo::analytic::Layer<B>>| {
         let mut params = GradientsParams::new();
         for (layer, (w, b)) in m.layers.iter().zip(grads) {
             params.register::<B, 3>(layer.weight.id, w);
@@ -319,7 +275,7 @@ fn mlp_meta_gradient<B: Backend, M: Learnable<B>>(
 }
 
 /// The meta-gradient of any model by nested autodiff: the fast weights are lifted to
-/// [`SecondOrder<B>`] for each second-order support gradient (see [`crate::maml`]).
+/// [`SecondOrder<B>`] for each second-order support gradient (see [`crate::algo::maml`]).
 pub fn autodiff_meta_gradient<B: Backend, M: Learnable<B>>(
     model: &M::Meta,
     step_sizes: Option<&M::Meta>,
@@ -379,7 +335,7 @@ pub fn model_adaptation_curve<B: Backend, M: Learnable<B>>(
     let mut curve = Vec::with_capacity(config.inner_steps + 1);
     for k in 0..=config.inner_steps {
         let losses = fast_query_losses::<B, M>(&fast, &query).inner();
-        curve.push(crate::model::to_f64(losses.mean())[0]);
+        curve.push(crate::model::linear::to_f64(losses.mean())[0]);
         if k < config.inner_steps {
             fast = match fast {
                 Fast::Batched(m) => Fast::Batched(step(m, &support)),
@@ -603,7 +559,7 @@ impl<B: Backend, M: Learnable<B>> ModelLearner<B, M> {
         parts.push(gradient.meta_loss);
         let total = all_reduce_sum(Tensor::cat(parts, 0).mul_scalar(weight))?;
         let n = total.dims()[0];
-        let meta_loss = crate::model::to_f64(total.clone().slice(n - 1..n))[0];
+        let meta_loss = crate::model::linear::to_f64(total.clone().slice(n - 1..n))[0];
         let mut model_grads = Unflatten {
             flat: total.clone().slice(0..model_len),
             offset: 0,
@@ -622,15 +578,4 @@ impl<B: Backend, M: Learnable<B>> ModelLearner<B, M> {
         self.update(model_grads.grads, size_grads);
         Ok(meta_loss)
     }
-}
-
-/// The tasks of worker `rank` of `workers` in a meta-batch of `tasks`: contiguous
-/// shards whose sizes differ by at most one (a worker may get none when there are more
-/// workers than tasks).
-pub fn shard_range(tasks: usize, workers: usize, rank: usize) -> std::ops::Range<usize> {
-    let workers = workers.max(1);
-    let (base, extra) = (tasks / workers, tasks % workers);
-    let start = rank * base + rank.min(extra);
-    let len = base + usize::from(rank < extra);
-    start..(start + len).min(tasks)
 }

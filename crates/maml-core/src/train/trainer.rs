@@ -7,16 +7,17 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
 
+use crate::algo::maml::{adaptation_curve, mean_loss};
 use crate::config::AdaptConfig;
-use crate::data::{LinearWeights, TaskData};
-use crate::error::MamlError;
-use crate::families::{
+use crate::config::MetaConfig;
+use crate::data::families::{
     BlobsFamily, FixedTasks, LinearFamily, SeedFamily, SinusoidFamily, TaskFamily,
 };
-use crate::learner::{MetaConfig, MetaLearner};
-use crate::maml::{adaptation_curve, mean_loss};
-use crate::model::{to_f64, weights_to_tensors};
-use crate::tasks::TaskBatch;
+use crate::data::tasks::TaskBatch;
+use crate::data::{LinearWeights, TaskData};
+use crate::error::MamlError;
+use crate::model::linear::{to_f64, weights_to_tensors};
+use crate::train::learner::MetaLearner;
 
 /// Where the meta-batches of a run come from.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -82,7 +83,7 @@ pub struct TrainConfig {
     pub seed: u64,
     /// The model: `None` is the linear model on its fast path (`[W | b]^T`); an MLP (or
     /// a linear model given as one layer) runs on the model-agnostic core.
-    pub model: Option<crate::model_train::MlpConfig>,
+    pub model: Option<crate::model::mlp::MlpConfig>,
     /// Stop as diverged when the meta-loss rises above this many times its lowest value
     /// so far (`None`, the library's default: only non-finite values stop a run; the
     /// `maml` tool sets 1e6).
@@ -323,7 +324,7 @@ pub fn evaluate<B: Backend>(
     config.validate()?;
     weights.validate("weights")?;
     crate::data::validate_tasks(tasks, weights.d_in(), weights.d_out())?;
-    crate::model::check_device_precision::<B>(device)?;
+    crate::model::linear::check_device_precision::<B>(device)?;
     let batch = TaskBatch::<B>::from_tasks(tasks, weights.d_out(), config.loss, device);
     let (w, b) = weights_to_tensors::<B>(weights, device);
     let curve = adaptation_curve(w, b, &batch, config);

@@ -16,8 +16,19 @@ use burn::optim::GradientsParams;
 use burn::prelude::*;
 use burn::tensor::TensorPrimitive;
 
-use crate::maml::{MetaBackend, SecondOrder};
-use crate::models::Mlp;
+use burn_autodiff::Autodiff;
+
+use mlp::Mlp;
+
+pub mod linear;
+pub mod mlp;
+
+/// The backend of the meta-learned initial weights: one autodiff level over `B`.
+pub type MetaBackend<B> = Autodiff<B>;
+
+/// Two autodiff levels: second-order inner gradients are taken here, and the backward
+/// pass of this backend runs (tracked) on [`MetaBackend<B>`].
+pub type SecondOrder<B> = Autodiff<Autodiff<B>>;
 
 /// A model that MAML can meta-learn: a Burn module whose forward pass maps every task of
 /// a meta-batch at once, `x [tasks, n, in] -> [tasks, n, out]`.
@@ -31,7 +42,7 @@ use crate::models::Mlp;
 /// A model whose every parameter has a leading task axis (size 1 in the initial weights)
 /// sets [`MetaModel::TASK_BATCHED`]: the core then repeats the initial weights along that
 /// axis, one copy of fast weights per task, and runs a whole meta-batch through one set of
-/// tensor operations (the built-in [`crate::models::Mlp`] does this). Any other model is
+/// tensor operations (the built-in [`crate::model::mlp::Mlp`] does this). Any other model is
 /// run task by task, `tasks = 1` per forward call, with its parameters as they are: simpler
 /// to write, slower for large meta-batches.
 pub trait MetaModel<B: Backend>: Module<B> {
@@ -42,7 +53,7 @@ pub trait MetaModel<B: Backend>: Module<B> {
     fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3>;
 
     /// The model as the built-in [`Mlp`], if it is one: MAML then takes its meta-gradient
-    /// by hand-derived back-propagation ([`crate::learn::GradientPath::Auto`]) instead of
+    /// by hand-derived back-propagation ([`crate::config::GradientPath::Auto`]) instead of
     /// nested autodiff. Other models keep the default, `None`.
     fn as_mlp(&self) -> Option<&Mlp<B>> {
         None
@@ -216,5 +227,25 @@ impl<B: Backend> ModuleMapper<B> for Load<B> {
             .next()
             .expect("one value per parameter, collected in the same visit order");
         Param::from_mapped_value(id, Tensor::from_primitive(value), mapper)
+    }
+}
+
+impl<B: Backend> MetaModel<B> for Mlp<B> {
+    const TASK_BATCHED: bool = true;
+
+    fn as_mlp(&self) -> Option<&Mlp<B>> {
+        Some(self)
+    }
+
+    fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        let last = self.layers.len().saturating_sub(1);
+        self.layers.iter().enumerate().fold(x, |h, (l, layer)| {
+            let h = layer.forward(h);
+            if l < last {
+                self.activation.apply(h)
+            } else {
+                h
+            }
+        })
     }
 }

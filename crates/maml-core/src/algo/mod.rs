@@ -1,0 +1,13 @@
+//! The algorithm: the inner loop (adaptation to each task's support set) and the
+//! meta-gradient of the query loss with respect to the initial weights, first or second
+//! order, MAML or Meta-SGD.
+//!
+//! - [`learn`]: any model through the seam ([`crate::model::MetaModel`]), by nested
+//!   autodiff, or by the model's hand-derived road where it offers one;
+//! - [`analytic`]: the hand-derived roads (the built-in MLP's back-propagation with exact
+//!   Hessian-vector products, and the linear model's affine inner steps);
+//! - [`maml`]: the seed's linear model on task-batched tensors (`[tasks, n, in]`).
+
+pub mod analytic;
+pub mod learn;
+pub mod maml;

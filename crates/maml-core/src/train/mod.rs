@@ -1,0 +1,8 @@
+//! Training: meta-learners that own the initial weights and their meta-optimiser,
+//! trainers that run meta steps with a divergence guard, checkpoints and evaluation, and
+//! the version-2 problem files solved on any backend.
+
+pub mod learner;
+pub mod mlp_trainer;
+pub mod problems;
+pub mod trainer;
