@@ -166,19 +166,22 @@ impl Frame {
 
 /// A finite range `lo < hi` around `span` (`0..1` for none), padded by `pad` of its
 /// width; a single value gets a range of `±half` around it (default: ±10 % of the
-/// value, or ±1 around zero).
+/// value, or ±1 where that is zero). Values are clamped to ±f64::MAX / 4 first, so that
+/// the width of the range is finite too (plotters' tick search needs it).
 fn widen(span: Option<(f64, f64)>, pad: f64, half: Option<f64>) -> (f64, f64) {
-    match span {
-        None => (0.0, 1.0),
-        Some((lo, hi)) if hi > lo => {
-            let p = (hi - lo) * pad;
-            (lo - p, hi + p)
-        }
-        Some((v, _)) => {
-            let half = half.unwrap_or(if v == 0.0 { 1.0 } else { v.abs() * 0.1 });
-            (v - half, v + half)
-        }
-    }
+    const LIMIT: f64 = f64::MAX / 4.0;
+    let Some((lo, hi)) = span else {
+        return (0.0, 1.0);
+    };
+    let (lo, hi) = (lo.clamp(-LIMIT, LIMIT), hi.clamp(-LIMIT, LIMIT));
+    let (a, b) = if hi > lo {
+        let p = (hi - lo) * pad;
+        (lo - p, hi + p)
+    } else {
+        let half = half.unwrap_or(lo.abs() * 0.1);
+        (lo - half, lo + half)
+    };
+    if a < b { (a, b) } else { (lo - 1.0, lo + 1.0) }
 }
 
 fn draw<DB: DrawingBackend>(

@@ -105,6 +105,12 @@ fn degenerate_series_draw_promptly_with_numbered_axes() {
             vec![line(vec![(0.0, f64::NAN), (1.0, f64::INFINITY)])],
         ),
         (
+            "the ends of f64",
+            vec![line(vec![(0.0, -f64::MAX), (1.0, f64::MAX)])],
+        ),
+        ("one huge value", vec![line(vec![(0.0, f64::MAX)])]),
+        ("one subnormal value", vec![line(vec![(0.0, 5e-324)])]),
+        (
             "six decades",
             vec![line((0..7).map(|i| (i as f64, 10f64.powi(-i))).collect())],
         ),
