@@ -13,7 +13,7 @@ fn py_bool(b: bool) -> &'static str {
 /// difference added).
 pub fn seed_printout(t: &MetaStepTrace) -> Vec<String> {
     let mut lines = Vec::new();
-    let mut emit = |line: &str| lines.push(line.to_string());
+    let mut push = |line: &str| lines.push(line.to_string());
     let second = t.config.adapt.order == Order::Second;
     // Numbers as the seed's Python prints them (`repr`): `0.0`, `-1.9347891807556152`.
     let r = python_repr;
@@ -32,64 +32,64 @@ pub fn seed_printout(t: &MetaStepTrace) -> Vec<String> {
         "First-Order"
     };
 
-    emit("");
-    emit(&format!("> Second-order = {}", py_bool(second)));
-    emit("");
-    emit("Initial parameter value:");
-    emit(&format!("w0:  {w0}"));
-    emit(&format!("b0:  {b0}"));
-    emit("Support set");
+    push("");
+    push(&format!("> Second-order = {}", py_bool(second)));
+    push("");
+    push("Initial parameter value:");
+    push(&format!("w0:  {w0}"));
+    push(&format!("b0:  {b0}"));
+    push("Support set");
     let leaf = py_bool(t.initial_is_leaf);
-    emit(&format!("w.is_leaf= {leaf} b.is_leaf= {leaf}"));
-    emit(&format!("Support loss: {}", r(step.support_loss[0])));
-    emit("Gradient Over Support Set:");
-    emit(&format!("gradient of w0 {gw}"));
-    emit(&format!("gradient of b0 {gb}"));
-    emit("Calculate fast weights...");
-    emit(&format!("Fast Weights(w1): {w0}-{gw}= {w1}"));
-    emit(&format!("Fast Weights(b1): {b0}-{gb}= {b1}"));
-    emit("Query set");
+    push(&format!("w.is_leaf= {leaf} b.is_leaf= {leaf}"));
+    push(&format!("Support loss: {}", r(step.support_loss[0])));
+    push("Gradient Over Support Set:");
+    push(&format!("gradient of w0 {gw}"));
+    push(&format!("gradient of b0 {gb}"));
+    push("Calculate fast weights...");
+    push(&format!("Fast Weights(w1): {w0}-{gw}= {w1}"));
+    push(&format!("Fast Weights(b1): {b0}-{gb}= {b1}"));
+    push("Query set");
     let fast_leaf = py_bool(!t.fast_tracked);
-    emit(&format!("w.is_leaf= {fast_leaf} b.is_leaf= {fast_leaf}"));
+    push(&format!("w.is_leaf= {fast_leaf} b.is_leaf= {fast_leaf}"));
     // A gradient that autodiff tracks was produced by an operation, so it is no leaf.
     let tracked = step.grad_requires_grad;
-    emit(&format!(
+    push(&format!(
         "{name}, delta loss/ delta w0 requires_grad ? {}",
         py_bool(tracked)
     ));
-    emit(&format!(
+    push(&format!(
         "{name}, delta loss/ delta w0 is_leaf ? {}",
         py_bool(!tracked)
     ));
-    emit(&format!("Query loss: {}", r(t.query_loss[0])));
-    emit("After calculating gradient on query set, let check the parameters of meta learner.");
-    emit(&format!("current w of meta-learner {w0}"));
-    emit(&format!("current b of meta-learner {b0}"));
+    push(&format!("Query loss: {}", r(t.query_loss[0])));
+    push("After calculating gradient on query set, let check the parameters of meta learner.");
+    push(&format!("current w of meta-learner {w0}"));
+    push(&format!("current b of meta-learner {b0}"));
     let (auto_s, manual_s) = (r(auto), r(manual));
     if second {
-        emit(&format!(
+        push(&format!(
             "(Automate) Second-order derivative of loss on query set w.r.t. w {auto_s}"
         ));
-        emit("Manual:");
-        emit(&format!("Second-order derivative {manual_s}"));
+        push("Manual:");
+        push(&format!("Second-order derivative {manual_s}"));
     } else {
-        emit(&format!(
+        push(&format!(
             "(Automate) First-order approximate derivative of loss on query set w.r.t. w {auto_s}"
         ));
-        emit("Manual:");
-        emit(&format!("First-order derivative {manual_s}"));
+        push("Manual:");
+        push(&format!("First-order derivative {manual_s}"));
     }
-    emit(&format!(
+    push(&format!(
         "automatic - manual = {:e} (relative {:e})",
         auto - manual,
         (auto - manual).abs() / manual.abs().max(f64::MIN_POSITIVE)
     ));
-    emit("After update on query set.");
-    emit("(Automate): ");
-    emit(&format!(" w0'={}", r(t.updated.weight[0][0])));
-    emit("(Manual): ");
-    emit(&format!("w0'=w0-g{}", if second { "w2" } else { "w1" }));
-    emit(&format!(
+    push("After update on query set.");
+    push("(Automate): ");
+    push(&format!(" w0'={}", r(t.updated.weight[0][0])));
+    push("(Manual): ");
+    push(&format!("w0'=w0-g{}", if second { "w2" } else { "w1" }));
+    push(&format!(
         "{}'={w0}-{manual_s}",
         r(t.manual_updated.weight[0][0])
     ));
