@@ -138,8 +138,8 @@ pub fn check_precision(backend: BackendKind, precision: Precision) -> Result<(),
     }
 }
 
-/// Work that runs on whichever backend is chosen at run time: [`dispatch`] calls
-/// [`BackendJob::run`] with the concrete backend type.
+/// Work that runs on whichever backend is chosen at run time: `maml_backends::dispatch_with`
+/// calls [`BackendJob::run`] with the concrete backend type.
 pub trait BackendJob: Send {
     /// What the job returns.
     type Output: Send;

@@ -79,7 +79,11 @@ pub fn run<B: Backend>(device: &B::Device) -> ExitCode {
             Ok(trace) if args.json => {
                 emit(&serde_json::to_string_pretty(&trace).expect("a trace holds only numbers"))
             }
-            Ok(trace) => seed_printout(&trace).iter().for_each(|line| emit(line)),
+            Ok(trace) => {
+                for line in seed_printout(&trace) {
+                    emit(&line);
+                }
+            }
             Err(err) => {
                 eprintln!("error: {err}");
                 return ExitCode::FAILURE;

@@ -206,8 +206,8 @@ pub fn check_lr(name: &'static str, value: f64) -> crate::error::Result<()> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum GradientPath {
     /// Hand-derived back-propagation (with exact Hessian-vector products in second order,
-    /// [`crate::algo::analytic`]) for the built-in [`crate::model::mlp::Mlp`], on the plain backend;
-    /// nested autodiff for any other model.
+    /// [`crate::algo::analytic`]) for the built-in [`crate::model::mlp::Mlp`], on the
+    /// plain backend; nested autodiff for any other model.
     #[default]
     Auto,
     /// Nested autodiff for every model ([`crate::algo::learn::autodiff_meta_gradient`]).

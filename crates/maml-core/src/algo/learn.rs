@@ -14,16 +14,14 @@ use burn::optim::{Adam, AdamConfig, GradientsParams, Optimizer, Sgd, SgdConfig};
 use burn::prelude::*;
 use burn::tensor::TensorPrimitive;
 
-use crate::config::{AdaptConfig, GradientPath, Order};
-use crate::config::{MetaConfig, MetaOptimizer};
+use crate::config::{AdaptConfig, GradientPath, MetaConfig, MetaOptimizer, Order};
 use crate::data::batch::{MetaBatch, Sets};
 use crate::error::Result;
 use crate::model::mlp::Mlp;
 use crate::model::{
-    Collect, Fill, FreshLeaves, GradLevel, InnerUpdate, Learnable, Load, MetaModel, RepeatTasks,
-    StepSizes, Untracked, detached_leaves, lift_second,
+    Collect, Fill, FreshLeaves, GradLevel, InnerUpdate, Learnable, Load, MetaBackend, MetaModel,
+    RepeatTasks, SecondOrder, StepSizes, Untracked, detached_leaves, lift_second,
 };
-use crate::model::{MetaBackend, SecondOrder};
 
 fn forward_meta<B: Backend, M: Learnable<B>>(
     model: &M::Meta,

@@ -11,17 +11,16 @@
 //! [`ModuleMapper`]s, in Burn's own style: parameters are visited and mapped in one
 //! deterministic order and keep their [`ParamId`]s, so gradients are paired by id.
 
+pub mod linear;
+pub mod mlp;
+
 use burn::module::{AutodiffModule, Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::optim::GradientsParams;
 use burn::prelude::*;
 use burn::tensor::TensorPrimitive;
-
 use burn_autodiff::Autodiff;
 
-use mlp::Mlp;
-
-pub mod linear;
-pub mod mlp;
+use self::mlp::Mlp;
 
 /// The backend of the meta-learned initial weights: one autodiff level over `B`.
 pub type MetaBackend<B> = Autodiff<B>;

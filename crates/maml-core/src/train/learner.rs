@@ -6,8 +6,7 @@ use burn::optim::{Adam, AdamConfig, Optimizer, Sgd, SgdConfig};
 use burn::prelude::*;
 
 use crate::algo::maml::{MetaGradient, Recording, analytic_meta_gradient, meta_gradient_recorded};
-use crate::config::GradientPath;
-use crate::config::{MetaConfig, MetaOptimizer};
+use crate::config::{GradientPath, MetaConfig, MetaOptimizer};
 use crate::data::LinearWeights;
 use crate::data::tasks::TaskBatch;
 use crate::model::MetaBackend;
