@@ -50,12 +50,16 @@ mod closed_form;
 mod convergence;
 #[path = "../cases/finite_differences.rs"]
 mod finite_differences;
+#[path = "../cases/finite_differences_conv.rs"]
+mod finite_differences_conv;
 #[path = "../cases/finite_differences_mlp.rs"]
 mod finite_differences_mlp;
 #[path = "../cases/orders.rs"]
 mod orders;
 #[path = "../cases/reference.rs"]
 mod reference;
+#[path = "../cases/reference_conv.rs"]
+mod reference_conv;
 #[path = "../cases/reference_mlp.rs"]
 mod reference_mlp;
 #[path = "../cases/training.rs"]

@@ -6,8 +6,9 @@ use burn::prelude::Backend;
 use maml_backends::dispatch_with;
 use maml_burn::backend::{BackendJob, Precision};
 use maml_burn::maml_core::{
-    Answer, AnswerV2, AnyAnswer, AnyProblem, MlpWeights, Problem, ProblemV2, closed_form,
-    finite_differences_v2, solve, solve_v2,
+    Answer, AnswerV2, AnswerV3, AnyAnswer, AnyProblem, LayeredWeights, MlpWeights, Problem,
+    ProblemV2, ProblemV3, closed_form, finite_differences_v2, finite_differences_v3, solve,
+    solve_v2, solve_v3,
 };
 use serde::Serialize;
 
@@ -34,7 +35,8 @@ impl BackendJob for SolveAny {
     }
 }
 
-/// `maml grad PROBLEM`: version 1 (linear) or 2 (MLP, Meta-SGD, cross-entropy).
+/// `maml grad PROBLEM`: version 1 (linear), 2 (MLP, Meta-SGD, cross-entropy) or 3 (conv
+/// nets on images).
 pub fn grad(path: &Path, args: BackendArgs) -> Result<(), CliError> {
     let problem = AnyProblem::load(path)?;
     let answer = dispatch_with(
@@ -66,30 +68,89 @@ impl BackendJob for SolveV2 {
     }
 }
 
-fn compare_v2(
-    against: &str,
-    auto: &AnswerV2,
+/// Weights of any layered layout that a comparison can measure.
+trait Compared {
+    fn max_abs(&self) -> f64;
+    fn max_abs_diff(&self, other: &Self) -> f64;
+}
+
+impl Compared for MlpWeights {
+    fn max_abs(&self) -> f64 {
+        MlpWeights::max_abs(self)
+    }
+    fn max_abs_diff(&self, other: &Self) -> f64 {
+        MlpWeights::max_abs_diff(self, other)
+    }
+}
+
+impl Compared for LayeredWeights {
+    fn max_abs(&self) -> f64 {
+        LayeredWeights::max_abs(self)
+    }
+    fn max_abs_diff(&self, other: &Self) -> f64 {
+        LayeredWeights::max_abs_diff(self, other)
+    }
+}
+
+/// What a problem's solve found (version 2 or 3), or what an answer file holds.
+struct Found<'a, W> {
     meta_loss: Option<f64>,
-    meta_grad: &MlpWeights,
-    lr_grad: Option<&MlpWeights>,
-    fast: Option<&[MlpWeights]>,
+    meta_grad: &'a W,
+    inner_lr_grad: Option<&'a W>,
+    fast_weights: Option<&'a [W]>,
+}
+
+impl<'a> Found<'a, MlpWeights> {
+    fn v2(a: &'a AnswerV2) -> Self {
+        Found {
+            meta_loss: Some(a.meta_loss),
+            meta_grad: &a.meta_grad,
+            inner_lr_grad: a.inner_lr_grad.as_ref(),
+            fast_weights: Some(&a.fast_weights),
+        }
+    }
+}
+
+impl<'a> Found<'a, LayeredWeights> {
+    fn v3(a: &'a AnswerV3) -> Self {
+        Found {
+            meta_loss: Some(a.meta_loss),
+            meta_grad: &a.meta_grad,
+            inner_lr_grad: a.inner_lr_grad.as_ref(),
+            fast_weights: Some(&a.fast_weights),
+        }
+    }
+}
+
+fn compare_layers<W: Compared>(
+    against: &str,
+    auto: &Found<W>,
+    e: &Found<W>,
     tol: f64,
 ) -> Comparison {
     let rel = |d: f64, scale: f64| d / scale.max(1e-300);
-    let meta_loss = meta_loss.map_or(0.0, |e| rel((auto.meta_loss - e).abs(), e.abs()));
-    let mut grad = rel(auto.meta_grad.max_abs_diff(meta_grad), meta_grad.max_abs());
-    if let (Some(a), Some(e)) = (&auto.inner_lr_grad, lr_grad) {
+    let meta_loss = match (auto.meta_loss, e.meta_loss) {
+        (Some(a), Some(e)) => rel((a - e).abs(), e.abs()),
+        _ => 0.0,
+    };
+    let mut grad = rel(
+        auto.meta_grad.max_abs_diff(e.meta_grad),
+        e.meta_grad.max_abs(),
+    );
+    if let (Some(a), Some(e)) = (auto.inner_lr_grad, e.inner_lr_grad) {
         grad = grad.max(rel(a.max_abs_diff(e), e.max_abs()));
     }
-    let fast_err = fast.map_or(0.0, |f| {
-        auto.fast_weights
-            .iter()
-            .zip(f)
-            .map(|(a, r)| rel(a.max_abs_diff(r), r.max_abs()))
-            .fold(0.0, f64::max)
-    });
-    let same_tasks = fast.is_none_or(|f| f.len() == auto.fast_weights.len());
-    let same_grads = auto.inner_lr_grad.is_some() == lr_grad.is_some();
+    let (fast_err, same_tasks) = match (auto.fast_weights, e.fast_weights) {
+        (Some(a), Some(f)) => (
+            a.iter()
+                .zip(f)
+                .map(|(a, r)| rel(a.max_abs_diff(r), r.max_abs()))
+                .fold(0.0, f64::max),
+            a.len() == f.len(),
+        ),
+        _ => (0.0, true),
+    };
+    let same_grads = auto.inner_lr_grad.is_some() == e.inner_lr_grad.is_some();
     Comparison {
         against: against.to_string(),
         meta_loss_rel_error: meta_loss,
@@ -157,6 +218,7 @@ pub fn check(
     let problem = match AnyProblem::load(path)? {
         AnyProblem::V1(problem) => problem,
         AnyProblem::V2(problem) => return check_v2(path, problem, expected, tol, args),
+        AnyProblem::V3(problem) => return check_v3(path, problem, expected, tol, args),
     };
     let expected = expected.map(Answer::load).transpose()?;
     let manual = closed_form::meta_gradient(
@@ -200,24 +262,91 @@ fn check_v2(
     if let Some((grad, lr_grad)) = &fd {
         // Central differences with ε = 1e-6 in f64 are good to about 1e-8 relative.
         let fd_tol = tol.max(1e-6);
-        comparisons.push(compare_v2(
+        let fd = Found {
+            meta_loss: None,
+            meta_grad: grad,
+            inner_lr_grad: lr_grad.as_ref(),
+            fast_weights: None,
+        };
+        comparisons.push(compare_layers(
             "central finite differences",
-            &auto,
-            None,
-            grad,
-            lr_grad.as_ref(),
-            None,
+            &Found::v2(&auto),
+            &fd,
             fd_tol,
         ));
     }
     if let Some(e) = &expected {
-        comparisons.push(compare_v2(
+        comparisons.push(compare_layers(
             "expected answer",
-            &auto,
-            Some(e.meta_loss),
-            &e.meta_grad,
-            e.inner_lr_grad.as_ref(),
-            Some(&e.fast_weights),
+            &Found::v2(&auto),
+            &Found::v2(e),
+            tol,
+        ));
+    }
+    finish(path, args, tol, comparisons)
+}
+
+/// The automatic answer to a version-3 problem and the finite-difference meta-gradient.
+struct SolveV3 {
+    problem: ProblemV3,
+    finite_differences: bool,
+}
+
+impl BackendJob for SolveV3 {
+    type Output = (AnswerV3, Option<(LayeredWeights, Option<LayeredWeights>)>);
+    type Error = CliError;
+    fn run<B: Backend>(self, device: &B::Device) -> Result<Self::Output, CliError> {
+        let answer = solve_v3::<B>(&self.problem, device)?;
+        let fd = self
+            .finite_differences
+            .then(|| finite_differences_v3::<B>(&self.problem, 1e-6, device))
+            .transpose()?;
+        Ok((answer, fd))
+    }
+}
+
+/// `maml check` of a version-3 problem, as of version 2.
+fn check_v3(
+    path: &Path,
+    problem: ProblemV3,
+    expected: Option<&Path>,
+    tol: f64,
+    args: BackendArgs,
+) -> Result<(), CliError> {
+    let expected = expected.map(AnswerV3::load).transpose()?;
+    let finite_differences = args.precision == Precision::F64;
+    if expected.is_none() && !finite_differences {
+        return Err(CliError::Usage(format!(
+            "{}: a version-3 problem has no closed form; pass --expected ANSWER, or \
+             --precision f64 to check against finite differences",
+            path.display()
+        )));
+    }
+    let job = SolveV3 {
+        problem,
+        finite_differences,
+    };
+    let (auto, fd) = dispatch_with(args.backend, args.precision, args.threads, job)?;
+    let mut comparisons = Vec::new();
+    if let Some((grad, lr_grad)) = &fd {
+        let fd = Found {
+            meta_loss: None,
+            meta_grad: grad,
+            inner_lr_grad: lr_grad.as_ref(),
+            fast_weights: None,
+        };
+        comparisons.push(compare_layers(
+            "central finite differences",
+            &Found::v3(&auto),
+            &fd,
+            tol.max(1e-6),
+        ));
+    }
+    if let Some(e) = &expected {
+        comparisons.push(compare_layers(
+            "expected answer",
+            &Found::v3(&auto),
+            &Found::v3(e),
             tol,
         ));
     }

@@ -8,7 +8,8 @@
 //! - [`config`], [`error`]: hyperparameters, checked once, up front; the one error type;
 //! - [`data`]: problem and task files, task families, the tensors of a meta-batch;
 //! - [`model`]: the seam ([`MetaModel`]: any `#[derive(Module)]` with a forward pass over
-//!   a meta-batch) and the built-in models (the linear model, the MLP);
+//!   a meta-batch) and the built-in models (the linear model, the MLP, the layered model
+//!   of conv nets);
 //! - [`algo`]: the inner loop and the meta-gradient, by nested autodiff (second order:
 //!   [`SecondOrder`] = `Autodiff<Autodiff<B>>`) or by a model's hand-derived road;
 //! - [`train`]: meta-learners (SGD or Adam on the initial weights), trainers (divergence
@@ -38,18 +39,23 @@ pub use data::batch::{MetaBatch, Sets, shard_range};
 pub use data::families::{
     BlobsFamily, FixedTasks, LinearFamily, SeedFamily, Sinusoid, SinusoidFamily, TaskFamily,
 };
+pub use data::layers::{Array, ExampleShape, LayerSpec, LayerWeights, LayeredSpec, LayeredWeights};
 pub use data::tasks::{SetBatch, TaskBatch};
 pub use data::{Answer, LinearWeights, Problem, SetData, TaskData};
 pub use error::{MamlError, Result};
+pub use model::layered::{Layer, Layered};
 pub use model::linear::LinearModel;
 pub use model::mlp::{Activation, Mlp, MlpConfig, MlpWeights, TaskLinear};
 pub use model::{Learnable, MetaBackend, MetaModel, SecondOrder};
 pub use trace::{MetaStepTrace, trace_meta_step};
+pub use train::any_problem::{AnyAnswer, AnyProblem};
 pub use train::learner::MetaLearner;
 pub use train::mlp_trainer::{MlpCheckpoint, MlpTrainer, mlp_adapted_predictions, mlp_eval_curve};
 pub use train::problems::{
-    AnswerV2, AnyAnswer, AnyProblem, InnerLr, ModelSpec, ProblemV2, finite_differences_v2,
-    solve_v2, solve_v2_by,
+    AnswerV2, InnerLr, ModelSpec, ProblemV2, finite_differences_v2, solve_v2, solve_v2_by,
+};
+pub use train::problems_v3::{
+    AnswerV3, InnerLrV3, ProblemV3, SetV3, TaskV3, finite_differences_v3, solve_v3, solve_v3_by,
 };
 pub use train::trainer::{
     Checkpoint, EvalReport, StepMetrics, TaskSource, TrainConfig, Trainer, evaluate,

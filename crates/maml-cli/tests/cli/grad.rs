@@ -157,3 +157,58 @@ fn f64_on_wgpu_is_a_clear_error() {
     );
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+fn conv_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/data-conv")
+}
+
+#[test]
+fn check_reads_conv_problems_against_the_answer_and_finite_differences() {
+    let problem = conv_dir().join("public-conv-008.json");
+    let expected = conv_dir().join("public-conv-008.expected.json");
+    for precision in ["f32", "f64"] {
+        let out = maml(&[
+            "check",
+            problem.to_str().unwrap(),
+            "--expected",
+            expected.to_str().unwrap(),
+            "--backend",
+            "ndarray",
+            "--precision",
+            precision,
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        // f64 adds the finite-difference comparison.
+        let comparisons = report["comparisons"].as_array().unwrap().len();
+        assert_eq!(
+            comparisons,
+            if precision == "f64" { 2 } else { 1 },
+            "{report}"
+        );
+    }
+}
+
+#[test]
+fn check_fails_a_conv_problem_against_another_problems_answer() {
+    let problem = conv_dir().join("public-conv-008.json");
+    let wrong = conv_dir().join("public-conv-004.expected.json");
+    let out = maml(&[
+        "check",
+        problem.to_str().unwrap(),
+        "--expected",
+        wrong.to_str().unwrap(),
+        "--backend",
+        "ndarray",
+    ]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.starts_with("error: ") && !stderr.contains("panicked"),
+        "{stderr}"
+    );
+}

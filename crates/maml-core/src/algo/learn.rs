@@ -112,8 +112,8 @@ pub fn adapt_model<B: Backend, M: Learnable<B>>(
         Fast::PerTask(
             (0..tasks)
                 .map(|t| {
-                    let s1 = support1.slice(t..t + 1);
-                    let s2 = support2.as_ref().map(|s| s.slice(t..t + 1));
+                    let s1 = support1.task(t);
+                    let s2 = support2.as_ref().map(|s| s.task(t));
                     run(model.clone(), &s1, s2.as_ref())
                 })
                 .collect(),
@@ -139,7 +139,7 @@ pub fn fast_query_losses<B: Backend, M: Learnable<B>>(
                 .iter()
                 .enumerate()
                 .map(|(t, model)| {
-                    let q = query.slice(t..t + 1);
+                    let q = query.task(t);
                     q.task_losses(forward_meta::<B, M>(model, q.x.clone()))
                 })
                 .collect(),
@@ -340,7 +340,7 @@ pub fn model_adaptation_curve<B: Backend, M: Learnable<B>>(
                 Fast::PerTask(ms) => Fast::PerTask(
                     ms.into_iter()
                         .enumerate()
-                        .map(|(t, m)| step(m, &support.slice(t..t + 1)))
+                        .map(|(t, m)| step(m, &support.task(t)))
                         .collect(),
                 ),
             };

@@ -30,6 +30,8 @@ pub struct Sets<B: Backend> {
     pub y: Option<Tensor<B, 3>>,
     /// `[tasks, n, 1]`: 1 for real rows, 0 for padding; `None` when no task is padded.
     pub mask: Option<Tensor<B, 3>>,
+    /// Each task's number of real rows.
+    rows: Vec<usize>,
     loss: Loss,
     scale: Scale<B>,
 }
@@ -65,8 +67,9 @@ impl<B: Backend> Sets<B> {
             x: tensor(x, [tasks, n, d_in]),
             y: any_target.then(|| tensor(y, [tasks, n, d_out])),
             mask: ragged.then(|| tensor(mask, [tasks, n, 1])),
-            loss,
             scale: scale(loss, &rows, d_out, device),
+            rows,
+            loss,
         }
     }
 
@@ -79,6 +82,7 @@ impl<B: Backend> Sets<B> {
             x,
             y,
             mask: None,
+            rows: vec![n; tasks],
             loss,
             scale: scale(loss, &vec![n; tasks], d_out, &device),
         }
@@ -199,6 +203,7 @@ impl<B: Backend> Sets<B> {
             x: Tensor::from_inner(self.x.clone()),
             y: self.y.clone().map(Tensor::from_inner),
             mask: self.mask.clone().map(Tensor::from_inner),
+            rows: self.rows.clone(),
             loss: self.loss,
             scale: match &self.scale {
                 Scale::Uniform(s) => Scale::Uniform(*s),
@@ -213,11 +218,31 @@ impl<B: Backend> Sets<B> {
             x: self.x.clone().slice(range.clone()),
             y: self.y.clone().map(|y| y.slice(range.clone())),
             mask: self.mask.clone().map(|m| m.slice(range.clone())),
+            rows: self.rows[range.clone()].to_vec(),
             loss: self.loss,
             scale: match &self.scale {
                 Scale::Uniform(v) => Scale::Uniform(*v),
                 Scale::PerTask(t) => Scale::PerTask(t.clone().slice(range)),
             },
+        }
+    }
+}
+
+impl<B: Backend> Sets<B> {
+    /// Task `t` alone, without its padded rows: `x [1, rows_t, in]`. Models that run task
+    /// by task see only real rows (a statistic over the rows, batch norm's, stays the
+    /// task's own).
+    pub fn task(&self, t: usize) -> Self {
+        let one = self.slice(t..t + 1);
+        let n = self.rows[t];
+        if one.x.dims()[1] == n {
+            return Self { mask: None, ..one };
+        }
+        Self {
+            x: one.x.slice([0..1, 0..n]),
+            y: one.y.map(|y| y.slice([0..1, 0..n])),
+            mask: None,
+            ..one
         }
     }
 }

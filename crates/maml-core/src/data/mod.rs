@@ -5,6 +5,7 @@
 
 pub mod batch;
 pub mod families;
+pub mod layers;
 pub mod tasks;
 
 use std::path::Path;

@@ -11,6 +11,7 @@
 //! [`ModuleMapper`]s, in Burn's own style: parameters are visited and mapped in one
 //! deterministic order and keep their [`ParamId`]s, so gradients are paired by id.
 
+pub mod layered;
 pub mod linear;
 pub mod mlp;
 
@@ -20,6 +21,7 @@ use burn::prelude::*;
 use burn::tensor::TensorPrimitive;
 use burn_autodiff::Autodiff;
 
+use self::layered::Layered;
 use self::mlp::Mlp;
 
 /// The backend of the meta-learned initial weights: one autodiff level over `B`.
@@ -246,5 +248,20 @@ impl<B: Backend> MetaModel<B> for Mlp<B> {
                 h
             }
         })
+    }
+}
+
+/// The layered model runs task by task: each task's examples go through the layers on
+/// their own, so batch norm's statistics are the task's.
+impl<B: Backend> MetaModel<B> for Layered<B> {
+    fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        let [tasks, n, d_in] = x.dims();
+        let per_task = (0..tasks)
+            .map(|t| {
+                let task = x.clone().slice(t..t + 1).reshape([n, d_in]);
+                self.forward_task(task).unsqueeze_dim(0)
+            })
+            .collect();
+        Tensor::cat(per_task, 0)
     }
 }

@@ -1,8 +1,10 @@
 //! Training: meta-learners that own the initial weights and their meta-optimiser,
 //! trainers that run meta steps with a divergence guard, checkpoints and evaluation, and
-//! the version-2 problem files solved on any backend.
+//! the version-2 and version-3 problem files solved on any backend.
 
+pub mod any_problem;
 pub mod learner;
 pub mod mlp_trainer;
 pub mod problems;
+pub mod problems_v3;
 pub mod trainer;

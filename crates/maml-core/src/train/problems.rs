@@ -1,7 +1,7 @@
 //! Problem files of version 2 (`shared/reference/problem-schema.md`, "Version 2"): a
 //! multi-layer perceptron, a scalar or per-parameter (Meta-SGD) `inner_lr`, and
-//! `sse` / `mse` / `cross_entropy` losses; and [`AnyProblem`], which reads either
-//! version.
+//! `sse` / `mse` / `cross_entropy` losses (version 3 is [`crate::train::problems_v3`],
+//! a file of any version [`crate::train::any_problem::AnyProblem`]).
 
 use std::path::Path;
 
@@ -14,7 +14,7 @@ use crate::config::GradientPath;
 use crate::config::MetaConfig;
 use crate::config::{AdaptConfig, Loss, Order};
 use crate::data::batch::MetaBatch;
-use crate::data::{Answer, LinearWeights, Problem, SetData, TaskData, read_text};
+use crate::data::{LinearWeights, SetData, TaskData};
 use crate::error::{MamlError, Result};
 use crate::model::linear::check_device_precision;
 use crate::model::mlp::{Activation, Mlp, MlpWeights};
@@ -221,55 +221,6 @@ impl AnswerV2 {
     /// Reads an answer file.
     pub fn load(path: impl AsRef<Path>) -> Result<Self> {
         crate::data::read_json(path.as_ref())
-    }
-}
-
-/// A problem file of either version.
-#[derive(Debug, Clone, PartialEq)]
-pub enum AnyProblem {
-    /// Version 1: a linear model.
-    V1(Problem),
-    /// Version 2: an MLP, Meta-SGD, classification.
-    V2(ProblemV2),
-}
-
-/// The answer to a problem of either version.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(untagged)]
-pub enum AnyAnswer {
-    /// Version 2 (`meta_grad.layers`).
-    V2(AnswerV2),
-    /// Version 1 (`meta_grad.weight`, `meta_grad.bias`).
-    V1(Answer),
-}
-
-impl AnyProblem {
-    /// Parses and validates a problem of either version (version 2 has `model`).
-    pub fn from_json(text: &str, source_name: &str) -> Result<Self> {
-        let value: serde_json::Value =
-            serde_json::from_str(text).map_err(|e| MamlError::json(source_name, &e))?;
-        if value.get("model").is_some() {
-            let problem: ProblemV2 =
-                serde_json::from_str(text).map_err(|e| MamlError::json(source_name, &e))?;
-            problem.validate()?;
-            Ok(Self::V2(problem))
-        } else {
-            Problem::from_json(text, source_name).map(Self::V1)
-        }
-    }
-
-    /// Reads a problem file of either version.
-    pub fn load(path: impl AsRef<Path>) -> Result<Self> {
-        let path = path.as_ref();
-        Self::from_json(&read_text(path)?, &path.display().to_string())
-    }
-
-    /// Solves the problem on backend `B`.
-    pub fn solve<B: Backend>(&self, device: &B::Device) -> Result<AnyAnswer> {
-        match self {
-            Self::V1(problem) => crate::algo::maml::solve::<B>(problem, device).map(AnyAnswer::V1),
-            Self::V2(problem) => solve_v2::<B>(problem, device).map(AnyAnswer::V2),
-        }
     }
 }
 
