@@ -6,7 +6,7 @@ use burn::prelude::Backend;
 use maml_backends::dispatch_with;
 use maml_burn::backend::{BackendJob, Precision};
 use maml_burn::maml_core::{
-    Answer, AnswerV2, AnswerV3, AnyAnswer, AnyProblem, LayeredWeights, MlpWeights, Problem,
+    Answer, AnswerV2, AnswerV3, AnyAnswer, AnyProblem, LayeredWeights, MlpWeights, Order, Problem,
     ProblemV2, ProblemV3, closed_form, finite_differences_v2, finite_differences_v3, solve,
     solve_v2, solve_v3,
 };
@@ -245,11 +245,14 @@ fn check_v2(
     args: BackendArgs,
 ) -> Result<(), CliError> {
     let expected = expected.map(AnswerV2::load).transpose()?;
-    let finite_differences = args.precision == Precision::F64;
+    // First order is not the derivative of the meta-loss (the inner gradient is held
+    // constant), so finite differences check it only without inner steps.
+    let finite_differences = args.precision == Precision::F64
+        && (problem.order == Order::Second || problem.inner_steps == 0);
     if expected.is_none() && !finite_differences {
         return Err(CliError::Usage(format!(
             "{}: a version-2 problem has no closed form; pass --expected ANSWER, or \
-             --precision f64 to check against finite differences",
+             --precision f64 to check a second-order problem against finite differences",
             path.display()
         )));
     }
@@ -314,11 +317,14 @@ fn check_v3(
     args: BackendArgs,
 ) -> Result<(), CliError> {
     let expected = expected.map(AnswerV3::load).transpose()?;
-    let finite_differences = args.precision == Precision::F64;
+    // First order is not the derivative of the meta-loss (the inner gradient is held
+    // constant), so finite differences check it only without inner steps.
+    let finite_differences = args.precision == Precision::F64
+        && (problem.order == Order::Second || problem.inner_steps == 0);
     if expected.is_none() && !finite_differences {
         return Err(CliError::Usage(format!(
             "{}: a version-3 problem has no closed form; pass --expected ANSWER, or \
-             --precision f64 to check against finite differences",
+             --precision f64 to check a second-order problem against finite differences",
             path.display()
         )));
     }

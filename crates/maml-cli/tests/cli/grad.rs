@@ -164,8 +164,9 @@ fn conv_dir() -> PathBuf {
 
 #[test]
 fn check_reads_conv_problems_against_the_answer_and_finite_differences() {
-    let problem = conv_dir().join("public-conv-008.json");
-    let expected = conv_dir().join("public-conv-008.expected.json");
+    // A second-order problem: finite differences check its meta-gradient in f64.
+    let problem = conv_dir().join("public-conv-009.json");
+    let expected = conv_dir().join("public-conv-009.expected.json");
     for precision in ["f32", "f64"] {
         let out = maml(&[
             "check",
