@@ -49,25 +49,6 @@ pub fn grad(path: &Path, args: BackendArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-/// The automatic answer to a version-2 problem and the finite-difference meta-gradient.
-struct SolveV2 {
-    problem: ProblemV2,
-    finite_differences: bool,
-}
-
-impl BackendJob for SolveV2 {
-    type Output = (AnswerV2, Option<(MlpWeights, Option<MlpWeights>)>);
-    type Error = CliError;
-    fn run<B: Backend>(self, device: &B::Device) -> Result<Self::Output, CliError> {
-        let answer = solve_v2::<B>(&self.problem, device)?;
-        let fd = self
-            .finite_differences
-            .then(|| finite_differences_v2::<B>(&self.problem, 1e-6, device))
-            .transpose()?;
-        Ok((answer, fd))
-    }
-}
-
 /// Weights of any layered layout that a comparison can measure.
 trait Compared {
     fn max_abs(&self) -> f64;
@@ -98,28 +79,6 @@ struct Found<'a, W> {
     meta_grad: &'a W,
     inner_lr_grad: Option<&'a W>,
     fast_weights: Option<&'a [W]>,
-}
-
-impl<'a> Found<'a, MlpWeights> {
-    fn v2(a: &'a AnswerV2) -> Self {
-        Found {
-            meta_loss: Some(a.meta_loss),
-            meta_grad: &a.meta_grad,
-            inner_lr_grad: a.inner_lr_grad.as_ref(),
-            fast_weights: Some(&a.fast_weights),
-        }
-    }
-}
-
-impl<'a> Found<'a, LayeredWeights> {
-    fn v3(a: &'a AnswerV3) -> Self {
-        Found {
-            meta_loss: Some(a.meta_loss),
-            meta_grad: &a.meta_grad,
-            inner_lr_grad: a.inner_lr_grad.as_ref(),
-            fast_weights: Some(&a.fast_weights),
-        }
-    }
 }
 
 fn compare_layers<W: Compared>(
@@ -217,8 +176,8 @@ pub fn check(
     });
     let problem = match AnyProblem::load(path)? {
         AnyProblem::V1(problem) => problem,
-        AnyProblem::V2(problem) => return check_v2(path, problem, expected, tol, args),
-        AnyProblem::V3(problem) => return check_v3(path, problem, expected, tol, args),
+        AnyProblem::V2(problem) => return check_layered(path, problem, expected, tol, args),
+        AnyProblem::V3(problem) => return check_layered(path, problem, expected, tol, args),
     };
     let expected = expected.map(Answer::load).transpose()?;
     let manual = closed_form::meta_gradient(
@@ -234,101 +193,142 @@ pub fn check(
     finish(path, args, tol, comparisons)
 }
 
-/// `maml check` of a version-2 problem: against central finite differences of the
-/// meta-loss (f64 only: in f32 their rounding error exceeds any useful tolerance) and
-/// against an expected answer if given.
-fn check_v2(
-    path: &Path,
-    problem: ProblemV2,
-    expected: Option<&Path>,
-    tol: f64,
-    args: BackendArgs,
-) -> Result<(), CliError> {
-    let expected = expected.map(AnswerV2::load).transpose()?;
-    // First order is not the derivative of the meta-loss (the inner gradient is held
-    // constant), so finite differences check it only without inner steps.
-    let finite_differences = args.precision == Precision::F64
-        && (problem.order == Order::Second || problem.inner_steps == 0);
-    if expected.is_none() && !finite_differences {
-        return Err(CliError::Usage(format!(
-            "{}: a version-2 problem has no closed form; pass --expected ANSWER, or \
-             --precision f64 to check a second-order problem against finite differences",
-            path.display()
-        )));
-    }
-    let job = SolveV2 {
-        problem,
-        finite_differences,
-    };
-    let (auto, fd) = dispatch_with(args.backend, args.precision, args.threads, job)?;
-    let mut comparisons = Vec::new();
-    if let Some((grad, lr_grad)) = &fd {
-        // Central differences with ε = 1e-6 in f64 are good to about 1e-8 relative.
-        let fd_tol = tol.max(1e-6);
-        let fd = Found {
-            meta_loss: None,
-            meta_grad: grad,
-            inner_lr_grad: lr_grad.as_ref(),
-            fast_weights: None,
-        };
-        comparisons.push(compare_layers(
-            "central finite differences",
-            &Found::v2(&auto),
-            &fd,
-            fd_tol,
-        ));
-    }
-    if let Some(e) = &expected {
-        comparisons.push(compare_layers(
-            "expected answer",
-            &Found::v2(&auto),
-            &Found::v2(e),
-            tol,
-        ));
-    }
-    finish(path, args, tol, comparisons)
+/// A problem without a closed form (versions 2 and 3): solved on a backend, checked
+/// against finite differences and an answer file of its version.
+trait Checked: Send + Sized {
+    /// The answer file's type.
+    type Answer: Send;
+    /// The layout of its meta-gradient and fast weights.
+    type Weights: Compared + Send;
+    /// The file format's version, for messages.
+    const VERSION: u8;
+    fn order(&self) -> Order;
+    fn inner_steps(&self) -> usize;
+    fn load_answer(path: &Path) -> Result<Self::Answer, CliError>;
+    fn found(answer: &Self::Answer) -> Found<'_, Self::Weights>;
+    fn solve<B: Backend>(&self, device: &B::Device) -> Result<Self::Answer, CliError>;
+    /// The meta-gradient and Meta-SGD's step-size gradient by central differences.
+    fn finite_differences<B: Backend>(
+        &self,
+        device: &B::Device,
+    ) -> Result<(Self::Weights, Option<Self::Weights>), CliError>;
 }
 
-/// The automatic answer to a version-3 problem and the finite-difference meta-gradient.
-struct SolveV3 {
-    problem: ProblemV3,
+impl Checked for ProblemV2 {
+    type Answer = AnswerV2;
+    type Weights = MlpWeights;
+    const VERSION: u8 = 2;
+    fn order(&self) -> Order {
+        self.order
+    }
+    fn inner_steps(&self) -> usize {
+        self.inner_steps
+    }
+    fn load_answer(path: &Path) -> Result<AnswerV2, CliError> {
+        Ok(AnswerV2::load(path)?)
+    }
+    fn found(a: &AnswerV2) -> Found<'_, MlpWeights> {
+        Found {
+            meta_loss: Some(a.meta_loss),
+            meta_grad: &a.meta_grad,
+            inner_lr_grad: a.inner_lr_grad.as_ref(),
+            fast_weights: Some(&a.fast_weights),
+        }
+    }
+    fn solve<B: Backend>(&self, device: &B::Device) -> Result<AnswerV2, CliError> {
+        Ok(solve_v2::<B>(self, device)?)
+    }
+    fn finite_differences<B: Backend>(
+        &self,
+        device: &B::Device,
+    ) -> Result<(MlpWeights, Option<MlpWeights>), CliError> {
+        Ok(finite_differences_v2::<B>(self, FD_EPS, device)?)
+    }
+}
+
+impl Checked for ProblemV3 {
+    type Answer = AnswerV3;
+    type Weights = LayeredWeights;
+    const VERSION: u8 = 3;
+    fn order(&self) -> Order {
+        self.order
+    }
+    fn inner_steps(&self) -> usize {
+        self.inner_steps
+    }
+    fn load_answer(path: &Path) -> Result<AnswerV3, CliError> {
+        Ok(AnswerV3::load(path)?)
+    }
+    fn found(a: &AnswerV3) -> Found<'_, LayeredWeights> {
+        Found {
+            meta_loss: Some(a.meta_loss),
+            meta_grad: &a.meta_grad,
+            inner_lr_grad: a.inner_lr_grad.as_ref(),
+            fast_weights: Some(&a.fast_weights),
+        }
+    }
+    fn solve<B: Backend>(&self, device: &B::Device) -> Result<AnswerV3, CliError> {
+        Ok(solve_v3::<B>(self, device)?)
+    }
+    fn finite_differences<B: Backend>(
+        &self,
+        device: &B::Device,
+    ) -> Result<(LayeredWeights, Option<LayeredWeights>), CliError> {
+        Ok(finite_differences_v3::<B>(self, FD_EPS, device)?)
+    }
+}
+
+/// The finite-difference step.
+const FD_EPS: f64 = 1e-6;
+
+/// The automatic answer to a problem and, if asked, its finite-difference meta-gradient.
+struct SolveChecked<P> {
+    problem: P,
     finite_differences: bool,
 }
 
-impl BackendJob for SolveV3 {
-    type Output = (AnswerV3, Option<(LayeredWeights, Option<LayeredWeights>)>);
+type Solved<P> = (
+    <P as Checked>::Answer,
+    Option<(<P as Checked>::Weights, Option<<P as Checked>::Weights>)>,
+);
+
+impl<P: Checked> BackendJob for SolveChecked<P> {
+    type Output = Solved<P>;
     type Error = CliError;
     fn run<B: Backend>(self, device: &B::Device) -> Result<Self::Output, CliError> {
-        let answer = solve_v3::<B>(&self.problem, device)?;
+        let answer = self.problem.solve::<B>(device)?;
         let fd = self
             .finite_differences
-            .then(|| finite_differences_v3::<B>(&self.problem, 1e-6, device))
+            .then(|| self.problem.finite_differences::<B>(device))
             .transpose()?;
         Ok((answer, fd))
     }
 }
 
-/// `maml check` of a version-3 problem, as of version 2.
-fn check_v3(
+/// `maml check` of a version-2 or version-3 problem: against central finite differences
+/// of the meta-loss (f64 only: in f32 their rounding error exceeds any useful tolerance)
+/// and against an expected answer if given.
+fn check_layered<P: Checked>(
     path: &Path,
-    problem: ProblemV3,
+    problem: P,
     expected: Option<&Path>,
     tol: f64,
     args: BackendArgs,
 ) -> Result<(), CliError> {
-    let expected = expected.map(AnswerV3::load).transpose()?;
+    let expected = expected.map(P::load_answer).transpose()?;
     // First order is not the derivative of the meta-loss (the inner gradient is held
     // constant), so finite differences check it only without inner steps.
     let finite_differences = args.precision == Precision::F64
-        && (problem.order == Order::Second || problem.inner_steps == 0);
+        && (problem.order() == Order::Second || problem.inner_steps() == 0);
     if expected.is_none() && !finite_differences {
         return Err(CliError::Usage(format!(
-            "{}: a version-3 problem has no closed form; pass --expected ANSWER, or \
+            "{}: a version-{} problem has no closed form; pass --expected ANSWER, or \
              --precision f64 to check a second-order problem against finite differences",
-            path.display()
+            path.display(),
+            P::VERSION
         )));
     }
-    let job = SolveV3 {
+    let job = SolveChecked {
         problem,
         finite_differences,
     };
@@ -341,9 +341,10 @@ fn check_v3(
             inner_lr_grad: lr_grad.as_ref(),
             fast_weights: None,
         };
+        // Central differences with ε = 1e-6 in f64 are good to about 1e-8 relative.
         comparisons.push(compare_layers(
             "central finite differences",
-            &Found::v3(&auto),
+            &P::found(&auto),
             &fd,
             tol.max(1e-6),
         ));
@@ -351,8 +352,8 @@ fn check_v3(
     if let Some(e) = &expected {
         comparisons.push(compare_layers(
             "expected answer",
-            &Found::v3(&auto),
-            &Found::v3(e),
+            &P::found(&auto),
+            &P::found(e),
             tol,
         ));
     }

@@ -16,9 +16,7 @@ use burn::tensor::activation;
 use burn::tensor::module::conv2d;
 use burn::tensor::ops::ConvOptions;
 
-use crate::data::layers::{
-    Array, ExampleShape, LayerSpec, LayerWeights, LayeredSpec, LayeredWeights,
-};
+use crate::data::layers::{Array, LayerSpec, LayerWeights, LayeredSpec, LayeredWeights};
 use crate::error::Result;
 
 /// Batch norm's ε, as PyTorch's default.
@@ -308,15 +306,6 @@ impl<B: Backend> Layered<B> {
             Activations::Images(_) => {
                 unreachable!("LayeredSpec::validate checks that the model ends in vectors")
             }
-        }
-    }
-
-    /// The shape of one input example.
-    pub fn input_shape(&self) -> ExampleShape {
-        match self.input[..] {
-            [c, h, w] => ExampleShape::Image([c, h, w]),
-            [f] => ExampleShape::Vector(f),
-            _ => unreachable!("LayeredSpec::input_shape checks the input's rank"),
         }
     }
 }

@@ -152,19 +152,30 @@ pub fn one_hot(labels: &[f64], classes: usize, location: &str) -> Result<Vec<Vec
         .collect()
 }
 
+/// The inner-loop configuration of a problem file: a scalar `inner_lr`, or `None` for
+/// Meta-SGD's per-parameter sizes (the learner's starting value 1.0 is then replaced by
+/// them).
+pub(crate) fn problem_adapt_config(
+    scalar_lr: Option<f64>,
+    inner_steps: usize,
+    order: Order,
+    loss: Loss,
+) -> AdaptConfig {
+    AdaptConfig::new(scalar_lr.unwrap_or(1.0))
+        .with_inner_steps(inner_steps)
+        .with_order(order)
+        .with_loss(loss)
+        .with_meta_sgd(scalar_lr.is_none())
+}
+
 impl ProblemV2 {
     /// The inner-loop configuration (Meta-SGD's step sizes come from [`Self::inner_lr`]).
     pub fn adapt_config(&self) -> AdaptConfig {
-        let (lr, meta_sgd) = match &self.inner_lr {
-            InnerLr::Scalar(lr) => (*lr, false),
-            // The learner's starting value, replaced by the per-parameter sizes.
-            InnerLr::PerParameter(_) => (1.0, true),
+        let scalar = match &self.inner_lr {
+            InnerLr::Scalar(lr) => Some(*lr),
+            InnerLr::PerParameter(_) => None,
         };
-        AdaptConfig::new(lr)
-            .with_inner_steps(self.inner_steps)
-            .with_order(self.order)
-            .with_loss(self.loss)
-            .with_meta_sgd(meta_sgd)
+        problem_adapt_config(scalar, self.inner_steps, self.order, self.loss)
     }
 
     /// The tasks with one-hot targets for `cross_entropy`, validated.

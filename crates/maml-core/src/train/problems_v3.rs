@@ -18,7 +18,7 @@ use crate::error::{MamlError, Result};
 use crate::model::layered::Layered;
 use crate::model::linear::check_device_precision;
 use crate::model::{MetaBackend, SecondOrder};
-use crate::train::problems::{SetV2, Targets, set_from_v2};
+use crate::train::problems::{SetV2, Targets, problem_adapt_config, set_from_v2};
 
 /// A support or query set of a version-3 problem.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -117,29 +117,42 @@ fn set_data(set: &SetV3, input: &[usize], loss: Loss, classes: usize, at: &str) 
 impl ProblemV3 {
     /// The inner-loop configuration (Meta-SGD's step sizes come from [`Self::inner_lr`]).
     pub fn adapt_config(&self) -> AdaptConfig {
-        let (lr, meta_sgd) = match &self.inner_lr {
-            InnerLrV3::Scalar(lr) => (*lr, false),
-            InnerLrV3::PerParameter(_) => (1.0, true),
+        let scalar = match &self.inner_lr {
+            InnerLrV3::Scalar(lr) => Some(*lr),
+            InnerLrV3::PerParameter(_) => None,
         };
-        AdaptConfig::new(lr)
-            .with_inner_steps(self.inner_steps)
-            .with_order(self.order)
-            .with_loss(self.loss)
-            .with_meta_sgd(meta_sgd)
+        problem_adapt_config(scalar, self.inner_steps, self.order, self.loss)
     }
 
     /// The tasks with examples flattened to rows of `C·H·W` and one-hot targets for
     /// `cross_entropy`, validated.
     pub fn task_data(&self) -> Result<Vec<TaskData>> {
+        Ok(self.checked()?.0)
+    }
+
+    /// Checks shapes, finiteness and hyperparameters.
+    pub fn validate(&self) -> Result<()> {
+        self.checked().map(|_| ())
+    }
+
+    /// Every check of [`Self::validate`], once: the tasks ([`Self::task_data`]) and the
+    /// model's output width.
+    fn checked(&self) -> Result<(Vec<TaskData>, usize)> {
         let d_out = self.model.validate()?;
         let d_in = self.model.d_in()?;
+        match &self.inner_lr {
+            InnerLrV3::Scalar(lr) => crate::config::check_lr("inner_lr", *lr)?,
+            InnerLrV3::PerParameter(sizes) => {
+                sizes.check_like(&self.model.weights(), "inner_lr")?
+            }
+        }
+        let input = &self.model.input;
         let tasks = self
             .tasks
             .iter()
             .enumerate()
             .map(|(i, t)| {
                 let at = format!("tasks[{i}]");
-                let input = &self.model.input;
                 Ok(TaskData {
                     support: set_data(
                         &t.support,
@@ -153,19 +166,7 @@ impl ProblemV3 {
             })
             .collect::<Result<Vec<_>>>()?;
         crate::data::validate_tasks(&tasks, d_in, d_out)?;
-        Ok(tasks)
-    }
-
-    /// Checks shapes, finiteness and hyperparameters.
-    pub fn validate(&self) -> Result<()> {
-        self.model.validate()?;
-        match &self.inner_lr {
-            InnerLrV3::Scalar(lr) => crate::config::check_lr("inner_lr", *lr)?,
-            InnerLrV3::PerParameter(sizes) => {
-                sizes.check_like(&self.model.weights(), "inner_lr")?
-            }
-        }
-        self.task_data().map(|_| ())
+        Ok((tasks, d_out))
     }
 }
 
@@ -217,10 +218,8 @@ pub fn solve_v3_by<B: Backend>(
     path: GradientPath,
     device: &B::Device,
 ) -> Result<AnswerV3> {
-    problem.validate()?;
+    let (tasks, d_out) = problem.checked()?;
     check_device_precision::<B>(device)?;
-    let tasks = problem.task_data()?;
-    let d_out = problem.model.validate()?;
     let model = Layered::<B>::from_spec(&problem.model, device)?;
     let mut learner = ModelLearner::<B, Layered<SecondOrder<B>>>::new(
         model,
@@ -268,44 +267,39 @@ pub fn finite_differences_v3<B: Backend>(
         p.order = Order::First;
         Ok(solve_v3::<B>(&p, device)?.meta_loss)
     };
-    let start = problem.model.weights();
-    let mut grad = start.clone();
-    let arrays: Vec<usize> = start.arrays().map(|a| a.values.len()).collect();
-    for (a, &len) in arrays.iter().enumerate() {
-        for i in 0..len {
-            let at = |e: f64| {
-                let mut w = start.clone();
-                w.arrays_mut().nth(a).expect("array index in range").values[i] += e;
-                let mut p = problem.clone();
-                p.model = problem.model.with_weights(&w);
-                p
-            };
-            let d = (loss_at(&at(eps))? - loss_at(&at(-eps))?) / (2.0 * eps);
-            grad.arrays_mut()
-                .nth(a)
-                .expect("array index in range")
-                .values[i] = d;
+    // d L / d w for every entry of `at`, with `with(w)` the problem whose weights of that
+    // layout are `w`.
+    let central = |at: &LayeredWeights,
+                   with: &dyn Fn(LayeredWeights) -> ProblemV3|
+     -> Result<LayeredWeights> {
+        let mut grad = at.clone();
+        let lens: Vec<usize> = at.arrays().map(|a| a.values.len()).collect();
+        for (a, &len) in lens.iter().enumerate() {
+            for i in 0..len {
+                let shifted = |e: f64| {
+                    let mut w = at.clone();
+                    w.arrays_mut().nth(a).expect("array index in range").values[i] += e;
+                    with(w)
+                };
+                let d = (loss_at(&shifted(eps))? - loss_at(&shifted(-eps))?) / (2.0 * eps);
+                grad.arrays_mut()
+                    .nth(a)
+                    .expect("array index in range")
+                    .values[i] = d;
+            }
         }
-    }
+        Ok(grad)
+    };
+    let grad = central(&problem.model.weights(), &|w| ProblemV3 {
+        model: problem.model.with_weights(&w),
+        ..problem.clone()
+    })?;
     let lr_grad = match &problem.inner_lr {
         InnerLrV3::Scalar(_) => None,
-        InnerLrV3::PerParameter(sizes) => {
-            let mut g = sizes.clone();
-            for (a, &len) in arrays.iter().enumerate() {
-                for i in 0..len {
-                    let at = |e: f64| {
-                        let mut s = sizes.clone();
-                        s.arrays_mut().nth(a).expect("array index in range").values[i] += e;
-                        let mut p = problem.clone();
-                        p.inner_lr = InnerLrV3::PerParameter(s);
-                        p
-                    };
-                    let d = (loss_at(&at(eps))? - loss_at(&at(-eps))?) / (2.0 * eps);
-                    g.arrays_mut().nth(a).expect("array index in range").values[i] = d;
-                }
-            }
-            Some(g)
-        }
+        InnerLrV3::PerParameter(sizes) => Some(central(sizes, &|s| ProblemV3 {
+            inner_lr: InnerLrV3::PerParameter(s),
+            ..problem.clone()
+        })?),
     };
     Ok((grad, lr_grad))
 }
