@@ -139,8 +139,8 @@ add("checkpoints", "weights-empty.json", {**good_checkpoint(), "weights": {"weig
 add("checkpoints", "step-negative.json", {**good_checkpoint(), "step": -3}, "invalid value: integer `-3`")
 c = good_checkpoint(); c["config"]["meta"]["meta_lr"] = -1.0
 add("checkpoints", "config-meta-lr-negative.json", c, "invalid meta_lr = -1: must be positive")
-c = good_checkpoint(); c["config"]["tasks"]["family"] = "omniglot"
-add("checkpoints", "config-family-unknown.json", c, "unknown variant `omniglot`")
+c = good_checkpoint(); c["config"]["tasks"]["family"] = "imagenet"
+add("checkpoints", "config-family-unknown.json", c, "unknown variant `imagenet`")
 add("checkpoints", "weights-huge.json", json.dumps(good_checkpoint()).replace("0.2", "1e400"), "number out of range")
 
 # Configurations, through `maml train --config`.
@@ -154,7 +154,7 @@ config("inner-lr-negative.json", "invalid inner_lr = -1: must be positive", lamb
 config("meta-batch-zero.json", "invalid meta_batch = 0: must be at least 1", lambda c: c.update(meta_batch=0))
 config("order-unknown.json", 'unknown order "zeroth"', lambda c: c["meta"]["adapt"].update(order="zeroth"))
 config("loss-unknown.json", 'unknown loss "huber"', lambda c: c["meta"]["adapt"].update(loss="huber"))
-config("family-unknown.json", "unknown variant `omniglot`", lambda c: c["tasks"].update(family="omniglot"))
+config("family-unknown.json", "unknown variant `imagenet`", lambda c: c["tasks"].update(family="imagenet"))
 config("tasks-file-missing.json", "cannot read /nonexistent/tasks.json", lambda c: c.update(tasks={"family": "file", "path": "/nonexistent/tasks.json"}))
 config("family-in-zero.json", "invalid in = 0: must be at least 1", lambda c: c["tasks"].update(d_in=0))
 config("family-noise-negative.json", "invalid noise = -0.5: must be finite and not negative", lambda c: c["tasks"].update(noise=-0.5))

@@ -30,6 +30,12 @@ pub enum BenchConfig {
     /// (`--width` changes the hidden width), K = 10 support and 10 query points, 25
     /// tasks, one inner step of 0.01, Adam 0.001, fresh tasks every step.
     Sinusoid,
+    /// The MAML paper's Omniglot network (conv4: 4 blocks of 3x3 conv with stride 2,
+    /// batch norm, ReLU; spatial mean; linear head; `--filters`, default 64) on 5-way
+    /// 1-shot tasks of random 28x28 images, one query per class, 32 tasks, one inner step
+    /// of 0.4, Adam 0.001: the peers' `peer_*_omniglot.py --steps` setting.
+    #[value(name = "omniglot-conv")]
+    OmniglotConv,
 }
 
 /// `maml bench` arguments.
@@ -49,7 +55,7 @@ pub struct BenchArgs {
     /// Override the input dimension (linreg-16 only; for scaling tables).
     #[arg(long = "in")]
     pub d_in: Option<usize>,
-    /// Override the number of tasks per meta-batch (linreg-16 and sinusoid).
+    /// Override the number of tasks per meta-batch (linreg-16, sinusoid, omniglot-conv).
     #[arg(long)]
     pub tasks: Option<usize>,
     /// Override the number of inner steps.
@@ -58,6 +64,9 @@ pub struct BenchArgs {
     /// Hidden width of the sinusoid MLP (both layers; default 40).
     #[arg(long)]
     pub width: Option<usize>,
+    /// Filters of every conv layer of omniglot-conv (default 64).
+    #[arg(long)]
+    pub filters: Option<usize>,
     /// How the meta-gradient is taken: `auto` (hand-derived: the linear model's affine
     /// inner steps, the MLP's back-propagation with exact Hessian-vector products; the
     /// default) or `autodiff` (nested autodiff, the path every other model takes).
@@ -75,7 +84,7 @@ struct BenchReport {
     backend: String,
     precision: String,
     d_in: usize,
-    /// Hidden width of the sinusoid MLP.
+    /// Hidden width of the sinusoid MLP, or filters of the conv net.
     #[serde(skip_serializing_if = "Option::is_none")]
     width: Option<usize>,
     /// How the meta-gradient is taken.
@@ -114,7 +123,9 @@ impl BenchJob {
                 &mut self.rng,
                 device,
             ),
-            BenchConfig::Sinusoid => unreachable!("run_sinusoid samples its own tasks"),
+            BenchConfig::Sinusoid | BenchConfig::OmniglotConv => {
+                unreachable!("run_sinusoid and run_omniglot make their own tasks")
+            }
             BenchConfig::Seed => {
                 // The same task every step: built once (see `run`).
                 let tasks = SeedFamily.sample(1, &mut rand_rng());
@@ -156,6 +167,58 @@ impl BenchJob {
                 "the benchmark's weights became non-finite; lower the learning rates".into(),
             ));
         }
+        Ok((steps, seconds, B::name(device), heap))
+    }
+}
+
+impl BenchJob {
+    /// The Omniglot configuration: one meta-batch of random images, reused every step
+    /// (as the peers do).
+    fn run_omniglot<B: Backend>(
+        self,
+        device: &B::Device,
+    ) -> Result<(usize, f64, String, usize), CliError> {
+        use maml_burn::maml_core::{
+            ConvNet, ConvNetConfig, Layered, MetaBatch, ModelLearner, SecondOrder, SetData,
+            TaskData,
+        };
+        use rand::Rng;
+        let (ways, shots, queries) = (5, 1, 1);
+        let spec = ConvNetConfig::new(ConvNet::Conv4)
+            .with_filters(Some(self.width))
+            .spec([1, 28, 28], ways, 0)?;
+        let model = Layered::<B>::from_spec(&spec, device)?;
+        let mut learner =
+            ModelLearner::<B, Layered<SecondOrder<B>>>::new(model, self.meta.clone())?
+                .with_gradient_path(self.gradient);
+        let mut rng = rand_rng();
+        let mut set = |per_class: usize| SetData {
+            x: (0..ways * per_class)
+                .map(|_| (0..28 * 28).map(|_| rng.random::<f64>()).collect())
+                .collect(),
+            y: Some(
+                (0..ways * per_class)
+                    .map(|i| {
+                        (0..ways)
+                            .map(|c| f64::from(u8::from(c == i / per_class)))
+                            .collect()
+                    })
+                    .collect(),
+            ),
+        };
+        let tasks: Vec<TaskData> = (0..self.tasks)
+            .map(|_| TaskData {
+                support: set(shots),
+                query: set(queries),
+            })
+            .collect();
+        let batch = MetaBatch::<B>::from_tasks(&tasks, ways, self.meta.adapt.loss, device);
+        let (steps, seconds, heap) = timed::<B>(self.seconds, device, || {
+            let base = crate::alloc::HEAP.live();
+            crate::alloc::HEAP.reset_peak();
+            learner.step(&batch);
+            crate::alloc::HEAP.peak().saturating_sub(base)
+        })?;
         Ok((steps, seconds, B::name(device), heap))
     }
 }
@@ -203,6 +266,7 @@ impl BackendJob for BenchJob {
             BenchConfig::Linreg16 => (self.family.d_in, self.family.d_out),
             BenchConfig::Seed => (1, 1),
             BenchConfig::Sinusoid => return self.run_sinusoid::<B>(device),
+            BenchConfig::OmniglotConv => return self.run_omniglot::<B>(device),
         };
         let init = LinearWeights::kaiming(d_in, d_out, 0);
         let mut learner = MetaLearner::<B>::new(&init, self.meta.clone(), device)?
@@ -302,12 +366,31 @@ pub fn bench(args: BenchArgs) -> Result<(), CliError> {
             };
             (family, args.tasks.unwrap_or(25), adapt, paper.meta_lr)
         }
+        BenchConfig::OmniglotConv => {
+            let paper = crate::train::FamilyDefaults::OMNIGLOT_PAPER;
+            let adapt = AdaptConfig::new(paper.inner_lr)
+                .with_inner_steps(args.inner_steps.unwrap_or(paper.inner_steps))
+                .with_loss(Loss::CrossEntropy);
+            let family = LinearFamily {
+                d_in: 28 * 28,
+                ..LinearFamily::default()
+            };
+            (family, args.tasks.unwrap_or(32), adapt, paper.meta_lr)
+        }
     };
-    let width = args.width.unwrap_or(40);
+    let width = match args.config {
+        BenchConfig::OmniglotConv => args.filters.unwrap_or(64),
+        _ => args.width.unwrap_or(40),
+    };
     if width == 0 {
-        return Err(CliError::Usage(
-            "invalid --width 0: must be at least 1".into(),
-        ));
+        return Err(CliError::Usage(format!(
+            "invalid --{} 0: must be at least 1",
+            if args.config == BenchConfig::OmniglotConv {
+                "filters"
+            } else {
+                "width"
+            }
+        )));
     }
     family.validate()?;
     if tasks == 0 {
@@ -319,7 +402,9 @@ pub fn bench(args: BenchArgs) -> Result<(), CliError> {
     let inner_steps = adapt.inner_steps;
     let d_in = family.d_in;
     let meta_optimizer = match args.config {
-        BenchConfig::Sinusoid => maml_burn::maml_core::MetaOptimizer::Adam,
+        BenchConfig::Sinusoid | BenchConfig::OmniglotConv => {
+            maml_burn::maml_core::MetaOptimizer::Adam
+        }
         _ => maml_burn::maml_core::MetaOptimizer::Sgd,
     };
     let job = BenchJob {
@@ -344,6 +429,7 @@ pub fn bench(args: BenchArgs) -> Result<(), CliError> {
         BenchConfig::Linreg16 => "linreg-16",
         BenchConfig::Seed => "seed",
         BenchConfig::Sinusoid => "sinusoid",
+        BenchConfig::OmniglotConv => "omniglot-conv",
     };
     let report = BenchReport {
         config: config_name.into(),
@@ -355,7 +441,11 @@ pub fn bench(args: BenchArgs) -> Result<(), CliError> {
         } else {
             d_in
         },
-        width: (args.config == BenchConfig::Sinusoid).then_some(width),
+        width: matches!(
+            args.config,
+            BenchConfig::Sinusoid | BenchConfig::OmniglotConv
+        )
+        .then_some(width),
         gradient: args.gradient.to_string(),
         tasks,
         inner_steps,

@@ -45,6 +45,30 @@ pub struct EvalArgs {
     /// (figure2.svg beside the checkpoint) and Figure 3 (adaptation.svg).
     #[arg(long)]
     pub figures: bool,
+    /// Image checkpoints: the official one-shot runs (runNN/training, runNN/test,
+    /// class_labels.txt), a folder or a zip; prints each run's error and the mean.
+    #[arg(long, conflicts_with = "data")]
+    pub runs: Option<PathBuf>,
+    /// Image checkpoints: draw the tasks from these image classes (a folder in the
+    /// Omniglot layout or a zip of one, e.g. held-out alphabets) instead of the training
+    /// data.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// With --data: classes per task [default: the checkpoint's].
+    #[arg(long)]
+    pub ways: Option<usize>,
+    /// With --data: support images per class [default: the checkpoint's].
+    #[arg(long)]
+    pub shots: Option<usize>,
+    /// With --data: query images per class [default: the checkpoint's].
+    #[arg(long)]
+    pub queries: Option<usize>,
+    /// With --data: each character at 0, 90, 180 and 270 degrees is a class of its own.
+    #[arg(long)]
+    pub rotations: bool,
+    /// With --data: only these alphabets, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    pub alphabets: Vec<String>,
     #[command(flatten)]
     pub backend: BackendArgs,
 }
@@ -87,10 +111,13 @@ impl BackendJob for EvalJob {
     }
 }
 
-/// `maml eval`.
+/// `maml eval` of a linear checkpoint (`main` sends the model-agnostic core's to
+/// [`crate::eval_core::eval_core`]).
 pub fn eval(args: EvalArgs) -> Result<(), CliError> {
-    if crate::train_mlp::is_mlp_checkpoint(&args.checkpoint) {
-        return eval_mlp(args);
+    if args.runs.is_some() || args.data.is_some() {
+        return Err(CliError::Usage(
+            "--runs and --data are for image checkpoints (maml train --family omniglot)".into(),
+        ));
     }
     let checkpoint = Checkpoint::load(&args.checkpoint)?;
     let name = args.checkpoint.display().to_string();
@@ -193,69 +220,5 @@ pub fn optimum_cmd(args: OptimumArgs) -> Result<(), CliError> {
     adapt.validate_linear()?;
     let opt = optimum(&set.tasks, set.d_out(), &adapt)?;
     print_json(&opt);
-    Ok(())
-}
-
-/// `maml eval` of an MLP checkpoint: MAML against the pretrained baseline.
-fn eval_mlp(args: EvalArgs) -> Result<(), CliError> {
-    use crate::train_mlp::{Figure2Job, MlpEvalJob, figure3};
-    if args.num_tasks == 0 {
-        return Err(CliError::Usage(
-            "invalid --num-tasks 0: must be at least 1".into(),
-        ));
-    }
-    if args.tasks.is_some() {
-        return Err(CliError::Usage(
-            "--tasks is for linear checkpoints; an MLP checkpoint is evaluated on fresh tasks of its family".into(),
-        ));
-    }
-    let b = args.backend;
-    let report = dispatch_with(
-        b.backend,
-        b.precision,
-        b.threads,
-        MlpEvalJob {
-            checkpoint: args.checkpoint.clone(),
-            num_tasks: args.num_tasks,
-            inner_steps: args.inner_steps,
-            inner_lr: args.inner_lr,
-            seed: args.rng_seed,
-        },
-    )?;
-    if args.figures {
-        let dir = args
-            .checkpoint
-            .parent()
-            .unwrap_or(std::path::Path::new("."));
-        figure3(dir, &report)?;
-        dispatch_with(
-            b.backend,
-            b.precision,
-            b.threads,
-            Figure2Job {
-                checkpoint: args.checkpoint.clone(),
-                seed: args.rng_seed,
-            },
-        )?;
-    }
-    if args.json {
-        print_json(&report);
-    } else {
-        crate::emit(&format!(
-            "mean query loss on {} fresh tasks after k gradient steps (inner_lr {}{}):",
-            report.tasks,
-            report.inner_lr,
-            if report.meta_sgd {
-                ", MAML: Meta-SGD's learned sizes"
-            } else {
-                ""
-            }
-        ));
-        crate::emit(&format!("{:>3} {:>14} {:>14}", "k", "MAML", "pretrained"));
-        for (k, m) in report.maml.iter().enumerate() {
-            let p = report.pretrained.as_ref().map_or(f64::NAN, |p| p[k]);
-            crate::emit(&format!("{k:>3} {m:>14.6} {p:>14.6}"));
-        }
-    }
     Ok(())
 }

@@ -1,21 +1,23 @@
-//! `maml`: check, train, evaluate and benchmark MAML on a linear model, on the CPU
+//! `maml`: check, train, evaluate and benchmark MAML (linear models, MLPs, conv nets), on the CPU
 //! (Flex, the default, or ndarray) or a GPU (wgpu).
 
 mod alloc;
 mod bench;
 mod eval;
+mod eval_core;
 mod grad;
 #[cfg(feature = "mpi")]
 mod mpi;
 mod progress;
 mod train;
-mod train_mlp;
+mod train_core;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use maml_burn::backend::{BackendKind, Precision};
+use maml_burn::maml_core::ModelCheckpoint;
 use maml_cli::{error, plot};
 
 /// Exact second-order MAML on Burn.
@@ -65,11 +67,11 @@ enum Command {
         #[command(flatten)]
         backend: BackendArgs,
     },
-    /// Meta-train a linear model's initial weights: progress bar, checkpoints, metrics
-    /// CSV and plots in --out.
+    /// Meta-train a model's initial weights (linear, an MLP, a conv net): progress bar,
+    /// checkpoints, metrics CSV and plots in --out.
     Train(Box<train::TrainArgs>),
-    /// Query loss before and after adaptation on fresh tasks, for a checkpoint and for a
-    /// random initialisation.
+    /// Query loss before and after adaptation on fresh tasks (and the query accuracy of
+    /// classification, or the error on the official one-shot runs) of a checkpoint.
     Eval(eval::EvalArgs),
     /// The exact MAML optimum over a fixed task set (second order) and the point that
     /// first-order MAML converges to, by f64 linear solves.
@@ -102,6 +104,9 @@ fn main() -> ExitCode {
             backend,
         } => grad::check(&problem, expected.as_deref(), tolerance, backend),
         Command::Train(args) => train::train(*args),
+        Command::Eval(args) if ModelCheckpoint::is_one(&args.checkpoint) => {
+            eval_core::eval_core(args)
+        }
         Command::Eval(args) => eval::eval(args),
         Command::Optimum(args) => eval::optimum_cmd(args),
         Command::Bench(args) => bench::bench(args),

@@ -12,16 +12,16 @@ use maml_burn::maml_core::closed_form::{Optimum, optimum};
 use maml_burn::maml_core::data::{read_json, read_text, write_atomic};
 use maml_burn::maml_core::train::trainer::{Checkpoint, load_tasks, step_rng};
 use maml_burn::maml_core::{
-    Activation, AdaptConfig, BlobsFamily, LinearFamily, LinearWeights, Loss, MamlError, MetaConfig,
-    MetaOptimizer, MlpCheckpoint, MlpConfig, Order, SinusoidFamily, TaskSource, TrainConfig,
-    Trainer, evaluate,
+    Activation, AdaptConfig, BlobsFamily, ConvNet, ConvNetConfig, ImageSource, LinearFamily,
+    LinearWeights, Loss, MamlError, MetaConfig, MetaOptimizer, MlpConfig, ModelCheckpoint,
+    ModelConfig, Order, SinusoidFamily, TaskSource, TrainConfig, Trainer, evaluate,
 };
 use serde::Serialize;
 
 use crate::error::CliError;
 use crate::plot::{MOVING_AVERAGE_FROM, Series, Style, line_plot, with_moving_average};
 use crate::progress::{loss_message, progress};
-use crate::train_mlp::{MlpJob, MlpSummary, Parallel, is_mlp_checkpoint, run_mlp};
+use crate::train_core::{CoreJob, CoreSummary, Parallel, run_core};
 use crate::{BackendArgs, parse};
 
 /// Built-in task families.
@@ -33,8 +33,11 @@ pub enum FamilyArg {
     Linear,
     /// The MAML paper's sinusoids, y = A sin(x - phase) (in = out = 1).
     Sinusoid,
-    /// N-way classification of Gaussian clusters (--ways, --in; --loss cross_entropy).
+    /// N-way classification of Gaussian clusters (--ways, --in; cross-entropy).
     Blobs,
+    /// N-way K-shot classification of Omniglot images (--data, --ways, --shots,
+    /// --queries, --rotations, --alphabets; cross-entropy), for --model conv4.
+    Omniglot,
 }
 
 /// The model to meta-learn.
@@ -44,6 +47,52 @@ pub enum ModelArg {
     Linear,
     /// A multi-layer perceptron (--hidden, --activation).
     Mlp,
+    /// The MAML paper's Omniglot network: 4 blocks of 3x3 conv (stride 2), batch norm,
+    /// ReLU; spatial mean; linear head (--filters, default 64).
+    Conv4,
+    /// The MAML paper's MiniImageNet network: 4 blocks of 3x3 conv, batch norm, ReLU,
+    /// 2x2 max pool; flatten; linear head (--filters, default 32).
+    Conv4Pool,
+}
+
+/// Options of the image families (`omniglot`) and conv nets.
+#[derive(Debug, Clone, Args)]
+pub struct ImageArgs {
+    /// A folder in the Omniglot layout (ALPHABET/CHARACTER/*.png), or a zip of one.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Support images per class, K.
+    #[arg(long, default_value_t = 1)]
+    pub shots: usize,
+    /// Query images per class.
+    #[arg(long, default_value_t = 1)]
+    pub queries: usize,
+    /// Each character at 0, 90, 180 and 270 degrees is a class of its own.
+    #[arg(long)]
+    pub rotations: bool,
+    /// Only these alphabets, comma-separated (default: all): a split by alphabet.
+    #[arg(long, value_delimiter = ',')]
+    pub alphabets: Vec<String>,
+    /// Filters of every conv layer [default: conv4 64, conv4-pool 32].
+    #[arg(long)]
+    pub filters: Option<usize>,
+}
+
+impl ImageArgs {
+    /// The image family these flags describe, with `ways` classes per task.
+    pub fn source(&self, ways: usize) -> Result<ImageSource, CliError> {
+        let data = self.data.as_ref().ok_or_else(|| {
+            CliError::Usage("--family omniglot needs --data (a folder or a zip of one)".into())
+        })?;
+        Ok(ImageSource {
+            data: data.display().to_string(),
+            ways,
+            shots: self.shots,
+            queries: self.queries,
+            rotations: self.rotations,
+            alphabets: self.alphabets.clone(),
+        })
+    }
 }
 
 /// Options of the `linear` task family.
@@ -100,15 +149,18 @@ pub struct HyperArgs {
     /// first or second.
     #[arg(long, default_value = "second", value_parser = parse::<Order>)]
     pub order: Order,
-    /// Inner gradient steps K [default: 5; --family sinusoid: 1, as in the MAML paper].
+    /// Inner gradient steps K [default: 5; --family sinusoid and omniglot: 1, as in the
+    /// MAML paper].
     #[arg(long)]
     pub inner_steps: Option<usize>,
-    /// Inner learning rate [default: 0.1; --family sinusoid: 0.01, as in the MAML paper].
+    /// Inner learning rate [default: 0.1; --family sinusoid: 0.01, omniglot: 0.4, as in
+    /// the MAML paper].
     #[arg(long, allow_hyphen_values = true)]
     pub inner_lr: Option<f64>,
-    /// mse or sse.
-    #[arg(long, default_value = "mse", value_parser = parse::<Loss>)]
-    pub loss: Loss,
+    /// mse, sse or cross_entropy [default: cross_entropy for the classification families,
+    /// blobs and omniglot; mse otherwise].
+    #[arg(long, value_parser = parse::<Loss>)]
+    pub loss: Option<Loss>,
 }
 
 impl HyperArgs {
@@ -117,7 +169,7 @@ impl HyperArgs {
         AdaptConfig::new(self.inner_lr.unwrap_or(defaults.inner_lr))
             .with_inner_steps(self.inner_steps.unwrap_or(defaults.inner_steps))
             .with_order(self.order)
-            .with_loss(self.loss)
+            .with_loss(self.loss.unwrap_or(defaults.loss))
     }
 }
 
@@ -133,6 +185,8 @@ pub struct FamilyDefaults {
     pub inner_lr: f64,
     /// Meta learning rate.
     pub meta_lr: f64,
+    /// The loss.
+    pub loss: Loss,
 }
 
 impl FamilyDefaults {
@@ -142,18 +196,33 @@ impl FamilyDefaults {
         inner_steps: 1,
         inner_lr: 0.01,
         meta_lr: 0.001,
+        loss: Loss::Mse,
+    };
+    /// The MAML paper's Omniglot setting (section 5.2): one inner step of 0.4, Adam at
+    /// 0.001, cross-entropy.
+    pub const OMNIGLOT_PAPER: Self = Self {
+        inner_steps: 1,
+        inner_lr: 0.4,
+        meta_lr: 0.001,
+        loss: Loss::CrossEntropy,
     };
     /// Every other family and task files.
     pub const GENERAL: Self = Self {
         inner_steps: 5,
         inner_lr: 0.1,
         meta_lr: 0.01,
+        loss: Loss::Mse,
     };
 
     /// The defaults of `family` (`None`: a task file).
     pub fn of(family: Option<FamilyArg>) -> Self {
         match family {
             Some(FamilyArg::Sinusoid) => Self::SINUSOID_PAPER,
+            Some(FamilyArg::Omniglot) => Self::OMNIGLOT_PAPER,
+            Some(FamilyArg::Blobs) => Self {
+                loss: Loss::CrossEntropy,
+                ..Self::GENERAL
+            },
             _ => Self::GENERAL,
         }
     }
@@ -176,7 +245,8 @@ pub struct TrainArgs {
     /// sgd or adam.
     #[arg(long, default_value = "adam", value_parser = parse::<MetaOptimizer>)]
     pub meta_optimizer: MetaOptimizer,
-    /// Meta learning rate [default: 0.01; --family sinusoid: 0.001, as in the MAML paper].
+    /// Meta learning rate [default: 0.01; --family sinusoid and omniglot: 0.001, as in the
+    /// MAML paper].
     #[arg(long, allow_hyphen_values = true)]
     pub meta_lr: Option<f64>,
     /// Meta steps (with --resume: the total to reach).
@@ -210,9 +280,11 @@ pub struct TrainArgs {
     /// Skip the comparison run (first order) and the adaptation plot.
     #[arg(long)]
     pub no_compare: bool,
-    /// The model: linear, or mlp.
+    /// The model: linear, mlp, conv4 or conv4-pool.
     #[arg(long, value_enum, default_value = "linear")]
     pub model: ModelArg,
+    #[command(flatten)]
+    pub images: ImageArgs,
     /// Hidden layer widths of the MLP, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "40,40")]
     pub hidden: Vec<usize>,
@@ -222,10 +294,11 @@ pub struct TrainArgs {
     /// Meta-SGD: learn one inner step size per parameter (starting at --inner-lr).
     #[arg(long)]
     pub meta_sgd: bool,
-    /// Classes per task of the blobs family.
+    /// Classes per task of the blobs and omniglot families.
     #[arg(long, default_value_t = 5)]
     pub ways: usize,
-    /// Steps of the pretrained baseline of an MLP run (default: --meta-steps; 0: none).
+    /// Steps of the pretrained baseline of a run on the model-agnostic core (default:
+    /// --meta-steps; --family omniglot: 0; 0: none).
     #[arg(long)]
     pub baseline_steps: Option<usize>,
     /// Stop as diverged when the meta-loss rises above this many times its lowest value
@@ -586,7 +659,7 @@ impl BackendJob for TrainJob {
 /// What `maml train` runs: the linear model's fast path, or the model-agnostic core.
 enum Plan {
     Linear(TrainJob),
-    Mlp(MlpJob),
+    Core(CoreJob),
 }
 
 /// Reads the inputs of `maml train` (flags, `--config`, or the checkpoint to resume),
@@ -594,8 +667,8 @@ enum Plan {
 fn plan(args: &TrainArgs, parallel: Parallel) -> Result<Plan, CliError> {
     let out = args.out.clone();
     std::fs::create_dir_all(&out).map_err(|e| MamlError::io("cannot create", &out, e))?;
-    if args.resume && is_mlp_checkpoint(&out.join("checkpoint.json")) {
-        return mlp_resume_job(args, &out, parallel).map(Plan::Mlp);
+    if args.resume && ModelCheckpoint::is_one(&out.join("checkpoint.json")) {
+        return core_resume_job(args, &out, parallel).map(Plan::Core);
     }
     let (mut config, initial, start_step, rows) = if args.resume {
         let path = out.join("checkpoint.json");
@@ -640,36 +713,62 @@ fn plan(args: &TrainArgs, parallel: Parallel) -> Result<Plan, CliError> {
                     query_shots: args.linear.query_shots,
                     ..BlobsFamily::default()
                 }),
+                FamilyArg::Omniglot => TaskSource::Omniglot(args.images.source(args.ways)?),
             },
         };
-        if matches!(tasks, TaskSource::Blobs(_)) && args.hyper.loss != Loss::CrossEntropy {
+        let defaults = FamilyDefaults::of(args.tasks.is_none().then_some(args.family));
+        let adapt = args.hyper.adapt(&defaults);
+        let classify = matches!(tasks, TaskSource::Blobs(_) | TaskSource::Omniglot(_));
+        if classify && adapt.loss != Loss::CrossEntropy {
             return Err(CliError::Usage(format!(
-                "the blobs family is classification: pass --loss cross_entropy (got --loss {})",
-                args.hyper.loss
+                "the {} family is classification: pass --loss cross_entropy (got --loss {})",
+                args.family
+                    .to_possible_value()
+                    .map(|v| v.get_name().to_string())
+                    .unwrap_or_default(),
+                adapt.loss
             )));
         }
-        // Data-parallel runs, MLPs, Meta-SGD and cross-entropy take the generic core.
-        let generic = args.model == ModelArg::Mlp
+        let conv = matches!(args.model, ModelArg::Conv4 | ModelArg::Conv4Pool);
+        if conv != matches!(tasks, TaskSource::Omniglot(_)) {
+            return Err(CliError::Usage(if conv {
+                "--model conv4 and conv4-pool take images: use --family omniglot".into()
+            } else {
+                "--family omniglot needs a conv net: --model conv4 or conv4-pool".into()
+            }));
+        }
+        // Data-parallel runs, MLPs, conv nets, Meta-SGD and cross-entropy take the
+        // generic core.
+        let generic = args.model != ModelArg::Linear
             || args.meta_sgd
-            || args.hyper.loss == Loss::CrossEntropy
+            || adapt.loss == Loss::CrossEntropy
             || args.workers > 1
             || args.mpi;
-        let model = generic.then(|| {
-            let hidden = match args.model {
-                ModelArg::Mlp => args.hidden.clone(),
-                ModelArg::Linear => Vec::new(),
-            };
-            MlpConfig::new()
-                .with_hidden(hidden)
+        let model: Option<ModelConfig> = generic.then(|| match args.model {
+            ModelArg::Conv4 | ModelArg::Conv4Pool => {
+                ConvNetConfig::new(if args.model == ModelArg::Conv4 {
+                    ConvNet::Conv4
+                } else {
+                    ConvNet::Conv4Pool
+                })
+                .with_filters(args.images.filters)
+                .into()
+            }
+            ModelArg::Mlp | ModelArg::Linear => MlpConfig::new()
+                .with_hidden(if args.model == ModelArg::Mlp {
+                    args.hidden.clone()
+                } else {
+                    Vec::new()
+                })
                 .with_activation(args.activation)
+                .into(),
         });
         let meta_batch = match (&args.meta_batch, &args.tasks) {
             (Some(n), _) => *n,
             (None, Some(path)) => load_tasks(&path.display().to_string())?.len(),
             (None, None) => DEFAULT_META_BATCH,
         };
-        let defaults = FamilyDefaults::of(args.tasks.is_none().then_some(args.family));
-        let meta = MetaConfig::new(args.hyper.adapt(&defaults).with_meta_sgd(args.meta_sgd))
+        let meta = MetaConfig::new(adapt.with_meta_sgd(args.meta_sgd))
             .with_meta_lr(args.meta_lr.unwrap_or(defaults.meta_lr))
             .with_meta_optimizer(args.meta_optimizer);
         let config = TrainConfig::new(meta, tasks)
@@ -682,7 +781,7 @@ fn plan(args: &TrainArgs, parallel: Parallel) -> Result<Plan, CliError> {
     };
     if parallel != Parallel::Alone && config.model.is_none() && initial.is_none() {
         // A saved linear configuration, split over workers: the generic core's one layer.
-        config.model = Some(MlpConfig::new().with_hidden(Vec::new()));
+        config.model = Some(MlpConfig::new().with_hidden(Vec::new()).into());
     }
     config.validate()?;
     if args.checkpoint_every == 0 {
@@ -693,9 +792,16 @@ fn plan(args: &TrainArgs, parallel: Parallel) -> Result<Plan, CliError> {
     let config_json = serde_json::to_string_pretty(&config).expect("configs serialise");
     write_atomic(&out.join("config.json"), config_json.as_bytes())?;
     if config.model.is_some() {
-        let job = MlpJob {
+        let job = CoreJob {
             parallel,
-            baseline_steps: args.baseline_steps.unwrap_or(config.meta_steps),
+            // The pretrained baseline is the MAML paper's for regression (Figure 3).
+            baseline_steps: args.baseline_steps.unwrap_or(
+                if matches!(config.tasks, TaskSource::Omniglot(_)) {
+                    0
+                } else {
+                    config.meta_steps
+                },
+            ),
             config,
             initial: None,
             start_step: 0,
@@ -704,7 +810,7 @@ fn plan(args: &TrainArgs, parallel: Parallel) -> Result<Plan, CliError> {
             eval_tasks: if args.no_compare { 0 } else { args.eval_tasks },
         };
         check_split(&job)?;
-        return Ok(Plan::Mlp(job));
+        return Ok(Plan::Core(job));
     }
     if parallel != Parallel::Alone {
         return Err(CliError::Usage(format!(
@@ -726,7 +832,7 @@ fn plan(args: &TrainArgs, parallel: Parallel) -> Result<Plan, CliError> {
 }
 
 /// Refuses a split with more workers (or ranks) than tasks per meta-batch.
-fn check_split(job: &MlpJob) -> Result<(), CliError> {
+fn check_split(job: &CoreJob) -> Result<(), CliError> {
     let (n, what) = match job.parallel {
         Parallel::Alone => return Ok(()),
         Parallel::Workers(n) => (n, "--workers"),
@@ -752,7 +858,7 @@ pub fn train(args: TrainArgs) -> Result<(), CliError> {
         n => Parallel::Workers(n),
     };
     let job = match plan(&args, parallel)? {
-        Plan::Mlp(job) => return report_mlp(run_mlp(job, args.backend)?),
+        Plan::Core(job) => return report_core(run_core(job, args.backend)?),
         Plan::Linear(job) => job,
     };
     let summary = dispatch_with(
@@ -774,22 +880,22 @@ pub fn train(args: TrainArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-fn report_mlp(summary: MlpSummary) -> Result<(), CliError> {
+fn report_core(summary: CoreSummary) -> Result<(), CliError> {
     crate::print_json(&summary);
     Ok(())
 }
 
 /// `maml train --resume` of an MLP run: continues from its checkpoint.
-fn mlp_resume_job(args: &TrainArgs, out: &Path, parallel: Parallel) -> Result<MlpJob, CliError> {
-    let checkpoint = MlpCheckpoint::load(&out.join("checkpoint.json"))?;
+fn core_resume_job(args: &TrainArgs, out: &Path, parallel: Parallel) -> Result<CoreJob, CliError> {
+    let checkpoint = ModelCheckpoint::load(&out.join("checkpoint.json"))?;
     let mut config = checkpoint.config.clone();
     if let Some(steps) = args.meta_steps {
         config.meta_steps = steps;
     }
-    let job = MlpJob {
+    let job = CoreJob {
         parallel,
         baseline_steps: args.baseline_steps.unwrap_or(0),
-        initial: Some((checkpoint.weights, checkpoint.step_sizes)),
+        initial: Some((checkpoint.model, checkpoint.step_sizes)),
         start_step: checkpoint.step,
         config,
         out: out.to_path_buf(),
@@ -815,10 +921,7 @@ fn train_mpi(_: TrainArgs) -> Result<(), CliError> {
 #[derive(serde::Serialize, serde::Deserialize)]
 struct MpiStart {
     config: TrainConfig,
-    initial: Option<(
-        maml_burn::maml_core::MlpWeights,
-        Option<maml_burn::maml_core::MlpWeights>,
-    )>,
+    initial: Option<crate::train_core::Initial>,
     start_step: usize,
 }
 
@@ -844,7 +947,7 @@ fn train_mpi(args: TrainArgs) -> Result<(), CliError> {
     };
     let (own, bytes) = if mpi.rank == 0 {
         let job = match plan(&args, parallel) {
-            Ok(Plan::Mlp(job)) => job,
+            Ok(Plan::Core(job)) => job,
             Ok(Plan::Linear(_)) => unreachable!("--mpi makes every new run generic"),
             Err(err) => {
                 eprintln!("error: {err}");
@@ -867,7 +970,7 @@ fn train_mpi(args: TrainArgs) -> Result<(), CliError> {
         None => {
             let start: MpiStart =
                 serde_json::from_slice(&bytes).expect("rank 0 sent a start it serialised");
-            MlpJob {
+            CoreJob {
                 parallel,
                 baseline_steps: 0,
                 config: start.config,
@@ -879,8 +982,8 @@ fn train_mpi(args: TrainArgs) -> Result<(), CliError> {
             }
         }
     };
-    match run_mlp(job, args.backend) {
-        Ok(summary) if mpi.rank == 0 => report_mlp(summary),
+    match run_core(job, args.backend) {
+        Ok(summary) if mpi.rank == 0 => report_core(summary),
         Ok(_) => Ok(()),
         Err(err) if err.is_divergence() && mpi.rank == 0 => Err(err),
         Err(err) if err.is_divergence() => {

@@ -73,6 +73,14 @@ pub enum MamlError {
         #[source]
         source: std::io::Error,
     },
+    /// A data file (an image, an archive, a run listing) that cannot be used.
+    #[error("bad data at {location}: {detail}")]
+    BadData {
+        /// The file, class or entry.
+        location: String,
+        /// What is wrong.
+        detail: String,
+    },
     /// The device's default float type differs from the backend's element type.
     #[error(
         "precision mismatch on {backend}: the backend computes in {wanted} but this device          already creates {actual} tensors (Burn fixes one default float type per device type          per process; run each precision in its own process)"

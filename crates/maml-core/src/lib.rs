@@ -28,7 +28,7 @@ pub mod train;
 
 pub use algo::learn::{
     Fast, ModelLearner, ModelMetaGradient, adapt_model, autodiff_meta_gradient,
-    model_adaptation_curve, model_meta_gradient, model_meta_gradient_by,
+    model_adaptation_curve, model_meta_gradient, model_meta_gradient_by, query_accuracies,
 };
 pub use algo::maml::{
     FastWeights, MetaGradient, adapt, adaptation_curve, is_tracked, meta_gradient,
@@ -39,6 +39,8 @@ pub use data::batch::{MetaBatch, Sets, shard_range};
 pub use data::families::{
     BlobsFamily, FixedTasks, LinearFamily, SeedFamily, Sinusoid, SinusoidFamily, TaskFamily,
 };
+pub use data::few_shot::{FewShotFamily, ImageSource};
+pub use data::images::{ImageClass, ImageClasses, OneShotRun, load_runs};
 pub use data::layers::{Array, ExampleShape, LayerSpec, LayerWeights, LayeredSpec, LayeredWeights};
 pub use data::tasks::{SetBatch, TaskBatch};
 pub use data::{Answer, LinearWeights, Problem, SetData, TaskData};
@@ -46,17 +48,19 @@ pub use error::{MamlError, Result};
 pub use model::layered::{Layer, Layered};
 pub use model::linear::LinearModel;
 pub use model::mlp::{Activation, Mlp, MlpConfig, MlpWeights, TaskLinear};
+pub use model::presets::{ConvNet, ConvNetConfig, ModelConfig};
 pub use model::{Learnable, MetaBackend, MetaModel, SecondOrder};
 pub use trace::{MetaStepTrace, trace_meta_step};
 pub use train::any_problem::{AnyAnswer, AnyProblem};
 pub use train::learner::MetaLearner;
-pub use train::mlp_trainer::{MlpCheckpoint, MlpTrainer, mlp_adapted_predictions, mlp_eval_curve};
+pub use train::model_trainer::{ModelTrainer, adapted_predictions, eval_accuracy, eval_curve};
 pub use train::problems::{
     AnswerV2, InnerLr, ModelSpec, ProblemV2, finite_differences_v2, solve_v2, solve_v2_by,
 };
 pub use train::problems_v3::{
     AnswerV3, InnerLrV3, ProblemV3, SetV3, TaskV3, finite_differences_v3, solve_v3, solve_v3_by,
 };
+pub use train::stored::{BuiltIn, ModelCheckpoint, ModelJob, ModelKind, StoredModel};
 pub use train::trainer::{
     Checkpoint, EvalReport, StepMetrics, TaskSource, TrainConfig, Trainer, evaluate,
 };

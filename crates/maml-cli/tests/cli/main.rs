@@ -3,6 +3,7 @@
 
 mod bad_inputs;
 mod grad;
+mod images;
 mod kill;
 mod plots;
 mod train;

@@ -13,20 +13,20 @@ fn data(name: &str) -> String {
         .to_string()
 }
 
-fn maml(args: &[&str]) -> Output {
+pub(crate) fn maml(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_maml"))
         .args(args)
         .output()
         .expect("the maml binary runs")
 }
 
-fn tmp(name: &str) -> PathBuf {
+pub(crate) fn tmp(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("maml-cli-test-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     dir
 }
 
-fn ok(out: &Output) {
+pub(crate) fn ok(out: &Output) {
     assert!(
         out.status.success(),
         "stdout {}\nstderr {}",
@@ -436,7 +436,15 @@ fn mlp_runs_write_v2_weights_a_baseline_and_eval_compares_them() {
         sgd.to_str().unwrap(),
     ]));
     assert!(sgd.join("step_sizes.json").exists());
-    let wrong = maml(&["train", "--family", "blobs", "--out", sgd.to_str().unwrap()]);
+    let wrong = maml(&[
+        "train",
+        "--family",
+        "blobs",
+        "--loss",
+        "mse",
+        "--out",
+        sgd.to_str().unwrap(),
+    ]);
     assert!(String::from_utf8_lossy(&wrong.stderr).contains("--loss cross_entropy"));
 }
 
@@ -559,7 +567,7 @@ mod mpi {
     use std::process::{Command, Stdio};
     use std::time::{Duration, Instant};
 
-    use maml_burn::maml_core::MlpCheckpoint;
+    use maml_burn::maml_core::ModelCheckpoint;
 
     use super::{SPLITS, assert_same_weights, maml, ok, split_args, strs, tmp, weights_of};
 
@@ -697,7 +705,7 @@ mod mpi {
                 Instant::now() < deadline,
                 "no checkpoint at step 20 after 120 s"
             );
-            if MlpCheckpoint::load(&checkpoint).is_ok_and(|c| c.step >= 20) {
+            if ModelCheckpoint::load(&checkpoint).is_ok_and(|c| c.step >= 20) {
                 break;
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -727,7 +735,7 @@ mod mpi {
         );
         // Rank 0 may be killed in the middle of a write: the checkpoint is replaced only
         // by a complete one, so it loads.
-        let step = MlpCheckpoint::load(&checkpoint)
+        let step = ModelCheckpoint::load(&checkpoint)
             .expect("the checkpoint left behind loads")
             .step;
         assert!(step >= 20, "checkpoint at step {step}");
@@ -740,7 +748,7 @@ mod mpi {
             "--out",
             dir.to_str().unwrap(),
         ]));
-        let resumed = MlpCheckpoint::load(&checkpoint).unwrap();
+        let resumed = ModelCheckpoint::load(&checkpoint).unwrap();
         assert_eq!(resumed.step, step + 10);
     }
 }

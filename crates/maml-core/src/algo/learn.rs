@@ -148,6 +148,28 @@ pub fn fast_query_losses<B: Backend, M: Learnable<B>>(
     }
 }
 
+/// Each task's query accuracy ([`Sets::task_accuracies`]) of fast weights on `B`,
+/// `[tasks]`.
+pub fn query_accuracies<B: Backend, P: MetaModel<B>>(
+    fast: &Fast<P>,
+    query: &Sets<B>,
+) -> Tensor<B, 1> {
+    match fast {
+        Fast::Batched(model) => query.task_accuracies(model.forward(query.x.clone())),
+        Fast::PerTask(models) => Tensor::cat(
+            models
+                .iter()
+                .enumerate()
+                .map(|(t, model)| {
+                    let q = query.task(t);
+                    q.task_accuracies(model.forward(q.x.clone()))
+                })
+                .collect(),
+            0,
+        ),
+    }
+}
+
 /// A meta-gradient of any model. Tensors are lazy: reading one syncs with the device.
 #[derive(Debug)]
 pub struct ModelMetaGradient<B: Backend, M: Learnable<B>> {

@@ -149,6 +149,23 @@ impl<B: Backend> Sets<B> {
         }
     }
 
+    /// Each task's accuracy of predictions `pred [tasks, n, out]`, `[tasks]`: the share of
+    /// its real rows whose largest prediction is at its target's largest entry (the
+    /// class, for one-hot targets); 0 without targets.
+    pub fn task_accuracies(&self, pred: Tensor<B, 3>) -> Tensor<B, 1> {
+        let tasks = self.tasks();
+        let Some(y) = &self.y else {
+            return Tensor::zeros([tasks], &pred.device());
+        };
+        let mut hits = pred.argmax(2).equal(y.clone().argmax(2)).float();
+        if let Some(mask) = &self.mask {
+            hits = hits * mask.clone();
+        }
+        let rows: Vec<f64> = self.rows.iter().map(|&r| r.max(1) as f64).collect();
+        let rows = Tensor::<B, 1>::from_data(TensorData::new(rows, [tasks]), &hits.device());
+        hits.sum_dim(1).reshape([tasks]) / rows
+    }
+
     /// `∂ total_loss / ∂ pred`, `[tasks, n, out]`: each task's own loss gradient (for the
     /// hand-derived MLP gradients of [`crate::algo::analytic`]). Squared error: `2 (pred - y)`;
     /// cross-entropy: `softmax(pred) Σ_j y_j - y`; masked and scaled as the loss.

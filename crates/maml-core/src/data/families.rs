@@ -15,6 +15,10 @@ pub trait TaskFamily {
     fn d_out(&self) -> usize;
     /// Draws a meta-batch of `tasks` tasks.
     fn sample(&self, tasks: usize, rng: &mut StdRng) -> Vec<TaskData>;
+    /// `[C, H, W]` when every example is an image (flattened to `in = C·H·W`).
+    fn image_shape(&self) -> Option<[usize; 3]> {
+        None
+    }
 }
 
 /// The seed's task, always the same: support x = 1, query x = 2, zero targets.

@@ -1,10 +1,13 @@
 //! Data: host-side (f64) linear weights, tasks and the problem-file format of
 //! `shared/reference/problem-schema.md`, with validation that names the bad value; the
-//! task families ([`families`]) and the tensors a meta-batch is made of ([`tasks`] for
+//! task families ([`families`]; image classes and N-way K-shot tasks: [`images`],
+//! [`few_shot`]) and the tensors a meta-batch is made of ([`tasks`] for
 //! the linear model, [`batch`], padded and masked, for any model).
 
 pub mod batch;
 pub mod families;
+pub mod few_shot;
+pub mod images;
 pub mod layers;
 pub mod tasks;
 

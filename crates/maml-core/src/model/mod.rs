@@ -14,6 +14,7 @@
 pub mod layered;
 pub mod linear;
 pub mod mlp;
+pub mod presets;
 
 use burn::module::{AutodiffModule, Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::optim::GradientsParams;

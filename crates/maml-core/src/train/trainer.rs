@@ -13,6 +13,7 @@ use crate::config::MetaConfig;
 use crate::data::families::{
     BlobsFamily, FixedTasks, LinearFamily, SeedFamily, SinusoidFamily, TaskFamily,
 };
+use crate::data::few_shot::ImageSource;
 use crate::data::tasks::TaskBatch;
 use crate::data::{LinearWeights, TaskData};
 use crate::error::MamlError;
@@ -31,6 +32,8 @@ pub enum TaskSource {
     Sinusoid(SinusoidFamily),
     /// N-way classification of Gaussian clusters.
     Blobs(BlobsFamily),
+    /// N-way K-shot classification of images (Omniglot).
+    Omniglot(ImageSource),
     /// The `tasks` of a problem file (a fixed task set).
     File {
         /// The problem file.
@@ -55,6 +58,7 @@ impl TaskSource {
                 family.validate()?;
                 Box::new(family.clone())
             }
+            TaskSource::Omniglot(source) => Box::new(source.family()?),
             TaskSource::File { path } => Box::new(FixedTasks::new(load_tasks(path)?)?),
         })
     }
@@ -81,9 +85,9 @@ pub struct TrainConfig {
     /// Seed of the initial weights and of every meta-batch.
     #[config(default = 0)]
     pub seed: u64,
-    /// The model: `None` is the linear model on its fast path (`[W | b]^T`); an MLP (or
-    /// a linear model given as one layer) runs on the model-agnostic core.
-    pub model: Option<crate::model::mlp::MlpConfig>,
+    /// The model: `None` is the linear model on its fast path (`[W | b]^T`); an MLP (a
+    /// linear model given as one layer) or a conv net runs on the model-agnostic core.
+    pub model: Option<crate::model::presets::ModelConfig>,
     /// Stop as diverged when the meta-loss rises above this many times its lowest value
     /// so far (`None`, the library's default: only non-finite values stop a run; the
     /// `maml` tool sets 1e6).
@@ -194,6 +198,8 @@ pub struct StepMetrics {
     pub query_loss_before: f64,
     /// Mean query loss after adaptation (equal to `meta_loss`).
     pub query_loss_after: f64,
+    /// Mean query accuracy after adaptation, for classification.
+    pub query_accuracy: Option<f64>,
 }
 
 /// Runs meta-training steps.
@@ -297,6 +303,7 @@ impl<B: Backend> Trainer<B> {
             meta_loss,
             query_loss_before: before,
             query_loss_after: meta_loss,
+            query_accuracy: None,
         })
     }
 }

@@ -4,6 +4,7 @@
 //! device type and process.
 
 mod closed_form;
+mod images;
 mod properties_f32;
 mod props;
 mod python_repr;

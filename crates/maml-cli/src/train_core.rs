@@ -1,6 +1,6 @@
-//! `maml train` and `maml eval` for MLPs (and a linear model given as one layer) on the
-//! model-agnostic core: MAML or Meta-SGD, a pretrained baseline, the MAML paper's
-//! figures.
+//! `maml train` on the model-agnostic core, for every built-in model (an MLP, a linear
+//! model given as one layer, a conv net): MAML or Meta-SGD, alone, on threads or on MPI
+//! ranks, a pretrained baseline, the MAML paper's figures.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -9,25 +9,23 @@ use burn::prelude::Backend;
 use maml_backends::dispatch_with;
 use maml_burn::backend::BackendJob;
 use maml_burn::maml_core::data::write_atomic;
-use maml_burn::maml_core::train::problems::ModelSpec;
-use maml_burn::maml_core::train::trainer::step_rng;
 use maml_burn::maml_core::{
-    Activation, AdaptConfig, MlpCheckpoint, MlpTrainer, MlpWeights, Order, SinusoidFamily,
-    TaskData, TaskSource, TrainConfig, mlp_adapted_predictions, mlp_eval_curve,
+    BuiltIn, ModelCheckpoint, ModelJob, ModelKind, ModelTrainer, Order, StoredModel, TrainConfig,
 };
 use serde::Serialize;
 
 use crate::error::CliError;
+use crate::eval_core::{evaluate_dir, figure3};
 use crate::plot::{MOVING_AVERAGE_FROM, Series, Style, line_plot, with_moving_average};
 use crate::progress::{loss_message, progress};
 
-/// The seed of the evaluation tasks (apart from every training step's).
-const EVAL_STREAM: usize = usize::MAX - 1;
+/// Initial weights and Meta-SGD's step sizes.
+pub type Initial = (StoredModel, Option<StoredModel>);
 
-/// An MLP training run.
-pub struct MlpJob {
+/// A training run on the model-agnostic core.
+pub struct CoreJob {
     pub config: TrainConfig,
-    pub initial: Option<(MlpWeights, Option<MlpWeights>)>,
+    pub initial: Option<Initial>,
     pub start_step: usize,
     pub out: PathBuf,
     pub checkpoint_every: usize,
@@ -75,21 +73,27 @@ enum Event {
         meta_loss: f64,
         before: f64,
         rising: usize,
+        accuracy: Option<f64>,
     },
-    Checkpoint(MlpCheckpoint),
-    Done((MlpWeights, Option<MlpWeights>, Activation)),
+    Checkpoint(Box<ModelCheckpoint>),
+    Done(Initial),
     Failed(CliError),
 }
 
 /// What every worker needs to train.
 struct WorkerParts<'a> {
     config: &'a TrainConfig,
-    initial: &'a Option<(MlpWeights, Option<MlpWeights>)>,
+    initial: &'a Option<Initial>,
     start_step: usize,
     checkpoint_every: usize,
 }
 
 impl WorkerParts<'_> {
+    /// The kind of model the run trains.
+    fn kind(&self) -> Result<ModelKind, CliError> {
+        kind_of(self.config, self.initial)
+    }
+
     /// Trains as worker `rank` of `workers` (1: alone), reporting to `emit` (rank 0's
     /// events are the run's).
     fn run<B: Backend>(
@@ -100,26 +104,70 @@ impl WorkerParts<'_> {
         device: &B::Device,
         emit: &mut dyn FnMut(Event) -> Result<(), CliError>,
     ) -> Result<(), CliError> {
-        let steps = self.config.meta_steps;
-        let mut trainer = MlpTrainer::<B>::new(
-            self.config.clone(),
-            self.config.tasks.family()?,
-            self.initial.clone(),
-            self.start_step,
+        self.kind()?.dispatch::<B, _>(Worker {
+            parts: self,
+            rank,
+            workers,
+            reduce,
+            device,
+            emit,
+        })
+    }
+}
+
+/// The model kind of a run: its initial weights', else its configuration's.
+fn kind_of(config: &TrainConfig, initial: &Option<Initial>) -> Result<ModelKind, CliError> {
+    match (initial, &config.model) {
+        (Some((model, _)), _) => Ok(model.kind()),
+        (None, Some(model)) => Ok(model.kind()),
+        (None, None) => Err(CliError::Usage(
+            "a run on the model-agnostic core needs a model".into(),
+        )),
+    }
+}
+
+/// One worker's training loop, for the run's model type.
+struct Worker<'a, 'p, B: Backend> {
+    parts: &'a WorkerParts<'p>,
+    rank: usize,
+    workers: usize,
+    reduce: Reduce,
+    device: &'a B::Device,
+    emit: &'a mut dyn FnMut(Event) -> Result<(), CliError>,
+}
+
+impl<B: Backend> ModelJob<B> for Worker<'_, '_, B> {
+    type Output = Result<(), CliError>;
+
+    fn run<M: BuiltIn<B>>(self) -> Result<(), CliError> {
+        let Worker {
+            parts,
+            rank,
+            workers,
+            reduce,
+            device,
+            emit,
+        } = self;
+        let steps = parts.config.meta_steps;
+        let mut trainer = ModelTrainer::<B, M>::new(
+            parts.config.clone(),
+            parts.config.tasks.family()?,
+            parts.initial.clone(),
+            parts.start_step,
             device,
         )?;
-        let checkpoint = |t: &MlpTrainer<B>, step: usize| {
-            Event::Checkpoint(MlpCheckpoint {
-                format: MlpCheckpoint::FORMAT.into(),
+        let checkpoint = |t: &ModelTrainer<B, M>, step: usize| {
+            Event::Checkpoint(Box::new(ModelCheckpoint {
+                format: ModelCheckpoint::FORMAT.into(),
                 step,
-                config: self.config.clone(),
-                weights: t.weights(),
+                config: parts.config.clone(),
+                model: t.weights(),
                 step_sizes: t.step_sizes(),
-            })
+            }))
         };
         if rank == 0 {
             // The starting point is a checkpoint too (a run that diverges at once).
-            emit(checkpoint(&trainer, self.start_step))?;
+            emit(checkpoint(&trainer, parts.start_step))?;
         }
         let peer = burn_collective::PeerId(rank as u32);
         while trainer.step_index() < steps {
@@ -148,21 +196,44 @@ impl WorkerParts<'_> {
                     meta_loss: m.meta_loss,
                     before: m.query_loss_before,
                     rising: trainer.rising_steps(),
+                    accuracy: m.query_accuracy,
                 })?;
                 let done = trainer.step_index();
-                if done % self.checkpoint_every == 0 || done == steps {
+                if done % parts.checkpoint_every == 0 || done == steps {
                     emit(checkpoint(&trainer, done))?;
                 }
             }
         }
         if rank == 0 {
-            emit(Event::Done((
-                trainer.weights(),
-                trainer.step_sizes(),
-                trainer.activation(),
-            )))?;
+            emit(Event::Done((trainer.weights(), trainer.step_sizes())))?;
         }
         Ok(())
+    }
+}
+
+/// The pretrained baseline: the run's model trained on the pooled tasks without
+/// adaptation; its weights and per-step losses.
+struct Baseline<'a, B: Backend> {
+    config: TrainConfig,
+    steps: usize,
+    device: &'a B::Device,
+}
+
+impl<B: Backend> ModelJob<B> for Baseline<'_, B> {
+    type Output = Result<(StoredModel, Vec<(f64, f64)>), CliError>;
+
+    fn run<M: BuiltIn<B>>(self) -> Self::Output {
+        let family = self.config.tasks.family()?;
+        let mut baseline = ModelTrainer::<B, M>::new(self.config, family, None, 0, self.device)?;
+        let bar = progress(self.steps, 0, "pretrain  ");
+        let mut rows = Vec::new();
+        while baseline.step_index() < self.steps {
+            let m = baseline.step()?;
+            rows.push((m.step as f64, m.meta_loss));
+            bar.inc(1);
+        }
+        bar.finish_and_clear();
+        Ok((baseline.weights(), rows))
     }
 }
 
@@ -229,7 +300,7 @@ fn run_workers<B: Backend>(
 
 /// What a training run prints at the end.
 #[derive(Debug, Serialize)]
-pub struct MlpSummary {
+pub struct CoreSummary {
     out: String,
     backend: String,
     meta_steps: usize,
@@ -239,10 +310,12 @@ pub struct MlpSummary {
     baseline_seconds: f64,
 }
 
-fn spec(weights: MlpWeights, activation: Activation) -> ModelSpec {
-    ModelSpec {
-        layers: weights.layers,
-        activation,
+/// A model as a weights file: the layer list itself (version-2 layout for an MLP,
+/// version-3 for a layered model), as problem files have it.
+fn write_model(path: &Path, model: &StoredModel) -> Result<(), CliError> {
+    match model {
+        StoredModel::Mlp(spec) => write_json(path, spec),
+        StoredModel::Layered(spec) => write_json(path, spec),
     }
 }
 
@@ -267,11 +340,11 @@ pub fn baseline_config(config: &TrainConfig, steps: usize) -> TrainConfig {
     base
 }
 
-impl BackendJob for MlpJob {
-    type Output = MlpSummary;
+impl BackendJob for CoreJob {
+    type Output = CoreSummary;
     type Error = CliError;
 
-    fn run<B: Backend>(self, device: &B::Device) -> Result<MlpSummary, CliError> {
+    fn run<B: Backend>(self, device: &B::Device) -> Result<CoreSummary, CliError> {
         if let Parallel::Mpi { rank, size } = self.parallel
             && rank != 0
         {
@@ -280,7 +353,7 @@ impl BackendJob for MlpJob {
         let steps = self.config.meta_steps;
         let bar = progress(steps, self.start_step, "meta-train");
         let started = Instant::now();
-        let mut rows: Vec<(usize, f64, f64)> = Vec::new();
+        let mut rows: Vec<(usize, f64, f64, Option<f64>)> = Vec::new();
         let mut last_good = None;
         let mut finished = None;
         let mut failure = None;
@@ -291,10 +364,15 @@ impl BackendJob for MlpJob {
                     meta_loss,
                     before,
                     rising,
+                    accuracy,
                 } => {
-                    rows.push((step, meta_loss, before));
+                    rows.push((step, meta_loss, before, accuracy));
                     if step % 50 == 0 || rising >= 20 {
-                        bar.set_message(loss_message(meta_loss, rising));
+                        let mut message = loss_message(meta_loss, rising);
+                        if let Some(a) = accuracy {
+                            message.push_str(&format!(", query accuracy {:.1}%", 100.0 * a));
+                        }
+                        bar.set_message(message);
                     }
                     bar.inc(1);
                 }
@@ -341,18 +419,22 @@ impl BackendJob for MlpJob {
             });
         }
         let seconds = started.elapsed().as_secs_f64();
-        let (weights, step_sizes, activation) =
+        let (weights, step_sizes) =
             finished.expect("a run that did not fail reports its final weights");
-        write_json(
-            &self.out.join("weights.json"),
-            &spec(weights.clone(), activation),
-        )?;
-        if let Some(sizes) = step_sizes {
-            write_json(&self.out.join("step_sizes.json"), &spec(sizes, activation))?;
+        write_model(&self.out.join("weights.json"), &weights)?;
+        if let Some(sizes) = &step_sizes {
+            write_model(&self.out.join("step_sizes.json"), sizes)?;
         }
-        let mut csv = String::from("step,meta_loss,query_loss_before\n");
-        for (step, loss, before) in &rows {
-            csv.push_str(&format!("{step},{loss:e},{before:e}\n"));
+        let classify = rows.iter().any(|r| r.3.is_some());
+        let mut csv = String::from("step,meta_loss,query_loss_before");
+        csv.push_str(if classify { ",query_accuracy\n" } else { "\n" });
+        for (step, loss, before, accuracy) in &rows {
+            csv.push_str(&format!("{step},{loss:e},{before:e}"));
+            match accuracy {
+                Some(a) if classify => csv.push_str(&format!(",{a}\n")),
+                _ if classify => csv.push_str(",\n"),
+                _ => csv.push('\n'),
+            }
         }
         write_atomic(&self.out.join("metrics.csv"), csv.as_bytes())?;
         let mut series = vec![Series {
@@ -363,21 +445,12 @@ impl BackendJob for MlpJob {
 
         let baseline_started = Instant::now();
         if self.baseline_steps > 0 {
-            let base = baseline_config(&self.config, self.baseline_steps);
-            let mut baseline =
-                MlpTrainer::<B>::new(base.clone(), base.tasks.family()?, None, 0, device)?;
-            let bar = progress(self.baseline_steps, 0, "pretrain  ");
-            let mut base_rows = Vec::new();
-            while baseline.step_index() < self.baseline_steps {
-                let m = baseline.step()?;
-                base_rows.push((m.step as f64, m.meta_loss));
-                bar.inc(1);
-            }
-            bar.finish_and_clear();
-            write_json(
-                &self.out.join("pretrained.json"),
-                &spec(baseline.weights(), activation),
-            )?;
+            let (pretrained, base_rows) = weights.kind().dispatch::<B, _>(Baseline {
+                config: baseline_config(&self.config, self.baseline_steps),
+                steps: self.baseline_steps,
+                device,
+            })?;
+            write_model(&self.out.join("pretrained.json"), &pretrained)?;
             series.push(Series {
                 style: Style::Line,
                 name: "pretrained (query loss, no adaptation)".into(),
@@ -394,11 +467,11 @@ impl BackendJob for MlpJob {
             true,
         )?;
         if self.eval_tasks > 0 && self.baseline_steps > 0 {
-            let report = evaluate_dir::<B>(&self.out, self.eval_tasks, None, 1, device)?;
+            let report = evaluate_dir::<B>(&self.out, self.eval_tasks, device)?;
             figure3(&self.out, &report)?;
         }
         let done = steps.saturating_sub(self.start_step);
-        Ok(MlpSummary {
+        Ok(CoreSummary {
             out: self.out.display().to_string(),
             backend: B::name(device),
             meta_steps: steps,
@@ -410,7 +483,7 @@ impl BackendJob for MlpJob {
     }
 }
 
-impl MlpJob {
+impl CoreJob {
     /// What every worker of this job needs.
     fn parts(&self) -> WorkerParts<'_> {
         WorkerParts {
@@ -428,13 +501,13 @@ impl MlpJob {
         rank: usize,
         size: usize,
         device: &B::Device,
-    ) -> Result<MlpSummary, CliError> {
+    ) -> Result<CoreSummary, CliError> {
         let started = Instant::now();
         let parts = self.parts();
         parts.run::<B>(rank, size, Reduce::Mpi, device, &mut |_| Ok(()))?;
         let seconds = started.elapsed().as_secs_f64();
         let done = self.config.meta_steps.saturating_sub(self.start_step);
-        Ok(MlpSummary {
+        Ok(CoreSummary {
             out: String::new(),
             backend: B::name(device),
             meta_steps: self.config.meta_steps,
@@ -446,254 +519,7 @@ impl MlpJob {
     }
 }
 
-/// What `maml eval` reports for an MLP checkpoint.
-#[derive(Debug, Clone, Serialize)]
-pub struct MlpEvalReport {
-    /// The checkpoint.
-    pub checkpoint: String,
-    /// Meta steps it was trained for.
-    pub meta_steps: usize,
-    /// Number of fresh tasks.
-    pub tasks: usize,
-    /// Inner step size of the test-time adaptation (Meta-SGD: its learned sizes).
-    pub inner_lr: f64,
-    /// Whether the MAML curve used Meta-SGD's learned step sizes.
-    pub meta_sgd: bool,
-    /// Mean query loss after 0..=K steps from the meta-learned initialisation.
-    pub maml: Vec<f64>,
-    /// The same from the pretrained baseline (absent without `pretrained.json`).
-    pub pretrained: Option<Vec<f64>>,
-}
-
-fn read_spec(path: &Path) -> Result<ModelSpec, CliError> {
-    let spec: ModelSpec = maml_burn::maml_core::data::read_json(path)?;
-    spec.weights().validate(&path.display().to_string())?;
-    Ok(spec)
-}
-
-/// Evaluates the checkpoint in `dir` (and `pretrained.json` beside it) on `num_tasks`
-/// fresh tasks of its family.
-pub fn evaluate_dir<B: Backend>(
-    dir: &Path,
-    num_tasks: usize,
-    inner_steps: Option<usize>,
-    seed: u64,
-    device: &B::Device,
-) -> Result<MlpEvalReport, CliError> {
-    let path = dir.join("checkpoint.json");
-    evaluate_checkpoint::<B>(&path, num_tasks, inner_steps, None, seed, device)
-}
-
-/// Evaluates an MLP checkpoint (and the `pretrained.json` beside it, if any).
-pub fn evaluate_checkpoint<B: Backend>(
-    path: &Path,
-    num_tasks: usize,
-    inner_steps: Option<usize>,
-    inner_lr: Option<f64>,
-    seed: u64,
-    device: &B::Device,
-) -> Result<MlpEvalReport, CliError> {
-    let checkpoint = MlpCheckpoint::load(path)?;
-    let activation = checkpoint
-        .config
-        .model
-        .as_ref()
-        .map_or(Activation::Relu, |m| m.activation);
-    // The paper evaluates sinusoids on 100 query points per task (as the JAX peer does).
-    let source = match &checkpoint.config.tasks {
-        TaskSource::Sinusoid(f) => TaskSource::Sinusoid(SinusoidFamily {
-            query_shots: 100,
-            ..f.clone()
-        }),
-        other => other.clone(),
-    };
-    let family = source.family()?;
-    let tasks: Vec<TaskData> = family.sample(num_tasks, &mut step_rng(seed, EVAL_STREAM));
-    let mut adapt = checkpoint
-        .config
-        .meta
-        .adapt
-        .clone()
-        .with_order(Order::First);
-    adapt.inner_steps = inner_steps.unwrap_or(adapt.inner_steps.max(10));
-    if let Some(lr) = inner_lr {
-        adapt.inner_lr = lr;
-    }
-    let maml = mlp_eval_curve::<B>(
-        &spec(checkpoint.weights.clone(), activation),
-        checkpoint.step_sizes.as_ref(),
-        &tasks,
-        &adapt,
-        device,
-    )?;
-    let pretrained_path = path.with_file_name("pretrained.json");
-    let pretrained = if pretrained_path.exists() {
-        let spec = read_spec(&pretrained_path)?;
-        Some(mlp_eval_curve::<B>(&spec, None, &tasks, &adapt, device)?)
-    } else {
-        None
-    };
-    Ok(MlpEvalReport {
-        checkpoint: path.display().to_string(),
-        meta_steps: checkpoint.step,
-        tasks: num_tasks,
-        inner_lr: adapt.inner_lr,
-        meta_sgd: checkpoint.step_sizes.is_some(),
-        maml,
-        pretrained,
-    })
-}
-
-/// The MAML paper's Figure 3: mean query loss against gradient steps, MAML and
-/// pretrained.
-pub fn figure3(dir: &Path, report: &MlpEvalReport) -> Result<(), CliError> {
-    let curve = |name: &str, c: &[f64]| Series {
-        style: Style::Line,
-        name: name.into(),
-        points: c.iter().enumerate().map(|(k, l)| (k as f64, *l)).collect(),
-    };
-    let mut series = vec![curve("MAML", &report.maml)];
-    if let Some(p) = &report.pretrained {
-        series.push(curve("pretrained", p));
-    }
-    line_plot(
-        &dir.join("adaptation.svg"),
-        &format!(
-            "Query loss on {} fresh tasks vs gradient steps",
-            report.tasks
-        ),
-        "number of gradient steps",
-        "mean query loss",
-        &series,
-        true,
-    )
-}
-
-/// The MAML paper's Figure 2 for one fresh sinusoid task: the ground truth, the K
-/// support points, and the predictions of MAML and of the pretrained model before and
-/// after 1 and 10 gradient steps.
-pub struct Figure2Job {
-    pub checkpoint: PathBuf,
-    pub seed: u64,
-}
-
-impl BackendJob for Figure2Job {
-    type Output = ();
-    type Error = CliError;
-
-    fn run<B: Backend>(self, device: &B::Device) -> Result<(), CliError> {
-        let checkpoint = MlpCheckpoint::load(&self.checkpoint)?;
-        let TaskSource::Sinusoid(family) = &checkpoint.config.tasks else {
-            return Err(CliError::Usage(
-                "--figure2 needs a checkpoint of the sinusoid family".into(),
-            ));
-        };
-        let family: &SinusoidFamily = family;
-        let (sine, task) = family.sample_task(&mut step_rng(self.seed, EVAL_STREAM - 1));
-        let grid: Vec<f64> = (0..=200)
-            .map(|i| family.x_min + (family.x_max - family.x_min) * i as f64 / 200.0)
-            .collect();
-        let x: Vec<Vec<f64>> = grid.iter().map(|&v| vec![v]).collect();
-        let adapt: AdaptConfig = checkpoint.config.meta.adapt.clone();
-        let activation = checkpoint
-            .config
-            .model
-            .as_ref()
-            .map_or(Activation::Relu, |m| m.activation);
-        let steps = [0, 1, 10];
-        let mut series = vec![Series {
-            style: Style::Line,
-            name: "ground truth".into(),
-            points: grid.iter().map(|&v| (v, sine.at(v))).collect(),
-        }];
-        let mut inits = vec![(
-            "MAML",
-            checkpoint.weights.clone(),
-            checkpoint.step_sizes.clone(),
-        )];
-        let pretrained = self.checkpoint.with_file_name("pretrained.json");
-        if pretrained.exists() {
-            inits.push(("pretrained", read_spec(&pretrained)?.weights(), None));
-        }
-        for (name, weights, sizes) in inits {
-            let preds = mlp_adapted_predictions::<B>(
-                &spec(weights, activation),
-                sizes.as_ref(),
-                &task,
-                &x,
-                &steps,
-                &adapt,
-                device,
-            )?;
-            for (k, pred) in steps.iter().zip(preds) {
-                series.push(Series {
-                    style: Style::Line,
-                    name: format!("{name}, {k} steps"),
-                    points: grid.iter().zip(pred).map(|(&v, p)| (v, p[0])).collect(),
-                });
-            }
-        }
-        series.push(Series {
-            style: Style::Markers,
-            name: format!("{} support points", task.support.len()),
-            points: task
-                .support
-                .x
-                .iter()
-                .zip(task.support.y.iter().flatten())
-                .map(|(x, y)| (x[0], y[0]))
-                .collect(),
-        });
-        let out = self.checkpoint.with_file_name("figure2.svg");
-        line_plot(
-            &out,
-            &format!(
-                "One sinusoid task (A = {:.2}, phase = {:.2}): adaptation from MAML and pretrained",
-                sine.amplitude, sine.phase
-            ),
-            "x",
-            "y",
-            &series,
-            false,
-        )
-    }
-}
-
-/// `maml eval` of an MLP checkpoint.
-pub struct MlpEvalJob {
-    pub checkpoint: PathBuf,
-    pub num_tasks: usize,
-    pub inner_steps: Option<usize>,
-    pub inner_lr: Option<f64>,
-    pub seed: u64,
-}
-
-impl BackendJob for MlpEvalJob {
-    type Output = MlpEvalReport;
-    type Error = CliError;
-
-    fn run<B: Backend>(self, device: &B::Device) -> Result<MlpEvalReport, CliError> {
-        evaluate_checkpoint::<B>(
-            &self.checkpoint,
-            self.num_tasks,
-            self.inner_steps,
-            self.inner_lr,
-            self.seed,
-            device,
-        )
-    }
-}
-
-/// Whether a checkpoint file is an MLP checkpoint (by its format tag).
-pub fn is_mlp_checkpoint(path: &Path) -> bool {
-    std::fs::read_to_string(path)
-        .ok()
-        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-        .and_then(|v| v.get("format").and_then(|f| f.as_str()).map(str::to_owned))
-        .is_some_and(|f| f == MlpCheckpoint::FORMAT)
-}
-
-/// Runs an MLP job on the chosen backend.
-pub fn run_mlp(job: MlpJob, args: crate::BackendArgs) -> Result<MlpSummary, CliError> {
+/// Runs a job on the model-agnostic core on the chosen backend.
+pub fn run_core(job: CoreJob, args: crate::BackendArgs) -> Result<CoreSummary, CliError> {
     dispatch_with(args.backend, args.precision, args.threads, job)
 }

@@ -1,0 +1,337 @@
+//! Meta-training of any built-in model on the model-agnostic core (an MLP, a conv net),
+//! MAML or Meta-SGD, alone or as one worker of a data-parallel run, and evaluation of
+//! what it learned: the adaptation curve, the query accuracy.
+
+use burn::module::AutodiffModule;
+use burn::prelude::*;
+
+use crate::algo::learn::{Fast, ModelLearner, query_accuracies};
+use crate::config::{AdaptConfig, Loss, Order};
+use crate::data::TaskData;
+use crate::data::batch::MetaBatch;
+use crate::data::families::TaskFamily;
+use crate::error::{MamlError, Result};
+use crate::model::linear::{check_device_precision, to_f64};
+use crate::model::{Learnable, MetaBackend, MetaModel};
+use crate::train::stored::{BuiltIn, StoredModel};
+use crate::train::trainer::{DivergenceGuard, StepMetrics, TrainConfig, step_rng};
+
+/// Runs meta-training steps of a built-in model `M` (`Mlp<SecondOrder<B>>`,
+/// `Layered<SecondOrder<B>>`).
+pub struct ModelTrainer<B: Backend, M: BuiltIn<B>> {
+    learner: ModelLearner<B, M>,
+    family: Box<dyn TaskFamily>,
+    config: TrainConfig,
+    step: usize,
+    device: B::Device,
+    guard: DivergenceGuard,
+}
+
+impl<B: Backend, M: BuiltIn<B>> ModelTrainer<B, M> {
+    /// A trainer for `config` (whose `model` must be set) with tasks from `family`,
+    /// starting at meta step `start_step` from `initial` weights (and Meta-SGD step
+    /// sizes), or from fresh weights drawn with `config.seed`.
+    pub fn new(
+        config: TrainConfig,
+        family: Box<dyn TaskFamily>,
+        initial: Option<(StoredModel, Option<StoredModel>)>,
+        start_step: usize,
+        device: &B::Device,
+    ) -> Result<Self> {
+        config.validate()?;
+        check_device_precision::<B>(device)?;
+        let (model, step_sizes) = match initial {
+            Some(initial) => initial,
+            None => {
+                let spec = config
+                    .model
+                    .as_ref()
+                    .ok_or(MamlError::InvalidHyperparameter {
+                        name: "model",
+                        value: "none".into(),
+                        reason: "the model trainer needs a model (an MLP or a conv net)",
+                    })?;
+                (spec.init(family.as_ref(), config.seed)?, None)
+            }
+        };
+        model.check_fits(step_sizes.as_ref(), family.as_ref(), "initial weights")?;
+        let mut learner =
+            ModelLearner::<B, M>::new(M::from_stored(&model, device)?, config.meta.clone())?;
+        if let Some(sizes) = step_sizes {
+            learner = learner.with_step_sizes(M::from_stored(&sizes, device)?);
+        }
+        Ok(Self {
+            learner,
+            family,
+            guard: DivergenceGuard::new(config.divergence_threshold),
+            config,
+            step: start_step,
+            device: device.clone(),
+        })
+    }
+
+    /// The next meta step's index.
+    pub fn step_index(&self) -> usize {
+        self.step
+    }
+
+    /// The current initial weights.
+    pub fn weights(&self) -> StoredModel {
+        M::to_stored(self.learner.model())
+    }
+
+    /// Meta-SGD's step sizes, if learned.
+    pub fn step_sizes(&self) -> Option<StoredModel> {
+        self.learner.step_sizes().map(M::to_stored)
+    }
+
+    /// For how many meta steps in a row the meta-loss has risen.
+    pub fn rising_steps(&self) -> usize {
+        self.guard.rising_steps()
+    }
+
+    /// The task family.
+    pub fn family(&self) -> &dyn TaskFamily {
+        self.family.as_ref()
+    }
+
+    fn batch(&self, tasks: &[TaskData]) -> MetaBatch<B> {
+        MetaBatch::from_tasks(
+            tasks,
+            self.family.d_out(),
+            self.config.meta.adapt.loss,
+            &self.device,
+        )
+    }
+
+    /// One meta step. A non-finite meta-loss, or one above the divergence threshold, is
+    /// an error ([`MamlError::Diverged`], [`MamlError::DivergedAbove`]). For
+    /// classification (cross-entropy) the metrics hold the query accuracy of the fast
+    /// weights.
+    pub fn step(&mut self) -> Result<StepMetrics> {
+        let step = self.step;
+        let tasks = self.family.sample(
+            self.config.meta_batch,
+            &mut step_rng(self.config.seed, step),
+        );
+        let batch = self.batch(&tasks);
+        // On the plain backend: a forward pass of the tracked initial weights that is
+        // never differentiated would stay in Burn's autodiff graph (the MLP's
+        // meta-gradient runs no backward pass there to clean it up).
+        let initial = self.learner.model().valid();
+        let before = batch
+            .query
+            .task_losses(MetaModel::forward(&initial, batch.query.x.clone()))
+            .mean();
+        let classify = self.config.meta.adapt.loss == Loss::CrossEntropy;
+        let (meta_loss, accuracy) = if classify {
+            let mut gradient = self.learner.meta_gradient(&batch);
+            let fast = gradient
+                .fast
+                .take()
+                .expect("meta_gradient keeps the fast weights");
+            let accuracy = query_accuracies::<B, M::Plain>(&fast, &batch.query).mean();
+            self.learner.apply(&mut gradient);
+            (gradient.meta_loss, Some(to_f64(accuracy)[0]))
+        } else {
+            (self.learner.step(&batch).meta_loss, None)
+        };
+        let [meta_loss, before] = [meta_loss, before].map(|t| to_f64(t)[0]);
+        self.guard.check(step, meta_loss, before)?;
+        self.step += 1;
+        Ok(StepMetrics {
+            step,
+            meta_loss,
+            query_loss_before: before,
+            query_loss_after: meta_loss,
+            query_accuracy: accuracy,
+        })
+    }
+
+    /// One data-parallel meta step as worker `rank` of `workers`: every worker draws the
+    /// same meta-batch (same seeded stream), takes its shard
+    /// ([`crate::data::batch::shard_range`]), and `all_reduce_sum` sums the workers' scaled
+    /// shares ([`ModelLearner::step_shard`]); every worker applies the same update and
+    /// sees the same meta-loss, so all stop together on divergence. `query_loss_before`
+    /// is not computed (NaN), nor the accuracy.
+    pub fn step_parallel(
+        &mut self,
+        rank: usize,
+        workers: usize,
+        all_reduce_sum: impl FnOnce(Tensor<B, 1>) -> std::result::Result<Tensor<B, 1>, String>,
+    ) -> Result<StepMetrics> {
+        let step = self.step;
+        let tasks = self.family.sample(
+            self.config.meta_batch,
+            &mut step_rng(self.config.seed, step),
+        );
+        let range = crate::data::batch::shard_range(tasks.len(), workers, rank);
+        if range.is_empty() {
+            return Err(MamlError::InvalidHyperparameter {
+                name: "workers",
+                value: workers.to_string(),
+                reason: "more workers than tasks in a meta-batch: every worker needs a task",
+            });
+        }
+        let weight = range.len() as f64 / tasks.len() as f64;
+        let batch = self.batch(&tasks[range]);
+        let meta_loss = self
+            .learner
+            .step_shard(&batch, weight, all_reduce_sum)
+            .map_err(|detail| MamlError::Distributed { step, detail })?;
+        self.guard.check(step, meta_loss, f64::NAN)?;
+        self.step += 1;
+        Ok(StepMetrics {
+            step,
+            meta_loss,
+            query_loss_before: f64::NAN,
+            query_loss_after: meta_loss,
+            query_accuracy: None,
+        })
+    }
+}
+
+/// Tasks per batch when evaluating many tasks (bounds memory).
+const EVAL_CHUNK: usize = 25;
+
+/// The initial weights (and step sizes) of `model` on the meta backend, untracked.
+fn lift<B: Backend, M: BuiltIn<B>>(stored: &StoredModel, device: &B::Device) -> Result<M::Meta> {
+    Ok(<M::Meta as AutodiffModule<MetaBackend<B>>>::from_inner(
+        M::from_stored(stored, device)?,
+    ))
+}
+
+fn check_eval(
+    model: &StoredModel,
+    step_sizes: Option<&StoredModel>,
+    tasks: &[TaskData],
+    adapt: &AdaptConfig,
+) -> Result<usize> {
+    adapt.validate()?;
+    let (d_in, d_out) = model.shape("model")?;
+    if let Some(sizes) = step_sizes {
+        model.check_step_sizes(sizes, "model")?;
+    }
+    crate::data::validate_tasks(tasks, d_in, d_out)?;
+    Ok(d_out)
+}
+
+/// The checked evaluation inputs: the tasks' `out`, and the initial weights and step
+/// sizes on the meta backend.
+type Prepared<B, M> = (
+    usize,
+    <M as Learnable<B>>::Meta,
+    Option<<M as Learnable<B>>::Meta>,
+);
+
+fn prepare<B: Backend, M: BuiltIn<B>>(
+    model: &StoredModel,
+    step_sizes: Option<&StoredModel>,
+    tasks: &[TaskData],
+    adapt: &AdaptConfig,
+    device: &B::Device,
+) -> Result<Prepared<B, M>> {
+    let d_out = check_eval(model, step_sizes, tasks, adapt)?;
+    check_device_precision::<B>(device)?;
+    let initial = lift::<B, M>(model, device)?;
+    let sizes = step_sizes.map(|s| lift::<B, M>(s, device)).transpose()?;
+    Ok((d_out, initial, sizes))
+}
+
+/// The mean query loss on `tasks` after `k = 0..=adapt.inner_steps` first-order inner
+/// steps from `model` (with Meta-SGD step sizes when given): an adaptation curve.
+pub fn eval_curve<B: Backend, M: BuiltIn<B>>(
+    model: &StoredModel,
+    step_sizes: Option<&StoredModel>,
+    tasks: &[TaskData],
+    adapt: &AdaptConfig,
+    device: &B::Device,
+) -> Result<Vec<f64>> {
+    let (d_out, initial, sizes) = prepare::<B, M>(model, step_sizes, tasks, adapt, device)?;
+    let mut sums = vec![0.0; adapt.inner_steps + 1];
+    for chunk in tasks.chunks(EVAL_CHUNK) {
+        let batch = MetaBatch::<B>::from_tasks(chunk, d_out, adapt.loss, device);
+        let curve = crate::algo::learn::model_adaptation_curve::<B, M>(
+            &initial,
+            sizes.as_ref(),
+            &batch,
+            adapt,
+        );
+        for (sum, loss) in sums.iter_mut().zip(curve) {
+            *sum += loss * chunk.len() as f64;
+        }
+    }
+    Ok(sums.into_iter().map(|s| s / tasks.len() as f64).collect())
+}
+
+/// Each task's query accuracy (the share of query rows whose largest output is the
+/// target's class) after `adapt.inner_steps` first-order inner steps from `model` on
+/// its support set.
+pub fn eval_accuracy<B: Backend, M: BuiltIn<B>>(
+    model: &StoredModel,
+    step_sizes: Option<&StoredModel>,
+    tasks: &[TaskData],
+    adapt: &AdaptConfig,
+    device: &B::Device,
+) -> Result<Vec<f64>> {
+    let (d_out, initial, sizes) = prepare::<B, M>(model, step_sizes, tasks, adapt, device)?;
+    let adapt = adapt.clone().with_order(Order::First);
+    let mut out = Vec::with_capacity(tasks.len());
+    for chunk in tasks.chunks(EVAL_CHUNK) {
+        let batch = MetaBatch::<B>::from_tasks(chunk, d_out, adapt.loss, device);
+        let fast = crate::algo::learn::adapt_model::<B, M>(
+            &initial,
+            sizes.as_ref(),
+            &batch.support,
+            &adapt,
+        );
+        let fast = match fast {
+            Fast::Batched(m) => Fast::Batched(m.valid()),
+            Fast::PerTask(ms) => Fast::PerTask(ms.iter().map(AutodiffModule::valid).collect()),
+        };
+        out.extend(to_f64(query_accuracies::<B, M::Plain>(&fast, &batch.query)));
+    }
+    Ok(out)
+}
+
+/// Predictions at `x [n][in]` of `model` adapted to one task's support set, after each
+/// number of first-order inner steps in `steps` (e.g. `[0, 1, 10]`): `[steps][n][out]`.
+pub fn adapted_predictions<B: Backend, M: BuiltIn<B>>(
+    model: &StoredModel,
+    step_sizes: Option<&StoredModel>,
+    task: &TaskData,
+    x: &[Vec<f64>],
+    steps: &[usize],
+    adapt: &AdaptConfig,
+    device: &B::Device,
+) -> Result<Vec<Vec<Vec<f64>>>> {
+    let probe = TaskData {
+        support: task.support.clone(),
+        query: crate::data::SetData {
+            x: x.to_vec(),
+            y: None,
+        },
+    };
+    let d_out = check_eval(model, step_sizes, std::slice::from_ref(&probe), adapt)?;
+    check_device_precision::<B>(device)?;
+    let batch = MetaBatch::<B>::from_tasks(std::slice::from_ref(&probe), d_out, adapt.loss, device);
+    let initial = lift::<B, M>(model, device)?;
+    let sizes = step_sizes.map(|s| lift::<B, M>(s, device)).transpose()?;
+    let mut out = Vec::new();
+    for &k in steps {
+        let config = adapt.clone().with_inner_steps(k).with_order(Order::First);
+        let fast = crate::algo::learn::adapt_model::<B, M>(
+            &initial,
+            sizes.as_ref(),
+            &batch.support,
+            &config,
+        );
+        let fast = match fast {
+            Fast::Batched(m) => m,
+            Fast::PerTask(mut ms) => ms.remove(0),
+        };
+        let pred = MetaModel::forward(&fast, Tensor::from_inner(batch.query.x.clone())).inner();
+        out.push(to_f64(pred).chunks(d_out).map(<[f64]>::to_vec).collect());
+    }
+    Ok(out)
+}

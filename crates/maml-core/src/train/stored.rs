@@ -1,0 +1,297 @@
+//! The built-in models as files: one enum for the weights a checkpoint holds (an MLP or
+//! a layered conv net), the trait that moves them on and off a backend, and the
+//! checkpoint format of every model on the model-agnostic core.
+
+use std::path::Path;
+
+use burn::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::data::families::TaskFamily;
+use crate::data::layers::LayeredSpec;
+use crate::error::{MamlError, Result};
+use crate::model::layered::Layered;
+use crate::model::mlp::{Activation, Mlp, MlpWeights};
+use crate::model::presets::ModelConfig;
+use crate::model::{Learnable, MetaBackend, SecondOrder};
+use crate::train::problems::ModelSpec;
+use crate::train::trainer::TrainConfig;
+
+/// A built-in model with its weights: `{"mlp": {layers, activation}}` or
+/// `{"layered": {input, layers}}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StoredModel {
+    /// An MLP (one layer: the linear model), version-2 layout.
+    Mlp(ModelSpec),
+    /// A layer list (conv nets), version-3 layout.
+    Layered(LayeredSpec),
+}
+
+/// Which built-in model a run trains.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModelKind {
+    /// [`Mlp`].
+    Mlp,
+    /// [`Layered`].
+    Layered,
+}
+
+/// Code generic over the built-in model, run by [`ModelKind::dispatch`] with the model
+/// type of the kind (the one place where a kind becomes a type).
+pub trait ModelJob<B: Backend> {
+    /// What the job returns.
+    type Output;
+    /// Runs with the model type `M`.
+    fn run<M: BuiltIn<B>>(self) -> Self::Output;
+}
+
+impl ModelKind {
+    /// Runs `job` with this kind's model type.
+    pub fn dispatch<B: Backend, J: ModelJob<B>>(self, job: J) -> J::Output {
+        match self {
+            Self::Mlp => job.run::<Mlp<SecondOrder<B>>>(),
+            Self::Layered => job.run::<Layered<SecondOrder<B>>>(),
+        }
+    }
+}
+
+impl StoredModel {
+    /// The kind.
+    pub fn kind(&self) -> ModelKind {
+        match self {
+            Self::Mlp(_) => ModelKind::Mlp,
+            Self::Layered(_) => ModelKind::Layered,
+        }
+    }
+
+    /// Checks the weights and returns `(in, out)` of the flattened examples.
+    pub fn shape(&self, location: &str) -> Result<(usize, usize)> {
+        match self {
+            Self::Mlp(spec) => {
+                let weights = spec.weights();
+                weights.validate(location)?;
+                Ok((weights.d_in(), weights.d_out()))
+            }
+            Self::Layered(spec) => {
+                let out = spec.validate()?;
+                Ok((spec.d_in()?, out))
+            }
+        }
+    }
+
+    /// Checks that the model fits the tasks of `family` (and its step sizes, if any, the
+    /// model).
+    pub fn check_fits(
+        &self,
+        step_sizes: Option<&Self>,
+        family: &dyn TaskFamily,
+        location: &str,
+    ) -> Result<()> {
+        let (d_in, d_out) = self.shape(location)?;
+        if (d_in, d_out) != (family.d_in(), family.d_out()) {
+            return Err(MamlError::Shape {
+                location: location.into(),
+                detail: format!(
+                    "a model from {d_in} inputs to {d_out} outputs, but the tasks have {} and {}",
+                    family.d_in(),
+                    family.d_out()
+                ),
+            });
+        }
+        match step_sizes {
+            Some(sizes) => self.check_step_sizes(sizes, location),
+            None => Ok(()),
+        }
+    }
+
+    /// Checks that Meta-SGD's step sizes `sizes` have this model's layout.
+    pub fn check_step_sizes(&self, sizes: &Self, location: &str) -> Result<()> {
+        let at = format!("{location}: step sizes");
+        match (self, sizes) {
+            (Self::Mlp(a), Self::Mlp(b)) => a.weights().check_same_shape(&b.weights(), &at),
+            (Self::Layered(a), Self::Layered(b)) => b.weights().check_like(&a.weights(), &at),
+            _ => Err(MamlError::Shape {
+                location: at,
+                detail: "step sizes of another kind of model".into(),
+            }),
+        }
+    }
+}
+
+impl ModelConfig {
+    /// The kind of model this configuration builds.
+    pub fn kind(&self) -> ModelKind {
+        match self {
+            Self::Mlp(_) => ModelKind::Mlp,
+            Self::Conv(_) => ModelKind::Layered,
+        }
+    }
+
+    /// Fresh initial weights for the tasks of `family`, drawn with `seed`: an MLP with
+    /// PyTorch's default initialisation, a conv net with the peers'
+    /// ([`crate::model::presets::ConvNetConfig::spec`]).
+    pub fn init(&self, family: &dyn TaskFamily, seed: u64) -> Result<StoredModel> {
+        match self {
+            Self::Mlp(mlp) => {
+                mlp.validate()?;
+                let sizes = mlp.sizes(family.d_in(), family.d_out());
+                let weights = MlpWeights::uniform_fan_in(&sizes, seed);
+                Ok(StoredModel::Mlp(ModelSpec {
+                    layers: weights.layers,
+                    activation: mlp.activation,
+                }))
+            }
+            Self::Conv(conv) => {
+                let input = family
+                    .image_shape()
+                    .ok_or(MamlError::InvalidHyperparameter {
+                        name: "model",
+                        value: conv.net.to_string(),
+                        reason: "a conv net needs image tasks (--family omniglot)",
+                    })?;
+                Ok(StoredModel::Layered(conv.spec(
+                    input,
+                    family.d_out(),
+                    seed,
+                )?))
+            }
+        }
+    }
+}
+
+/// A built-in model type, named at the top of the autodiff stack: how it is built from a
+/// [`StoredModel`] and stored back.
+pub trait BuiltIn<B: Backend>: Learnable<B> {
+    /// The model of `stored`, on `B`; an error if `stored` is of another kind.
+    fn from_stored(stored: &StoredModel, device: &B::Device) -> Result<Self::Plain>;
+    /// The model's current weights.
+    fn to_stored(model: &Self::Meta) -> StoredModel;
+}
+
+fn other_kind(stored: &StoredModel) -> MamlError {
+    MamlError::Shape {
+        location: "model".into(),
+        detail: format!(
+            "a {:?} model where another kind was expected",
+            stored.kind()
+        ),
+    }
+}
+
+impl<B: Backend> BuiltIn<B> for Mlp<SecondOrder<B>> {
+    fn from_stored(stored: &StoredModel, device: &B::Device) -> Result<Mlp<B>> {
+        let StoredModel::Mlp(spec) = stored else {
+            return Err(other_kind(stored));
+        };
+        Ok(Mlp::from_weights(&spec.weights(), spec.activation, device))
+    }
+
+    fn to_stored(model: &Mlp<MetaBackend<B>>) -> StoredModel {
+        StoredModel::Mlp(ModelSpec {
+            layers: model.to_weights(0).layers,
+            activation: model.activation,
+        })
+    }
+}
+
+impl<B: Backend> BuiltIn<B> for Layered<SecondOrder<B>> {
+    fn from_stored(stored: &StoredModel, device: &B::Device) -> Result<Layered<B>> {
+        let StoredModel::Layered(spec) = stored else {
+            return Err(other_kind(stored));
+        };
+        Layered::from_spec(spec, device)
+    }
+
+    fn to_stored(model: &Layered<MetaBackend<B>>) -> StoredModel {
+        StoredModel::Layered(model.to_spec())
+    }
+}
+
+/// What a checkpoint of a run on the model-agnostic core holds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelCheckpoint {
+    /// Always [`ModelCheckpoint::FORMAT`].
+    pub format: String,
+    /// Meta steps done.
+    pub step: usize,
+    /// The run's configuration.
+    pub config: TrainConfig,
+    /// The learned initial weights.
+    pub model: StoredModel,
+    /// Meta-SGD's learned step sizes (same layout).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step_sizes: Option<StoredModel>,
+}
+
+/// The MLP-only checkpoints of earlier versions (still read).
+#[derive(Deserialize)]
+struct MlpCheckpointV2 {
+    step: usize,
+    config: TrainConfig,
+    weights: MlpWeights,
+    #[serde(default)]
+    step_sizes: Option<MlpWeights>,
+}
+
+impl ModelCheckpoint {
+    /// The format tag.
+    pub const FORMAT: &'static str = "maml-burn checkpoint v3";
+    /// The tag of the MLP-only format before it, read too.
+    pub const FORMAT_V2: &'static str = "maml-burn checkpoint v2 (mlp)";
+
+    /// Whether `path` holds a checkpoint of this format (or of the MLP-only one), by its
+    /// format tag.
+    pub fn is_one(path: &Path) -> bool {
+        std::fs::read_to_string(path)
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .and_then(|v| v.get("format").and_then(|f| f.as_str()).map(str::to_owned))
+            .is_some_and(|f| f == Self::FORMAT || f == Self::FORMAT_V2)
+    }
+
+    /// Reads and checks a checkpoint (of this format or the MLP-only one).
+    pub fn load(path: &Path) -> Result<Self> {
+        let name = path.display().to_string();
+        let value: serde_json::Value = crate::data::read_json(path)?;
+        let format = value.get("format").and_then(|f| f.as_str()).unwrap_or("");
+        let parse_err = |e: serde_json::Error| MamlError::json(name.clone(), &e);
+        let checkpoint = match format {
+            Self::FORMAT => serde_json::from_value::<Self>(value).map_err(parse_err)?,
+            Self::FORMAT_V2 => {
+                let old: MlpCheckpointV2 = serde_json::from_value(value).map_err(parse_err)?;
+                let activation = match &old.config.model {
+                    Some(ModelConfig::Mlp(mlp)) => mlp.activation,
+                    _ => Activation::Relu,
+                };
+                let spec = |w: MlpWeights| {
+                    StoredModel::Mlp(ModelSpec {
+                        layers: w.layers,
+                        activation,
+                    })
+                };
+                Self {
+                    format: Self::FORMAT.into(),
+                    step: old.step,
+                    config: old.config,
+                    model: spec(old.weights),
+                    step_sizes: old.step_sizes.map(spec),
+                }
+            }
+            other => {
+                return Err(MamlError::UnknownName {
+                    kind: "checkpoint format",
+                    value: other.into(),
+                    expected: Self::FORMAT,
+                });
+            }
+        };
+        checkpoint.config.validate()?;
+        let at = format!("{name}: model");
+        checkpoint.model.shape(&at)?;
+        if let Some(sizes) = &checkpoint.step_sizes {
+            checkpoint.model.check_step_sizes(sizes, &at)?;
+        }
+        Ok(checkpoint)
+    }
+}

@@ -1,0 +1,286 @@
+//! Image classes (Omniglot layout, folder or zip), the one-shot runs, the N-way K-shot
+//! sampler, and query accuracy, against values known by construction.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use burn::prelude::*;
+use burn_ndarray::NdArray;
+use maml_core::data::images::{SIDE, decode_png, rotate};
+use maml_core::train::trainer::step_rng;
+use maml_core::{
+    AdaptConfig, FewShotFamily, ImageClasses, LayerSpec, Layered, LayeredSpec, Loss, Sets,
+    StoredModel, TaskFamily, eval_accuracy, load_runs,
+};
+
+type B = NdArray<f32>;
+
+fn data() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/data-omniglot")
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("maml-images-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A 105x105 PNG: black (ink) where `ink(row, col)`, white elsewhere.
+fn png(ink: impl Fn(u32, u32) -> bool) -> Vec<u8> {
+    let image = image::GrayImage::from_fn(105, 105, |col, row| {
+        image::Luma([if ink(row, col) { 0 } else { 255 }])
+    });
+    let mut bytes = Vec::new();
+    image
+        .write_to(
+            &mut std::io::Cursor::new(&mut bytes),
+            image::ImageFormat::Png,
+        )
+        .unwrap();
+    bytes
+}
+
+#[test]
+fn images_are_resized_with_ink_one_and_rotated_counter_clockwise() {
+    let white = decode_png(&png(|_, _| false), "white").unwrap();
+    let black = decode_png(&png(|_, _| true), "black").unwrap();
+    assert_eq!(white.len(), SIDE * SIDE);
+    assert!(white.iter().all(|&v| v.abs() < 1e-6), "background is 0");
+    assert!(black.iter().all(|&v| (v - 1.0).abs() < 1e-6), "ink is 1");
+    // Ink on the left half: after resizing, the left columns are ink, the right not.
+    let left = decode_png(&png(|_, col| col < 52), "left").unwrap();
+    let at = |im: &[f64], row: usize, col: usize| im[row * SIDE + col];
+    assert!(at(&left, 14, 2) > 0.99 && at(&left, 14, 25) < 0.01);
+    // 90 degrees counter-clockwise: the left half goes to the bottom.
+    let turned = rotate(&left, 1);
+    assert!(at(&turned, 25, 14) > 0.99 && at(&turned, 2, 14) < 0.01);
+    // 180 degrees: the right half; four quarters: the image itself.
+    let half = rotate(&left, 2);
+    assert!(at(&half, 14, 25) > 0.99 && at(&half, 14, 2) < 0.01);
+    assert_eq!(rotate(&left, 4), left);
+}
+
+#[test]
+fn a_folder_and_a_zip_of_it_give_the_same_classes() {
+    let folder = ImageClasses::load(&data().join("images"), &[], false).unwrap();
+    let zip = ImageClasses::load(&data().join("images.zip"), &[], false).unwrap();
+    assert_eq!(folder, zip);
+    let names: Vec<&str> = folder.classes.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "Greek/character01",
+            "Greek/character02",
+            "Greek/character03",
+            "Latin/character01",
+            "Latin/character02",
+            "Latin/character03"
+        ]
+    );
+    assert_eq!(folder.images(), 30);
+    // Handwriting is mostly background, with some ink.
+    let ink: f64 = folder.classes[0].images[0].iter().sum::<f64>() / (SIDE * SIDE) as f64;
+    assert!(ink > 0.02 && ink < 0.5, "ink share {ink}");
+
+    let rotated = ImageClasses::load(&data().join("images"), &["Latin".into()], true).unwrap();
+    assert_eq!(rotated.classes.len(), 12);
+    assert_eq!(rotated.classes[1].name, "Latin/character01@90");
+    assert_eq!(
+        rotated.classes[1].images[0],
+        rotate(&folder.classes[3].images[0], 1)
+    );
+}
+
+#[test]
+fn bad_data_is_an_error_naming_the_file_or_class() {
+    let dir = scratch("bad");
+    let class = dir.join("Alpha/character01");
+    std::fs::create_dir_all(&class).unwrap();
+    std::fs::write(class.join("a.png"), png(|_, _| false)).unwrap();
+    std::fs::write(class.join("b.png"), b"not a png").unwrap();
+    let err = ImageClasses::load(&dir, &[], false)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("character01/b.png"), "{err}");
+
+    std::fs::write(class.join("b.png"), png(|_, _| true)).unwrap();
+    std::fs::create_dir_all(dir.join("Alpha/character02")).unwrap();
+    let err = ImageClasses::load(&dir, &[], false)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("Alpha/character02") && err.contains("empty"),
+        "{err}"
+    );
+
+    std::fs::remove_dir(dir.join("Alpha/character02")).unwrap();
+    let classes = Arc::new(ImageClasses::load(&dir, &[], false).unwrap());
+    let err = FewShotFamily::new(classes.clone(), 1, 2, 1)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("Alpha/character01") && err.contains("2 images"),
+        "{err}"
+    );
+    let err = FewShotFamily::new(classes, 2, 1, 1)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("2 classes per task") && err.contains("has 1"),
+        "{err}"
+    );
+
+    let err = ImageClasses::load(&dir, &["Beta".into()], false)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("\"Beta\"") && err.contains("Alpha"), "{err}");
+    let err = ImageClasses::load(&dir.join("missing"), &[], false)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("missing"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn n_way_k_shot_tasks_are_reproducible_with_distinct_images_per_class() {
+    let classes = Arc::new(ImageClasses::load(&data().join("images"), &[], true).unwrap());
+    let family = FewShotFamily::new(classes.clone(), 5, 2, 3).unwrap();
+    assert_eq!((family.d_in(), family.d_out()), (784, 5));
+    assert_eq!(family.image_shape(), Some([1, 28, 28]));
+    let tasks = family.sample(20, &mut step_rng(7, 3));
+    assert_eq!(tasks, family.sample(20, &mut step_rng(7, 3)));
+    assert_ne!(tasks, family.sample(20, &mut step_rng(7, 4)));
+    let find = |image: &Vec<f64>| {
+        classes
+            .classes
+            .iter()
+            .enumerate()
+            .find_map(|(c, class)| class.images.iter().position(|i| i == image).map(|i| (c, i)))
+            .expect("every drawn image is one of the data's")
+    };
+    let mut first_class_of_label0 = std::collections::BTreeSet::new();
+    for task in &tasks {
+        assert_eq!((task.support.len(), task.query.len()), (10, 15));
+        let mut class_of_label = [None; 5];
+        let mut seen = std::collections::BTreeSet::new();
+        for set in [&task.support, &task.query] {
+            for (x, y) in set.x.iter().zip(set.y.as_ref().unwrap()) {
+                let label = y.iter().position(|&v| v == 1.0).unwrap();
+                assert_eq!(y.iter().sum::<f64>(), 1.0, "one-hot targets");
+                let (class, image) = find(x);
+                assert!(
+                    seen.insert((class, image)),
+                    "an image drawn twice in a task"
+                );
+                match class_of_label[label] {
+                    None => class_of_label[label] = Some(class),
+                    Some(c) => assert_eq!(c, class, "a label holds one class"),
+                }
+            }
+        }
+        let distinct: std::collections::BTreeSet<_> = class_of_label.iter().collect();
+        assert_eq!(distinct.len(), 5, "five distinct classes");
+        first_class_of_label0.insert(class_of_label[0]);
+    }
+    assert!(
+        first_class_of_label0.len() > 3,
+        "labels are shuffled across tasks"
+    );
+}
+
+#[test]
+fn one_shot_runs_pair_test_items_with_training_images() {
+    let runs = load_runs(&data().join("runs")).unwrap();
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].name, "run01");
+    let task = &runs[0].task;
+    assert_eq!((task.support.len(), task.query.len()), (3, 3));
+    let labels = |y: &Option<Vec<Vec<f64>>>| -> Vec<usize> {
+        y.as_ref()
+            .unwrap()
+            .iter()
+            .map(|r| r.iter().position(|&v| v == 1.0).unwrap())
+            .collect()
+    };
+    assert_eq!(labels(&task.support.y), [0, 1, 2]);
+    assert_eq!(labels(&task.query.y), [0, 1, 2]);
+    let err = load_runs(&data().join("images")).unwrap_err().to_string();
+    assert!(err.contains("class_labels.txt"), "{err}");
+}
+
+/// A linear layer whose weight is the identity predicts its input: the accuracy of each
+/// task is the share of rows whose largest entry is at the target's class.
+#[test]
+fn accuracy_is_the_share_of_rows_classified_right() {
+    let device = Default::default();
+    let x = Tensor::<B, 3>::from_floats(
+        [[
+            [0.9, 0.1, 0.0],
+            [0.2, 0.7, 0.1],
+            [0.3, 0.3, 0.4],
+            [0.5, 0.4, 0.1],
+        ]],
+        &device,
+    );
+    let y = Tensor::<B, 3>::from_floats(
+        [[
+            [1.0, 0.0, 0.0],
+            [0.0, 1.0, 0.0],
+            [1.0, 0.0, 0.0],
+            [0.0, 1.0, 0.0],
+        ]],
+        &device,
+    );
+    let sets = Sets::from_tensors(x.clone(), Some(y), Loss::CrossEntropy);
+    let accuracy = sets.task_accuracies(x).into_data().to_vec::<f32>().unwrap();
+    assert_eq!(accuracy, [0.5]);
+
+    let eye: Vec<Vec<f64>> = (0..3)
+        .map(|i| (0..3).map(|j| f64::from(u8::from(i == j))).collect())
+        .collect();
+    let array = |rows: &Vec<Vec<f64>>| {
+        maml_core::Array::new(vec![rows.len(), rows[0].len()], rows.concat())
+    };
+    let model = StoredModel::Layered(LayeredSpec {
+        input: vec![3],
+        layers: vec![LayerSpec::Linear {
+            weight: array(&eye),
+            bias: maml_core::Array::zeros(&[3]),
+        }],
+    });
+    let one_hot = |c: usize| (0..3).map(|j| f64::from(u8::from(j == c))).collect();
+    let set = |x: Vec<Vec<f64>>, classes: &[usize]| maml_core::SetData {
+        x,
+        y: Some(classes.iter().map(|&c| one_hot(c)).collect()),
+    };
+    let tasks = vec![
+        maml_core::TaskData {
+            support: set(vec![vec![1.0, 0.0, 0.0]], &[0]),
+            query: set(
+                vec![
+                    vec![0.0, 2.0, 0.0],
+                    vec![0.0, 0.0, 1.0],
+                    vec![3.0, 0.0, 0.0],
+                ],
+                &[1, 2, 1],
+            ),
+        },
+        maml_core::TaskData {
+            support: set(vec![vec![0.0, 1.0, 0.0]], &[1]),
+            query: set(vec![vec![0.0, 0.0, 5.0]], &[0]),
+        },
+    ];
+    let adapt = AdaptConfig::new(0.1)
+        .with_inner_steps(0)
+        .with_loss(Loss::CrossEntropy);
+    let per_task = eval_accuracy::<B, Layered<maml_core::SecondOrder<B>>>(
+        &model, None, &tasks, &adapt, &device,
+    )
+    .unwrap();
+    assert_eq!(per_task.len(), 2);
+    assert!(
+        (per_task[0] - 2.0 / 3.0).abs() < 1e-6 && per_task[1] == 0.0,
+        "{per_task:?}"
+    );
+}
