@@ -2,15 +2,12 @@
 //! closed form (f64 on the host, no tensors) on random shapes.
 
 use burn::prelude::Backend;
-use maml_burn::maml_core::{
-    AdaptConfig, GradientPath, LinearModel, Loss, MetaBackend, Order, TaskBatch,
-    algo::maml::answer_from, closed_form, meta_gradient_by,
-};
+use maml_burn::maml_core::{AdaptConfig, GradientPath, Loss, Order, closed_form};
 use rand::Rng;
 
 use crate::common::{
-    Shape, assert_close, assert_weights_close, random_tasks, random_weights, rng, stable_inner_lr,
-    tolerance,
+    Shape, assert_close, assert_weights_close, linear_answer, random_tasks, random_weights, rng,
+    stable_inner_lr, tolerance,
 };
 
 /// 40 random problems (in 1..=8, out 1..=3, K 0..=5, 1..=4 tasks of different sizes,
@@ -42,11 +39,9 @@ fn each_gradient_path_matches_closed_form_on_random_shapes<B: Backend>(device: &
         let init = random_weights(&mut rng, shape);
         let tasks = random_tasks(&mut rng, shape);
 
-        let model = LinearModel::<MetaBackend<B>>::from_weights(&init, device);
-        let batch = TaskBatch::<B>::from_tasks(&tasks, shape.d_out, loss, device);
         let manual = closed_form::meta_gradient(&init, &tasks, &config);
         for path in [GradientPath::Auto, GradientPath::Autodiff] {
-            let answer = answer_from(meta_gradient_by(path, &model, &batch, &config));
+            let answer = linear_answer::<B>(&init, &tasks, &config, path, device);
             let what = format!("case {case} ({path}): {shape:?} {config:?}");
             assert_close(answer.meta_loss, manual.meta_loss, tol, &what);
             assert_weights_close(&answer.meta_grad, &manual.meta_grad, tol, &what);

@@ -5,10 +5,10 @@
 use burn::prelude::Backend;
 use maml_burn::maml_core::closed_form::optimum;
 use maml_burn::maml_core::{
-    AdaptConfig, Loss, MetaConfig, MetaOptimizer, Order, Problem, TaskSource, TrainConfig, Trainer,
+    AdaptConfig, Loss, MetaConfig, MetaOptimizer, Order, Problem, TaskSource, TrainConfig,
 };
 
-use crate::common::{data_dir, is_f64};
+use crate::common::{data_dir, is_f64, linear_trainer, linear_weights};
 
 /// Full-batch SGD (meta_lr 0.1) for 600 steps on tests/data/convergence-tasks.json
 /// (in 2, out 1, 4 tasks, K = 2, inner_lr 0.08, sse). The meta-loss is a quadratic with
@@ -38,13 +38,11 @@ fn second_order_training_converges_to_the_exact_optimum<B: Backend>(device: &B::
         let config = TrainConfig::new(meta, tasks)
             .with_meta_batch(problem.tasks.len())
             .with_meta_steps(600);
-        let family = config.tasks.family().unwrap();
-        let mut trainer =
-            Trainer::<B>::new(config, family, Some(problem.initial_weights()), 0, device).unwrap();
+        let mut trainer = linear_trainer::<B>(config, Some(problem.initial_weights()), device);
         for _ in 0..600 {
             trainer.step().unwrap();
         }
-        let w = trainer.weights();
+        let w = linear_weights(&trainer);
         let (target, other) = match order {
             Order::Second => (&opt.second_order, &opt.first_order),
             Order::First => (&opt.first_order, &opt.second_order),

@@ -1,13 +1,10 @@
 //! Second-order meta-gradients against central finite differences of the meta-loss.
 
 use burn::prelude::Backend;
-use maml_burn::maml_core::{
-    AdaptConfig, LinearModel, LinearWeights, Loss, MetaBackend, Order, TaskBatch, TaskData,
-    algo::maml::answer_from, meta_gradient,
-};
+use maml_burn::maml_core::{AdaptConfig, GradientPath, LinearWeights, Loss, Order, TaskData};
 use rand::Rng;
 
-use crate::common::{Shape, is_f64, random_tasks, random_weights, rng};
+use crate::common::{Shape, is_f64, linear_answer, random_tasks, random_weights, rng};
 
 fn meta_loss<B: Backend>(
     w: &LinearWeights,
@@ -15,9 +12,7 @@ fn meta_loss<B: Backend>(
     config: &AdaptConfig,
     device: &B::Device,
 ) -> f64 {
-    let model = LinearModel::<MetaBackend<B>>::from_weights(w, device);
-    let batch = TaskBatch::<B>::from_tasks(tasks, w.d_out(), config.loss, device);
-    answer_from(meta_gradient(&model, &batch, config)).meta_loss
+    linear_answer::<B>(w, tasks, config, GradientPath::Auto, device).meta_loss
 }
 
 /// The meta-loss of a linear model is a quadratic in the initial weights, so a central
@@ -47,15 +42,10 @@ fn second_order_matches_finite_differences<B: Backend>(device: &B::Device) {
         let init = random_weights(&mut rng, shape);
         let tasks = random_tasks(&mut rng, shape);
 
-        let model = LinearModel::<MetaBackend<B>>::from_weights(&init, device);
-        let batch = TaskBatch::<B>::from_tasks(&tasks, shape.d_out, loss, device);
-        let second = answer_from(meta_gradient(&model, &batch, &config)).meta_grad;
-        let first = answer_from(meta_gradient(
-            &model,
-            &batch,
-            &config.clone().with_order(Order::First),
-        ))
-        .meta_grad;
+        let auto = GradientPath::Auto;
+        let second = linear_answer::<B>(&init, &tasks, &config, auto, device).meta_grad;
+        let first_order = config.clone().with_order(Order::First);
+        let first = linear_answer::<B>(&init, &tasks, &first_order, auto, device).meta_grad;
 
         let flat = |w: &LinearWeights| [w.weight_flat(), w.bias.clone()].concat();
         let n_w = shape.d_in * shape.d_out;

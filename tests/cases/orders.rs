@@ -3,14 +3,15 @@
 
 use burn::prelude::Backend;
 use maml_burn::maml_core::{
-    AdaptConfig, LinearModel, LinearWeights, Loss, MetaBackend, MetaConfig, Order, SetData,
-    TaskBatch, TaskData, algo::maml::answer_from, closed_form, meta_gradient, trace_meta_step,
+    AdaptConfig, GradientPath, LinearWeights, Loss, MetaConfig, Order, SetData, TaskData,
+    closed_form, trace_meta_step,
 };
 use maml_burn::seed::seed_printout;
 use rand::Rng;
 
 use crate::common::{
-    Shape, assert_close, assert_weights_close, random_tasks, random_weights, rng, tolerance,
+    Shape, assert_close, assert_weights_close, linear_answer, random_tasks, random_weights, rng,
+    tolerance,
 };
 
 fn seed_task() -> TaskData {
@@ -153,15 +154,9 @@ fn first_order_differs_from_second_exactly_where_the_math_says<B: Backend>(devic
         let config = AdaptConfig::new(0.03)
             .with_inner_steps(inner_steps)
             .with_loss(Loss::Sse);
-        let model = LinearModel::<MetaBackend<B>>::from_weights(&init, device);
-        let batch = TaskBatch::<B>::from_tasks(&tasks, shape.d_out, Loss::Sse, device);
         let grad = |order| {
-            answer_from(meta_gradient(
-                &model,
-                &batch,
-                &config.clone().with_order(order),
-            ))
-            .meta_grad
+            let config = config.clone().with_order(order);
+            linear_answer::<B>(&init, &tasks, &config, GradientPath::Auto, device).meta_grad
         };
         let (first, second) = (grad(Order::First), grad(Order::Second));
         let manual = |order| {
@@ -205,19 +200,11 @@ fn batched_tasks_equal_per_task_computation<B: Backend>(device: &B::Device) {
             .with_inner_steps(2)
             .with_order(order)
             .with_loss(loss);
-        let model = LinearModel::<MetaBackend<B>>::from_weights(&init, device);
-        let batched = answer_from(meta_gradient(
-            &model,
-            &TaskBatch::<B>::from_tasks(&tasks, shape.d_out, loss, device),
-            &config,
-        ));
+        let auto = GradientPath::Auto;
+        let batched = linear_answer::<B>(&init, &tasks, &config, auto, device);
         let singles: Vec<_> = tasks
             .iter()
-            .map(|t| {
-                let batch =
-                    TaskBatch::<B>::from_tasks(std::slice::from_ref(t), shape.d_out, loss, device);
-                answer_from(meta_gradient(&model, &batch, &config))
-            })
+            .map(|t| linear_answer::<B>(&init, std::slice::from_ref(t), &config, auto, device))
             .collect();
         let n = tasks.len() as f64;
         let mean_loss = singles.iter().map(|a| a.meta_loss).sum::<f64>() / n;

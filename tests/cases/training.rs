@@ -3,8 +3,10 @@
 use burn::prelude::Backend;
 use maml_burn::maml_core::{
     AdaptConfig, LinearFamily, LinearWeights, Loss, MamlError, MetaConfig, MetaOptimizer,
-    SeedFamily, TaskSource, TrainConfig, Trainer,
+    TaskSource, TrainConfig,
 };
+
+use crate::common::{linear_trainer, linear_weights};
 
 fn linear_config(optimizer: MetaOptimizer, meta_lr: f64, steps: usize) -> TrainConfig {
     let family = LinearFamily {
@@ -28,18 +30,11 @@ fn linear_config(optimizer: MetaOptimizer, meta_lr: f64, steps: usize) -> TrainC
 }
 
 fn run<B: Backend>(config: &TrainConfig, device: &B::Device) -> (Vec<f64>, LinearWeights) {
-    let mut trainer = Trainer::<B>::new(
-        config.clone(),
-        config.tasks.family().unwrap(),
-        None,
-        0,
-        device,
-    )
-    .unwrap();
+    let mut trainer = linear_trainer::<B>(config.clone(), None, device);
     let losses = (0..config.meta_steps)
         .map(|_| trainer.step().unwrap().meta_loss)
         .collect();
-    (losses, trainer.weights())
+    (losses, linear_weights(&trainer))
 }
 
 /// Same seed, same backend: the same meta-losses and weights, bit for bit.
@@ -71,8 +66,7 @@ fn divergence_is_caught_and_names_the_step<B: Backend>(device: &B::Device) {
         .with_meta_batch(1)
         .with_meta_steps(1000);
     let init = LinearWeights::from_flat(&[-1.9347891807556152], &[0.0], 1);
-    let mut trainer =
-        Trainer::<B>::new(config, Box::new(SeedFamily), Some(init), 0, device).unwrap();
+    let mut trainer = linear_trainer::<B>(config, Some(init), device);
     let err = (0..1000)
         .find_map(|_| trainer.step().err())
         .expect("training must diverge");

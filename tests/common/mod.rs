@@ -5,7 +5,10 @@ use std::path::{Path, PathBuf};
 
 use burn::prelude::Backend;
 use maml_backends::{WgpuDevice, wgpu_device};
-use maml_burn::maml_core::{LinearWeights, Loss, SetData, TaskData};
+use maml_burn::maml_core::{
+    AdaptConfig, Answer, GradientPath, LinearWeights, Loss, Mlp, ModelTrainer, Problem,
+    SecondOrder, SetData, StoredModel, TaskData, TrainConfig, solve_by,
+};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -158,4 +161,37 @@ pub fn stable_inner_lr(rng: &mut StdRng, loss: Loss) -> f64 {
         Loss::Sse => rng.random_range(0.005..0.05),
         Loss::Mse | Loss::CrossEntropy => rng.random_range(0.02..0.3),
     }
+}
+
+/// The linear model's meta-gradient of `init` on `tasks` by `path`, in the answer layout.
+pub fn linear_answer<B: Backend>(
+    init: &LinearWeights,
+    tasks: &[TaskData],
+    config: &AdaptConfig,
+    path: GradientPath,
+    device: &B::Device,
+) -> Answer {
+    let problem = Problem::new(init, tasks.to_vec(), config);
+    solve_by::<B>(&problem, path, device).expect("a valid linear problem")
+}
+
+/// The linear model's trainer (an MLP of one layer) for `config`, from `init` or from
+/// Kaiming-normal weights.
+pub type LinearTrainer<B> = ModelTrainer<B, Mlp<SecondOrder<B>>>;
+
+/// A linear trainer for `config`, starting from `init` (or Kaiming-normal weights).
+pub fn linear_trainer<B: Backend>(
+    config: TrainConfig,
+    init: Option<LinearWeights>,
+    device: &B::Device,
+) -> LinearTrainer<B> {
+    let family = config.tasks.family().expect("a valid task source");
+    let init = init.map(|w| (StoredModel::linear(w), None));
+    ModelTrainer::new(config, family, init, 0, device).expect("a valid training run")
+}
+
+/// The linear trainer's current initial weights.
+pub fn linear_weights<B: Backend>(trainer: &LinearTrainer<B>) -> LinearWeights {
+    let weights = trainer.weights();
+    weights.as_linear().cloned().expect("an MLP of one layer")
 }

@@ -7,8 +7,8 @@ use clap::{Args, ValueEnum};
 use maml_backends::dispatch_with;
 use maml_burn::backend::BackendJob;
 use maml_burn::maml_core::{
-    AdaptConfig, GradientPath, LinearFamily, LinearWeights, Loss, MetaConfig, MetaLearner, Order,
-    SeedFamily, TaskBatch, TaskFamily,
+    Activation, AdaptConfig, GradientPath, LinearFamily, LinearWeights, Loss, MetaBatch,
+    MetaConfig, Mlp, MlpWeights, ModelLearner, Order, SecondOrder, SeedFamily, TaskFamily,
 };
 use serde::Serialize;
 
@@ -115,7 +115,7 @@ struct BenchJob {
 }
 
 impl BenchJob {
-    fn batch<B: Backend>(&mut self, device: &B::Device) -> TaskBatch<B> {
+    fn batch<B: Backend>(&mut self, device: &B::Device) -> MetaBatch<B> {
         match self.config {
             BenchConfig::Linreg16 => self.family.sample_batch::<B, _>(
                 self.tasks,
@@ -129,7 +129,7 @@ impl BenchJob {
             BenchConfig::Seed => {
                 // The same task every step: built once (see `run`).
                 let tasks = SeedFamily.sample(1, &mut rand_rng());
-                TaskBatch::from_tasks(&tasks, 1, Loss::Sse, device)
+                MetaBatch::from_tasks(&tasks, 1, Loss::Sse, device)
             }
         }
     }
@@ -141,13 +141,10 @@ impl BenchJob {
         self,
         device: &B::Device,
     ) -> Result<(usize, f64, String, usize), CliError> {
-        use maml_burn::maml_core::{
-            MetaBatch, Mlp, MlpWeights, ModelLearner, SecondOrder, SinusoidFamily,
-        };
+        use maml_burn::maml_core::SinusoidFamily;
         let family = SinusoidFamily::default();
         let weights = MlpWeights::uniform_fan_in(&[1, self.width, self.width, 1], 0);
-        let model =
-            Mlp::<B>::from_weights(&weights, maml_burn::maml_core::Activation::Relu, device);
+        let model = Mlp::<B>::from_weights(&weights, Activation::Relu, device);
         let mut learner = ModelLearner::<B, Mlp<SecondOrder<B>>>::new(model, self.meta.clone())?
             .with_gradient_path(self.gradient);
         let mut rng = rand_rng();
@@ -178,10 +175,7 @@ impl BenchJob {
         self,
         device: &B::Device,
     ) -> Result<(usize, f64, String, usize), CliError> {
-        use maml_burn::maml_core::{
-            ConvNet, ConvNetConfig, Layered, MetaBatch, ModelLearner, SecondOrder, SetData,
-            TaskData,
-        };
+        use maml_burn::maml_core::{ConvNet, ConvNetConfig, Layered, SetData, TaskData};
         use rand::Rng;
         let (ways, shots, queries) = (5, 1, 1);
         let spec = ConvNetConfig::new(ConvNet::Conv4)
@@ -268,13 +262,16 @@ impl BackendJob for BenchJob {
             BenchConfig::Sinusoid => return self.run_sinusoid::<B>(device),
             BenchConfig::OmniglotConv => return self.run_omniglot::<B>(device),
         };
-        let init = LinearWeights::kaiming(d_in, d_out, 0);
-        let mut learner = MetaLearner::<B>::new(&init, self.meta.clone(), device)?
+        // The linear model: an MLP of one layer (its hand-derived road is the affine one).
+        let init = MlpWeights {
+            layers: vec![LinearWeights::kaiming(d_in, d_out, 0)],
+        };
+        let model = Mlp::<B>::from_weights(&init, Activation::Relu, device);
+        let mut learner = ModelLearner::<B, Mlp<SecondOrder<B>>>::new(model, self.meta.clone())?
             .with_gradient_path(self.gradient);
         let fixed = (self.config == BenchConfig::Seed).then(|| self.batch::<B>(device));
         let seconds = self.seconds;
-        let mut step_heap = 0usize;
-        let mut step = |learner: &mut MetaLearner<B>| {
+        let (steps, seconds, heap) = timed::<B>(seconds, device, || {
             let sampled;
             let batch = match &fixed {
                 Some(batch) => batch,
@@ -287,37 +284,15 @@ impl BackendJob for BenchJob {
             let base = crate::alloc::HEAP.live();
             crate::alloc::HEAP.reset_peak();
             learner.step(batch);
-            step_heap = step_heap.max(crate::alloc::HEAP.peak().saturating_sub(base));
-        };
-        let sync = || B::sync(device).map_err(|e| CliError::Usage(format!("device error: {e:?}")));
-        // Warm-up: kernel compilation and autotuning on GPUs, allocator pools everywhere.
-        let warm = Instant::now();
-        while warm.elapsed().as_secs_f64() < (seconds / 4.0).min(1.0) {
-            for _ in 0..5 {
-                step(&mut learner);
-            }
-            sync()?;
-        }
-        let start = Instant::now();
-        let mut steps = 0;
-        loop {
-            for _ in 0..10 {
-                step(&mut learner);
-            }
-            steps += 10;
-            sync()?;
-            if start.elapsed().as_secs_f64() >= seconds {
-                break;
-            }
-        }
-        let seconds = start.elapsed().as_secs_f64();
-        let w = learner.weights();
+            crate::alloc::HEAP.peak().saturating_sub(base)
+        })?;
+        let w = learner.model().to_weights(0);
         if !w.max_abs().is_finite() {
             return Err(CliError::Usage(
                 "the benchmark's weights became non-finite; lower the learning rates".into(),
             ));
         }
-        Ok((steps, seconds, B::name(device), step_heap))
+        Ok((steps, seconds, B::name(device), heap))
     }
 }
 

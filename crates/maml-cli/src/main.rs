@@ -3,21 +3,23 @@
 
 mod alloc;
 mod bench;
+mod compare;
 mod eval;
-mod eval_core;
+mod figures;
 mod grad;
+mod metrics;
 #[cfg(feature = "mpi")]
 mod mpi;
 mod progress;
 mod train;
-mod train_core;
+mod training;
+mod weights;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use maml_burn::backend::{BackendKind, Precision};
-use maml_burn::maml_core::ModelCheckpoint;
 use maml_cli::{error, plot};
 
 /// Exact second-order MAML on Burn.
@@ -104,9 +106,6 @@ fn main() -> ExitCode {
             backend,
         } => grad::check(&problem, expected.as_deref(), tolerance, backend),
         Command::Train(args) => train::train(*args),
-        Command::Eval(args) if ModelCheckpoint::is_one(&args.checkpoint) => {
-            eval_core::eval_core(args)
-        }
         Command::Eval(args) => eval::eval(args),
         Command::Optimum(args) => eval::optimum_cmd(args),
         Command::Bench(args) => bench::bench(args),

@@ -1,27 +1,20 @@
 //! `maml train`: meta-training with a progress bar, atomic checkpoints, metrics, plots.
 
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
-use burn::prelude::Backend;
 use clap::{Args, ValueEnum};
-use maml_backends::dispatch_with;
-use maml_burn::backend::BackendJob;
-use maml_burn::maml_core::closed_form::{Optimum, optimum};
 use maml_burn::maml_core::data::{read_json, read_text, write_atomic};
-use maml_burn::maml_core::train::trainer::{Checkpoint, load_tasks, step_rng};
+use maml_burn::maml_core::train::trainer::load_tasks;
 use maml_burn::maml_core::{
-    Activation, AdaptConfig, BlobsFamily, ConvNet, ConvNetConfig, ImageSource, LinearFamily,
-    LinearWeights, Loss, MamlError, MetaConfig, MetaOptimizer, MlpConfig, ModelCheckpoint,
-    ModelConfig, Order, SinusoidFamily, TaskSource, TrainConfig, Trainer, evaluate,
+    Activation, AdaptConfig, BlobsFamily, ConvNet, ConvNetConfig, ImageSource, LinearFamily, Loss,
+    MamlError, MetaConfig, MetaOptimizer, MlpConfig, ModelCheckpoint, ModelConfig, Order,
+    SinusoidFamily, TaskSource, TrainConfig,
 };
-use serde::Serialize;
 
+use crate::compare::fixed_optimum;
 use crate::error::CliError;
-use crate::plot::{MOVING_AVERAGE_FROM, Series, Style, line_plot, with_moving_average};
-use crate::progress::{loss_message, progress};
-use crate::train_core::{CoreJob, CoreSummary, Parallel, run_core};
+use crate::metrics::parse_metrics;
+use crate::training::{Parallel, TrainJob, report, run_training};
 use crate::{BackendArgs, parse};
 
 /// Built-in task families.
@@ -345,444 +338,25 @@ fn parse_threshold(s: &str) -> Result<Threshold, String> {
 const DEFAULT_META_STEPS: usize = 500;
 const DEFAULT_META_BATCH: usize = 25;
 
-/// One metrics row.
-#[derive(Debug, Clone, Copy)]
-struct Row {
-    step: usize,
-    meta_loss: f64,
-    before: f64,
-    after: f64,
-    /// Relative distance to the exact optimum and to the first-order fixed point.
-    distances: Option<(f64, f64)>,
-}
-
-fn distances(w: &LinearWeights, opt: &Optimum) -> (f64, f64) {
-    (
-        w.max_abs_diff(&opt.second_order) / opt.second_order.max_abs().max(1e-300),
-        w.max_abs_diff(&opt.first_order) / opt.first_order.max_abs().max(1e-300),
-    )
-}
-
-fn metrics_csv(rows: &[Row]) -> String {
-    let mut csv = String::from("step,meta_loss,query_loss_before,query_loss_after");
-    let with_opt = rows.first().is_some_and(|r| r.distances.is_some());
-    if with_opt {
-        csv.push_str(",rel_dist_second_order_optimum,rel_dist_first_order_point");
-    }
-    csv.push('\n');
-    for r in rows {
-        let _ = write!(
-            csv,
-            "{},{:e},{:e},{:e}",
-            r.step, r.meta_loss, r.before, r.after
-        );
-        if let Some((a, b)) = r.distances {
-            let _ = write!(csv, ",{a:e},{b:e}");
-        }
-        csv.push('\n');
-    }
-    csv
-}
-
-fn parse_metrics(text: &str, path: &Path, until: usize) -> Result<Vec<Row>, CliError> {
-    let bad = |line: usize| {
-        CliError::Usage(format!(
-            "{}: line {line} is not a metrics row",
-            path.display()
-        ))
-    };
-    let mut rows = Vec::new();
-    for (i, line) in text.lines().enumerate().skip(1) {
-        let cols: Vec<f64> = line
-            .split(',')
-            .map(|c| c.parse::<f64>())
-            .collect::<Result<_, _>>()
-            .map_err(|_| bad(i + 1))?;
-        if cols.len() < 4 {
-            return Err(bad(i + 1));
-        }
-        let step = cols[0] as usize;
-        if step >= until {
-            break;
-        }
-        rows.push(Row {
-            step,
-            meta_loss: cols[1],
-            before: cols[2],
-            after: cols[3],
-            distances: (cols.len() >= 6).then(|| (cols[4], cols[5])),
-        });
-    }
-    Ok(rows)
-}
-
-/// What a training run prints at the end.
-#[derive(Debug, Serialize)]
-struct Summary {
-    out: String,
-    backend: String,
-    meta_steps: usize,
-    final_meta_loss: f64,
-    seconds: f64,
-    meta_steps_per_s: f64,
-}
-
-struct TrainJob {
-    config: TrainConfig,
-    initial: Option<LinearWeights>,
-    start_step: usize,
-    rows: Vec<Row>,
-    out: PathBuf,
-    checkpoint_every: usize,
-    eval_tasks: usize,
-    compare: bool,
-}
-
-impl TrainJob {
-    fn save_checkpoint(&self, step: usize, weights: LinearWeights) -> Result<(), CliError> {
-        let checkpoint = Checkpoint::new(step, self.config.clone(), weights);
-        let json = serde_json::to_string_pretty(&checkpoint).expect("checkpoints serialise");
-        write_atomic(&self.out.join("checkpoint.json"), json.as_bytes())?;
-        Ok(())
-    }
-
-    fn fixed_optimum(&self) -> Option<Optimum> {
-        let TaskSource::File { path } = &self.config.tasks else {
-            return None;
-        };
-        let tasks = load_tasks(path).ok()?;
-        let d_out = tasks[0].query.y.as_ref().map_or(1, |y| y[0].len());
-        match optimum(&tasks, d_out, &self.config.meta.adapt) {
-            Ok(opt) => Some(opt),
-            Err(err) => {
-                eprintln!("note: no convergence plot: {err}");
-                None
-            }
-        }
-    }
-}
-
-/// Runs a trainer to `config.meta_steps`, calling `on_row` after each step.
-fn run_steps<B: Backend>(
-    trainer: &mut Trainer<B>,
-    meta_steps: usize,
-    opt: Option<&Optimum>,
-    mut on_row: impl FnMut(&Trainer<B>, Row) -> Result<(), CliError>,
-) -> Result<(), CliError> {
-    while trainer.step_index() < meta_steps {
-        let before = opt.map(|o| distances(&trainer.weights(), o));
-        let m = trainer.step()?;
-        let row = Row {
-            step: m.step,
-            meta_loss: m.meta_loss,
-            before: m.query_loss_before,
-            after: m.query_loss_after,
-            distances: before,
-        };
-        on_row(trainer, row)?;
-    }
-    Ok(())
-}
-
-impl BackendJob for TrainJob {
-    type Output = Summary;
-    type Error = CliError;
-
-    fn run<B: Backend>(mut self, device: &B::Device) -> Result<Summary, CliError> {
-        let family = self.config.tasks.family()?;
-        let steps = self.config.meta_steps;
-        let opt = self.fixed_optimum();
-        let mut trainer = Trainer::<B>::new(
-            self.config.clone(),
-            family,
-            self.initial.clone(),
-            self.start_step,
-            device,
-        )?;
-        let bar = progress(steps, self.start_step, "meta-train");
-        let started = Instant::now();
-        let first = self.start_step;
-        // The run's starting point is a checkpoint too: a run that diverges at once
-        // still leaves its last good weights on disk.
-        self.save_checkpoint(first, trainer.weights())?;
-        let mut last_good: Option<usize> = Some(first);
-        let mut rows = std::mem::take(&mut self.rows);
-        let result = run_steps(&mut trainer, steps, opt.as_ref(), |t, row| {
-            rows.push(row);
-            bar.set_message(loss_message(row.meta_loss, t.rising_steps()));
-            bar.inc(1);
-            let done = t.step_index();
-            if done % self.checkpoint_every == 0 || done == steps {
-                self.save_checkpoint(done, t.weights())?;
-                write_atomic(&self.out.join("metrics.csv"), metrics_csv(&rows).as_bytes())?;
-                last_good = Some(done);
-            }
-            Ok(())
-        });
-        bar.finish_and_clear();
-        if let Err(err) = result {
-            let kept = match (last_good, self.start_step) {
-                (Some(step), _) => format!("the last good checkpoint (meta step {step}) is kept"),
-                (None, 0) => "no checkpoint was written yet".to_string(),
-                (None, step) => format!("the checkpoint of meta step {step} is kept"),
-            };
-            return Err(CliError::Stopped(format!(
-                "{err}; {kept} in {}",
-                self.out.join("checkpoint.json").display()
-            )));
-        }
-        let seconds = started.elapsed().as_secs_f64();
-        let final_weights = trainer.weights();
-        let weights_json = serde_json::to_string_pretty(&final_weights).expect("weights serialise");
-        write_atomic(&self.out.join("weights.json"), weights_json.as_bytes())?;
-        let final_meta_loss = rows.last().map_or(f64::NAN, |r| r.meta_loss);
-
-        let meta_series = |name: &str, rows: &[Row]| Series {
-            style: Style::Line,
-            name: name.into(),
-            points: rows.iter().map(|r| (r.step as f64, r.meta_loss)).collect(),
-        };
-        let order = self.config.meta.adapt.order;
-        let mut loss_series = vec![meta_series(&format!("{order}-order MAML"), &rows)];
-
-        if self.compare {
-            // The comparison run: the other order (first order for a second-order run).
-            let other = match order {
-                Order::Second => Order::First,
-                Order::First => Order::Second,
-            };
-            let mut config = self.config.clone();
-            config.meta.adapt.order = other;
-            let mut trainer2 =
-                Trainer::<B>::new(config, self.config.tasks.family()?, None, 0, device)?;
-            let mut rows2 = Vec::new();
-            let compared = run_steps(&mut trainer2, steps, opt.as_ref(), |_, row| {
-                rows2.push(row);
-                Ok(())
-            });
-            match compared {
-                Ok(()) => {
-                    loss_series.push(meta_series(&format!("{other}-order MAML"), &rows2));
-                    let family = trainer.family();
-                    let eval =
-                        family.sample(self.eval_tasks, &mut step_rng(self.config.seed, usize::MAX));
-                    let adapt = AdaptConfig {
-                        order: Order::First,
-                        ..self.config.meta.adapt.clone()
-                    };
-                    let random =
-                        LinearWeights::kaiming(family.d_in(), family.d_out(), self.config.seed);
-                    let inits = [
-                        (format!("{order}-order MAML"), final_weights.clone()),
-                        (format!("{other}-order MAML"), trainer2.weights()),
-                        ("random init (Kaiming)".to_string(), random),
-                    ];
-                    let mut curves = Vec::new();
-                    for (name, w) in inits {
-                        let report = evaluate::<B>(&w, &eval, &adapt, device)?;
-                        curves.push(Series {
-                            style: Style::Line,
-                            name,
-                            points: report
-                                .curve
-                                .iter()
-                                .enumerate()
-                                .map(|(k, l)| (k as f64, *l))
-                                .collect(),
-                        });
-                    }
-                    line_plot(
-                        &self.out.join("adaptation.svg"),
-                        &format!("Adaptation on {} fresh tasks", self.eval_tasks),
-                        "inner steps",
-                        "mean query loss",
-                        &curves,
-                        true,
-                    )?;
-                    if opt.is_some() {
-                        let dist = |name: &str, rows: &[Row], second: bool| Series {
-                            style: Style::Line,
-                            name: name.into(),
-                            points: rows
-                                .iter()
-                                .filter_map(|r| {
-                                    let (a, b) = r.distances?;
-                                    Some((r.step as f64, if second { a } else { b }.max(1e-17)))
-                                })
-                                .collect(),
-                        };
-                        let (second_rows, first_rows) = match order {
-                            Order::Second => (&rows, &rows2),
-                            Order::First => (&rows2, &rows),
-                        };
-                        line_plot(
-                            &self.out.join("convergence.svg"),
-                            "Distance to the exact MAML optimum (relative, max-norm)",
-                            "meta step",
-                            "relative distance",
-                            &[
-                                dist("second-order MAML to the exact optimum", second_rows, true),
-                                dist("first-order MAML to the exact optimum", first_rows, true),
-                                dist(
-                                    "first-order MAML to the first-order fixed point",
-                                    first_rows,
-                                    false,
-                                ),
-                            ],
-                            true,
-                        )?;
-                    }
-                }
-                Err(err) => eprintln!("note: the {other}-order comparison run stopped: {err}"),
-            }
-        }
-        line_plot(
-            &self.out.join("meta_loss.svg"),
-            "Meta-loss (mean query loss after adaptation)",
-            "meta step",
-            "meta-loss",
-            &with_moving_average(loss_series, MOVING_AVERAGE_FROM),
-            true,
-        )?;
-        let done = steps.saturating_sub(first);
-        Ok(Summary {
-            out: self.out.display().to_string(),
-            backend: B::name(device),
-            meta_steps: steps,
-            final_meta_loss,
-            seconds,
-            meta_steps_per_s: done as f64 / seconds.max(1e-9),
-        })
-    }
-}
-
-/// What `maml train` runs: the linear model's fast path, or the model-agnostic core.
-enum Plan {
-    Linear(TrainJob),
-    Core(CoreJob),
-}
-
 /// Reads the inputs of `maml train` (flags, `--config`, or the checkpoint to resume),
 /// creates `--out` and writes its `config.json`.
-fn plan(args: &TrainArgs, parallel: Parallel) -> Result<Plan, CliError> {
+fn plan(args: &TrainArgs, parallel: Parallel) -> Result<TrainJob, CliError> {
     let out = args.out.clone();
     std::fs::create_dir_all(&out).map_err(|e| MamlError::io("cannot create", &out, e))?;
-    if args.resume && ModelCheckpoint::is_one(&out.join("checkpoint.json")) {
-        return core_resume_job(args, &out, parallel).map(Plan::Core);
+    if args.resume {
+        return resume_job(args, &out, parallel);
     }
-    let (mut config, initial, start_step, rows) = if args.resume {
-        let path = out.join("checkpoint.json");
-        let checkpoint = Checkpoint::load(&path)?;
-        let mut config = checkpoint.config.clone();
-        if let Some(steps) = args.meta_steps {
-            config.meta_steps = steps;
-        }
-        let family = config.tasks.family()?;
-        checkpoint.check_shape(&path.display().to_string(), family.d_in(), family.d_out())?;
-        let metrics_path = out.join("metrics.csv");
-        let rows = match read_text(&metrics_path) {
-            Ok(text) => parse_metrics(&text, &metrics_path, checkpoint.step)?,
-            Err(_) => Vec::new(),
-        };
-        (config, Some(checkpoint.weights), checkpoint.step, rows)
-    } else if let Some(path) = &args.config {
+    let config = if let Some(path) = &args.config {
         let mut config: TrainConfig = read_json(path)?;
         if let Some(steps) = args.meta_steps {
             config.meta_steps = steps;
         }
         config.validate()?;
         config.tasks.family()?;
-        (config, None, 0, Vec::new())
+        config
     } else {
-        let tasks = match &args.tasks {
-            Some(path) => TaskSource::File {
-                path: path.display().to_string(),
-            },
-            None => match args.family {
-                FamilyArg::Seed => TaskSource::Seed,
-                FamilyArg::Linear => TaskSource::Linear(args.linear.family()),
-                FamilyArg::Sinusoid => TaskSource::Sinusoid(SinusoidFamily {
-                    support_shots: args.linear.support_shots,
-                    query_shots: args.linear.query_shots,
-                    ..SinusoidFamily::default()
-                }),
-                FamilyArg::Blobs => TaskSource::Blobs(BlobsFamily {
-                    ways: args.ways,
-                    d_in: args.linear.d_in,
-                    support_shots: args.linear.support_shots,
-                    query_shots: args.linear.query_shots,
-                    ..BlobsFamily::default()
-                }),
-                FamilyArg::Omniglot => TaskSource::Omniglot(args.images.source(args.ways)?),
-            },
-        };
-        let defaults = FamilyDefaults::of(args.tasks.is_none().then_some(args.family));
-        let adapt = args.hyper.adapt(&defaults);
-        let classify = matches!(tasks, TaskSource::Blobs(_) | TaskSource::Omniglot(_));
-        if classify && adapt.loss != Loss::CrossEntropy {
-            return Err(CliError::Usage(format!(
-                "the {} family is classification: pass --loss cross_entropy (got --loss {})",
-                args.family
-                    .to_possible_value()
-                    .map(|v| v.get_name().to_string())
-                    .unwrap_or_default(),
-                adapt.loss
-            )));
-        }
-        let conv = matches!(args.model, ModelArg::Conv4 | ModelArg::Conv4Pool);
-        if conv != matches!(tasks, TaskSource::Omniglot(_)) {
-            return Err(CliError::Usage(if conv {
-                "--model conv4 and conv4-pool take images: use --family omniglot".into()
-            } else {
-                "--family omniglot needs a conv net: --model conv4 or conv4-pool".into()
-            }));
-        }
-        // Data-parallel runs, MLPs, conv nets, Meta-SGD and cross-entropy take the
-        // generic core.
-        let generic = args.model != ModelArg::Linear
-            || args.meta_sgd
-            || adapt.loss == Loss::CrossEntropy
-            || args.workers > 1
-            || args.mpi;
-        let model: Option<ModelConfig> = generic.then(|| match args.model {
-            ModelArg::Conv4 | ModelArg::Conv4Pool => {
-                ConvNetConfig::new(if args.model == ModelArg::Conv4 {
-                    ConvNet::Conv4
-                } else {
-                    ConvNet::Conv4Pool
-                })
-                .with_filters(args.images.filters)
-                .into()
-            }
-            ModelArg::Mlp | ModelArg::Linear => MlpConfig::new()
-                .with_hidden(if args.model == ModelArg::Mlp {
-                    args.hidden.clone()
-                } else {
-                    Vec::new()
-                })
-                .with_activation(args.activation)
-                .into(),
-        });
-        let meta_batch = match (&args.meta_batch, &args.tasks) {
-            (Some(n), _) => *n,
-            (None, Some(path)) => load_tasks(&path.display().to_string())?.len(),
-            (None, None) => DEFAULT_META_BATCH,
-        };
-        let meta = MetaConfig::new(adapt.with_meta_sgd(args.meta_sgd))
-            .with_meta_lr(args.meta_lr.unwrap_or(defaults.meta_lr))
-            .with_meta_optimizer(args.meta_optimizer);
-        let config = TrainConfig::new(meta, tasks)
-            .with_meta_batch(meta_batch)
-            .with_meta_steps(args.meta_steps.unwrap_or(DEFAULT_META_STEPS))
-            .with_seed(args.rng_seed)
-            .with_model(model)
-            .with_divergence_threshold(args.divergence_threshold.0);
-        (config, None, 0, Vec::new())
+        config_from_flags(args)?
     };
-    if parallel != Parallel::Alone && config.model.is_none() && initial.is_none() {
-        // A saved linear configuration, split over workers: the generic core's one layer.
-        config.model = Some(MlpConfig::new().with_hidden(Vec::new()).into());
-    }
     config.validate()?;
     if args.checkpoint_every == 0 {
         return Err(CliError::Usage(
@@ -791,48 +365,111 @@ fn plan(args: &TrainArgs, parallel: Parallel) -> Result<Plan, CliError> {
     }
     let config_json = serde_json::to_string_pretty(&config).expect("configs serialise");
     write_atomic(&out.join("config.json"), config_json.as_bytes())?;
-    if config.model.is_some() {
-        let job = CoreJob {
-            parallel,
-            // The pretrained baseline is the MAML paper's for regression (Figure 3).
-            baseline_steps: args.baseline_steps.unwrap_or(
-                if matches!(config.tasks, TaskSource::Omniglot(_)) {
-                    0
-                } else {
-                    config.meta_steps
-                },
-            ),
-            config,
-            initial: None,
-            start_step: 0,
-            out,
-            checkpoint_every: args.checkpoint_every,
-            eval_tasks: if args.no_compare { 0 } else { args.eval_tasks },
-        };
-        check_split(&job)?;
-        return Ok(Plan::Core(job));
-    }
-    if parallel != Parallel::Alone {
-        return Err(CliError::Usage(format!(
-            "{} continues a run of the linear model's fast path, which runs in one worker: \
-             resume it without --workers or --mpi",
-            out.join("checkpoint.json").display()
-        )));
-    }
-    Ok(Plan::Linear(TrainJob {
+    // The pretrained baseline is the MAML paper's for regression with an MLP (Figure 3);
+    // the linear model is compared with the other order instead.
+    let mlp = matches!(config.model, Some(ModelConfig::Mlp(_)));
+    let job = TrainJob {
+        parallel,
+        baseline_steps: args
+            .baseline_steps
+            .unwrap_or(if mlp { config.meta_steps } else { 0 }),
+        optimum: fixed_optimum(&config),
+        compare: !args.no_compare,
         config,
-        initial,
-        start_step,
-        rows,
+        initial: None,
+        start_step: 0,
+        rows: Vec::new(),
         out,
         checkpoint_every: args.checkpoint_every,
-        eval_tasks: args.eval_tasks.max(1),
-        compare: !args.no_compare,
-    }))
+        eval_tasks: if args.no_compare { 0 } else { args.eval_tasks },
+    };
+    check_split(&job)?;
+    Ok(job)
+}
+
+/// The configuration of a new run from the command line's flags.
+fn config_from_flags(args: &TrainArgs) -> Result<TrainConfig, CliError> {
+    let tasks = match &args.tasks {
+        Some(path) => TaskSource::File {
+            path: path.display().to_string(),
+        },
+        None => match args.family {
+            FamilyArg::Seed => TaskSource::Seed,
+            FamilyArg::Linear => TaskSource::Linear(args.linear.family()),
+            FamilyArg::Sinusoid => TaskSource::Sinusoid(SinusoidFamily {
+                support_shots: args.linear.support_shots,
+                query_shots: args.linear.query_shots,
+                ..SinusoidFamily::default()
+            }),
+            FamilyArg::Blobs => TaskSource::Blobs(BlobsFamily {
+                ways: args.ways,
+                d_in: args.linear.d_in,
+                support_shots: args.linear.support_shots,
+                query_shots: args.linear.query_shots,
+                ..BlobsFamily::default()
+            }),
+            FamilyArg::Omniglot => TaskSource::Omniglot(args.images.source(args.ways)?),
+        },
+    };
+    let defaults = FamilyDefaults::of(args.tasks.is_none().then_some(args.family));
+    let adapt = args.hyper.adapt(&defaults);
+    let classify = matches!(tasks, TaskSource::Blobs(_) | TaskSource::Omniglot(_));
+    if classify && adapt.loss != Loss::CrossEntropy {
+        return Err(CliError::Usage(format!(
+            "the {} family is classification: pass --loss cross_entropy (got --loss {})",
+            args.family
+                .to_possible_value()
+                .map(|v| v.get_name().to_string())
+                .unwrap_or_default(),
+            adapt.loss
+        )));
+    }
+    let conv = matches!(args.model, ModelArg::Conv4 | ModelArg::Conv4Pool);
+    if conv != matches!(tasks, TaskSource::Omniglot(_)) {
+        return Err(CliError::Usage(if conv {
+            "--model conv4 and conv4-pool take images: use --family omniglot".into()
+        } else {
+            "--family omniglot needs a conv net: --model conv4 or conv4-pool".into()
+        }));
+    }
+    // The linear model is an MLP of one layer: `None`, drawn Kaiming-normal as the seed.
+    let model: Option<ModelConfig> = match args.model {
+        ModelArg::Linear => None,
+        ModelArg::Conv4 | ModelArg::Conv4Pool => Some(
+            ConvNetConfig::new(if args.model == ModelArg::Conv4 {
+                ConvNet::Conv4
+            } else {
+                ConvNet::Conv4Pool
+            })
+            .with_filters(args.images.filters)
+            .into(),
+        ),
+        ModelArg::Mlp => Some(
+            MlpConfig::new()
+                .with_hidden(args.hidden.clone())
+                .with_activation(args.activation)
+                .into(),
+        ),
+    };
+    let meta_batch = match (&args.meta_batch, &args.tasks) {
+        (Some(n), _) => *n,
+        (None, Some(path)) => load_tasks(&path.display().to_string())?.len(),
+        (None, None) => DEFAULT_META_BATCH,
+    };
+    let meta = MetaConfig::new(adapt.with_meta_sgd(args.meta_sgd))
+        .with_meta_lr(args.meta_lr.unwrap_or(defaults.meta_lr))
+        .with_meta_optimizer(args.meta_optimizer);
+    let config = TrainConfig::new(meta, tasks)
+        .with_meta_batch(meta_batch)
+        .with_meta_steps(args.meta_steps.unwrap_or(DEFAULT_META_STEPS))
+        .with_seed(args.rng_seed)
+        .with_model(model)
+        .with_divergence_threshold(args.divergence_threshold.0);
+    Ok(config)
 }
 
 /// Refuses a split with more workers (or ranks) than tasks per meta-batch.
-fn check_split(job: &CoreJob) -> Result<(), CliError> {
+fn check_split(job: &TrainJob) -> Result<(), CliError> {
     let (n, what) = match job.parallel {
         Parallel::Alone => return Ok(()),
         Parallel::Workers(n) => (n, "--workers"),
@@ -857,50 +494,36 @@ pub fn train(args: TrainArgs) -> Result<(), CliError> {
         1 => Parallel::Alone,
         n => Parallel::Workers(n),
     };
-    let job = match plan(&args, parallel)? {
-        Plan::Core(job) => return report_core(run_core(job, args.backend)?),
-        Plan::Linear(job) => job,
-    };
-    let summary = dispatch_with(
-        args.backend.backend,
-        args.backend.precision,
-        args.backend.threads,
-        job,
-    )?;
-    eprintln!(
-        "trained {} meta steps in {:.2} s ({:.0} meta-steps/s) on {}; final meta-loss {:.6e}; wrote {}",
-        summary.meta_steps,
-        summary.seconds,
-        summary.meta_steps_per_s,
-        summary.backend,
-        summary.final_meta_loss,
-        summary.out
-    );
-    crate::print_json(&summary);
+    let job = plan(&args, parallel)?;
+    report(&run_training(job, args.backend)?);
     Ok(())
 }
 
-fn report_core(summary: CoreSummary) -> Result<(), CliError> {
-    crate::print_json(&summary);
-    Ok(())
-}
-
-/// `maml train --resume` of an MLP run: continues from its checkpoint.
-fn core_resume_job(args: &TrainArgs, out: &Path, parallel: Parallel) -> Result<CoreJob, CliError> {
+/// `maml train --resume`: continues the run in `out` from its checkpoint, with its
+/// metrics so far.
+fn resume_job(args: &TrainArgs, out: &Path, parallel: Parallel) -> Result<TrainJob, CliError> {
     let checkpoint = ModelCheckpoint::load(&out.join("checkpoint.json"))?;
     let mut config = checkpoint.config.clone();
     if let Some(steps) = args.meta_steps {
         config.meta_steps = steps;
     }
-    let job = CoreJob {
+    let metrics_path = out.join("metrics.csv");
+    let rows = match read_text(&metrics_path) {
+        Ok(text) => parse_metrics(&text, &metrics_path, checkpoint.step)?,
+        Err(_) => Vec::new(),
+    };
+    let job = TrainJob {
         parallel,
         baseline_steps: args.baseline_steps.unwrap_or(0),
+        optimum: fixed_optimum(&config),
+        compare: !args.no_compare,
         initial: Some((checkpoint.model, checkpoint.step_sizes)),
         start_step: checkpoint.step,
+        rows,
         config,
         out: out.to_path_buf(),
         checkpoint_every: args.checkpoint_every,
-        eval_tasks: 0,
+        eval_tasks: if args.no_compare { 0 } else { args.eval_tasks },
     };
     check_split(&job)?;
     Ok(job)
@@ -921,7 +544,7 @@ fn train_mpi(_: TrainArgs) -> Result<(), CliError> {
 #[derive(serde::Serialize, serde::Deserialize)]
 struct MpiStart {
     config: TrainConfig,
-    initial: Option<crate::train_core::Initial>,
+    initial: Option<crate::training::Initial>,
     start_step: usize,
 }
 
@@ -947,8 +570,7 @@ fn train_mpi(args: TrainArgs) -> Result<(), CliError> {
     };
     let (own, bytes) = if mpi.rank == 0 {
         let job = match plan(&args, parallel) {
-            Ok(Plan::Core(job)) => job,
-            Ok(Plan::Linear(_)) => unreachable!("--mpi makes every new run generic"),
+            Ok(job) => job,
             Err(err) => {
                 eprintln!("error: {err}");
                 mpi.abort(1)
@@ -970,20 +592,26 @@ fn train_mpi(args: TrainArgs) -> Result<(), CliError> {
         None => {
             let start: MpiStart =
                 serde_json::from_slice(&bytes).expect("rank 0 sent a start it serialised");
-            CoreJob {
+            TrainJob {
                 parallel,
                 baseline_steps: 0,
                 config: start.config,
                 initial: start.initial,
                 start_step: start.start_step,
+                rows: Vec::new(),
                 out: args.out.clone(),
                 checkpoint_every: args.checkpoint_every,
                 eval_tasks: 0,
+                optimum: None,
+                compare: false,
             }
         }
     };
-    match run_core(job, args.backend) {
-        Ok(summary) if mpi.rank == 0 => report_core(summary),
+    match run_training(job, args.backend) {
+        Ok(summary) if mpi.rank == 0 => {
+            report(&summary);
+            Ok(())
+        }
         Ok(_) => Ok(()),
         Err(err) if err.is_divergence() && mpi.rank == 0 => Err(err),
         Err(err) if err.is_divergence() => {

@@ -158,24 +158,25 @@ impl AdaptConfig {
         check_lr("inner_lr", self.inner_lr)
     }
 
-    /// Checks what the linear model's fast path (`[W | b]^T` layout) supports besides:
-    /// `sse` or `mse`, one step size for every parameter.
+    /// Checks what a version-1 problem (the linear model) supports besides: `sse` or `mse`,
+    /// one step size for every parameter.
     pub fn validate_linear(&self) -> crate::error::Result<()> {
         self.validate()?;
         if self.loss == Loss::CrossEntropy {
             return Err(MamlError::InvalidHyperparameter {
                 name: "loss",
                 value: self.loss.to_string(),
-                reason: "the linear fast path takes sse or mse: give the model as \
-                         version-2 layers (model.layers) for cross_entropy",
+                reason: "a version-1 problem (the linear model) takes sse or mse: give \
+                         the model as version-2 layers (model.layers) for cross_entropy",
             });
         }
         if self.meta_sgd {
             return Err(MamlError::InvalidHyperparameter {
                 name: "meta_sgd",
                 value: "true".into(),
-                reason: "the linear fast path has one step size: use the model-agnostic \
-                         learner (ModelLearner) for Meta-SGD",
+                reason: "a version-1 problem (the linear model) has one step size: give \
+                         the model as version-2 layers with a per-parameter inner_lr for \
+                         Meta-SGD",
             });
         }
         Ok(())

@@ -3,14 +3,21 @@
 use burn::prelude::*;
 use serde::Serialize;
 
-use crate::algo::maml::{Recording, fast_to_weights};
+use burn::module::{AutodiffModule, Module, Param};
+use burn::optim::GradientsParams;
+
+use crate::algo::learn::{Fast, ModelLearner, adapt_observed};
 use crate::closed_form;
-use crate::config::MetaConfig;
-use crate::data::tasks::TaskBatch;
+use crate::config::{GradientPath, MetaConfig};
+use crate::data::batch::MetaBatch;
 use crate::data::{LinearWeights, TaskData, validate_tasks};
 use crate::error::Result;
-use crate::model::linear::to_f64;
-use crate::train::learner::MetaLearner;
+use crate::model::mlp::{Activation, Mlp, MlpWeights, TaskLinear};
+use crate::model::{
+    FreshLeaves, GradLevel, MetaBackend, MetaModel, SecondOrder, check_device_precision,
+    is_tracked, to_f64,
+};
+use crate::train::problems::weights_from_grads;
 
 /// One inner step of a traced meta step.
 #[derive(Debug, Clone, Serialize)]
@@ -55,7 +62,8 @@ pub struct MetaStepTrace {
     pub manual_updated: LinearWeights,
 }
 
-/// Runs and records one meta step on `tasks` from `initial`.
+/// Runs and records one meta step on `tasks` from `initial`, by nested autodiff (the
+/// linear model as an [`Mlp`] of one layer).
 pub fn trace_meta_step<B: Backend>(
     initial: &LinearWeights,
     tasks: &[TaskData],
@@ -64,37 +72,115 @@ pub fn trace_meta_step<B: Backend>(
 ) -> Result<MetaStepTrace> {
     initial.validate("initial weights")?;
     validate_tasks(tasks, initial.d_in(), initial.d_out())?;
-    let batch = TaskBatch::<B>::from_tasks(tasks, initial.d_out(), config.adapt.loss, device);
-    let mut learner = MetaLearner::<B>::new(initial, config.clone(), device)?;
-    let mut record = Recording::default();
-    let gradient = learner.step_recorded(&batch, Some(&mut record));
+    config.validate()?;
+    config.adapt.validate_linear()?;
+    check_device_precision::<B>(device)?;
+    let weights = MlpWeights {
+        layers: vec![initial.clone()],
+    };
+    let batch = MetaBatch::<B>::from_tasks(tasks, initial.d_out(), config.adapt.loss, device);
+    let recording = record_inner_loop(&weights, &batch, &config, device);
 
-    let inner_steps = record
-        .steps
-        .into_iter()
-        .map(|step| InnerStepTrace {
-            support_loss: to_f64(step.support_loss),
-            support_grad: fast_to_weights(step.grad),
-            grad_requires_grad: step.grad_tracked,
-        })
-        .collect();
+    let model = Mlp::<B>::from_weights(&weights, Activation::Relu, device);
+    let mut learner = ModelLearner::<B, Mlp<SecondOrder<B>>>::new(model, config.clone())?
+        .with_gradient_path(GradientPath::Autodiff);
+    let mut gradient = learner.meta_gradient(&batch);
+    let meta_grad = weights_from_grads::<MetaBackend<B>, B>(learner.model(), &gradient.grads);
+    let fast_weights = match gradient.fast.take() {
+        Some(Fast::Batched(fast)) => (0..tasks.len()).map(|t| linear(&fast, t)).collect(),
+        _ => unreachable!("the MLP is task-batched and meta_gradient keeps its fast weights"),
+    };
+    learner.apply(&mut gradient);
     let manual = closed_form::meta_gradient(initial, tasks, &config.adapt);
     let manual_updated = step_sgd(initial, &manual.meta_grad, config.meta_lr);
     Ok(MetaStepTrace {
         initial: initial.clone(),
-        initial_is_leaf: record.initial_is_leaf,
-        inner_steps,
-        fast_tracked: record.fast_tracked,
-        fast_weights: fast_to_weights(gradient.fast),
+        initial_is_leaf: recording.initial_is_leaf,
+        inner_steps: recording.steps,
+        fast_tracked: recording.fast_tracked,
+        fast_weights,
         query_loss: to_f64(gradient.query_losses),
         meta_loss: to_f64(gradient.meta_loss)[0],
-        meta_grad: crate::model::linear::tensors_to_weights(gradient.weight, gradient.bias),
+        meta_grad: meta_grad.layers[0].clone(),
         manual_meta_grad: manual.meta_grad,
-        updated: learner.weights(),
+        updated: linear(learner.model(), 0),
         manual_updated,
         config,
     })
 }
+
+/// Task `task`'s weights of a one-layer MLP.
+fn linear<A: Backend>(model: &Mlp<A>, task: usize) -> LinearWeights {
+    model.layers[0].to_weights(task)
+}
+
+/// What the inner loop tracks, read off its tensors.
+struct Recording {
+    initial_is_leaf: bool,
+    steps: Vec<InnerStepTrace>,
+    fast_tracked: bool,
+}
+
+/// Runs the inner loop as the meta-gradient does (from fresh leaves of the initial
+/// weights) and records each step.
+fn record_inner_loop<B: Backend>(
+    weights: &MlpWeights,
+    batch: &MetaBatch<B>,
+    config: &MetaConfig,
+    device: &B::Device,
+) -> Recording {
+    let initial = Mlp::<MetaBackend<B>>::from_weights(weights, Activation::Relu, device)
+        .map(&mut FreshLeaves);
+    let layer = &initial.layers[0];
+    let initial_is_leaf =
+        layer.weight.val().is_require_grad() && layer.bias.val().is_require_grad();
+    let tasks = batch.tasks();
+    let mut steps = Vec::new();
+    let mut observe = |fast: &Mlp<MetaBackend<B>>, grads: &GradientsParams, level: GradLevel| {
+        let pred = MetaModel::forward(&fast.valid(), batch.support.x.clone());
+        let support_loss = to_f64(batch.support.task_losses(pred));
+        let layer = &fast.layers[0];
+        let (weight, bias, tracked) = match level {
+            GradLevel::Meta => {
+                let get = |id| grads.get::<MetaBackend<B>, 3>(id).expect(GRAD_EXISTS);
+                let (w, b) = (get(layer.weight.id), get(layer.bias.id));
+                let tracked = is_tracked(&w) && is_tracked(&b);
+                (w.inner(), b.inner(), tracked)
+            }
+            GradLevel::Plain => {
+                let get = |id| grads.get::<B, 3>(id).expect(GRAD_EXISTS);
+                (get(layer.weight.id), get(layer.bias.id), false)
+            }
+        };
+        let grad = TaskLinear {
+            weight: Param::from_tensor(weight),
+            bias: Param::from_tensor(bias),
+        };
+        steps.push(InnerStepTrace {
+            support_loss,
+            support_grad: (0..tasks).map(|t| grad.to_weights(t)).collect(),
+            grad_requires_grad: tracked,
+        });
+    };
+    let fast = adapt_observed::<B, Mlp<SecondOrder<B>>>(
+        &initial,
+        None,
+        &batch.support,
+        &config.adapt,
+        &mut observe,
+    );
+    let fast_tracked = match &fast {
+        Fast::Batched(fast) => is_tracked(&fast.layers[0].weight.val()),
+        Fast::PerTask(_) => unreachable!("the MLP is task-batched"),
+    };
+    Recording {
+        initial_is_leaf,
+        steps,
+        fast_tracked,
+    }
+}
+
+const GRAD_EXISTS: &str = "the layer's weights feed the support loss, so it has a gradient";
 
 fn step_sgd(w: &LinearWeights, g: &LinearWeights, lr: f64) -> LinearWeights {
     let weight: Vec<f64> = w

@@ -62,7 +62,7 @@ fn conv4_trains_on_omniglot_resumes_and_evaluates_on_tasks_and_runs() {
     let mut lines = csv.lines();
     assert_eq!(
         lines.next(),
-        Some("step,meta_loss,query_loss_before,query_accuracy")
+        Some("step,meta_loss,query_loss_before,query_loss_after,query_accuracy")
     );
     let rows: Vec<&str> = lines.collect();
     assert_eq!(rows.len(), 4);

@@ -4,7 +4,7 @@
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use maml_burn::maml_core::Checkpoint;
+use maml_burn::maml_core::ModelCheckpoint;
 use rand::{Rng, SeedableRng};
 
 #[test]
@@ -34,10 +34,11 @@ fn a_killed_training_run_leaves_a_loadable_checkpoint() {
         child.wait().unwrap();
         let path = dir.join("checkpoint.json");
         if path.exists() {
-            let checkpoint = Checkpoint::load(&path).unwrap_or_else(|e| {
+            let checkpoint = ModelCheckpoint::load(&path).unwrap_or_else(|e| {
                 panic!("round {round}: the checkpoint left behind is broken: {e}")
             });
-            assert!(checkpoint.weights.max_abs().is_finite());
+            let weights = checkpoint.model.as_linear().expect("a linear model");
+            assert!(weights.max_abs().is_finite());
             loaded += 1;
         }
         // No temporary file may be mistaken for a checkpoint; stray ones are allowed.

@@ -3,10 +3,14 @@
 //! ([`ModelLearner`]) that updates the initial weights (and Meta-SGD's step sizes) with
 //! Burn's SGD or Adam.
 //!
-//! Second order nests the autodiff decorator exactly as for the linear model
-//! ([`crate::algo::maml`]): the fast weights are lifted to [`SecondOrder<B>`] as leaves, the
-//! support loss is differentiated there, and its gradient comes back tracked on the
-//! meta backend.
+//! Burn has no `create_graph`: the gradient that an autodiff backend's backward pass
+//! returns lives on its inner backend and is detached. Nesting the decorator gives exact
+//! second order: the fast weights are lifted to [`SecondOrder<B>`] =
+//! `Autodiff<Autodiff<B>>` as leaves, the support loss is differentiated there, and its
+//! gradient comes back as a tensor of the meta backend `Autodiff<B>` that is itself
+//! tracked, so the query loss of the fast weights can be differentiated back to the
+//! initial weights through every inner step. This module is the only place that nests
+//! the decorator.
 
 use burn::module::{AutodiffModule, Module};
 use burn::optim::adaptor::OptimizerAdaptor;
@@ -34,6 +38,12 @@ fn batched<B: Backend, M: Learnable<B>>() -> bool {
     <M::Meta as MetaModel<MetaBackend<B>>>::TASK_BATCHED
 }
 
+/// What an inner loop shows each step, before it moves: the fast weights and their
+/// support gradient, by parameter id, on the meta backend (tracked, second order) or on
+/// `B` (first order). A trace of the inner loop records it (`maml trace`).
+pub(crate) type Observer<'a, B, M> =
+    dyn FnMut(&<M as Learnable<B>>::Meta, &GradientsParams, GradLevel) + 'a;
+
 /// The inner loop from fast weights `fast` (tracked on the meta backend): each step takes
 /// the support gradient, detached (first order) or tracked (second order), and moves by
 /// `α ⊙ g`.
@@ -44,6 +54,7 @@ fn adapt_steps<B: Backend, M: Learnable<B>>(
     inner_steps: usize,
     sizes: &[TensorPrimitive<MetaBackend<B>>],
     inner_lr: f64,
+    observe: &mut Observer<'_, B, M>,
 ) -> M::Meta {
     for _ in 0..inner_steps {
         let (grads, level) = match support2 {
@@ -63,6 +74,7 @@ fn adapt_steps<B: Backend, M: Learnable<B>>(
                 )
             }
         };
+        observe(&fast, &grads, level);
         let sizes = if sizes.is_empty() {
             StepSizes::Scalar(inner_lr)
         } else {
@@ -97,13 +109,25 @@ pub fn adapt_model<B: Backend, M: Learnable<B>>(
     support: &Sets<B>,
     config: &AdaptConfig,
 ) -> Fast<M::Meta> {
+    adapt_observed::<B, M>(model, step_sizes, support, config, &mut |_, _, _| {})
+}
+
+/// [`adapt_model`], showing every step to `observe`.
+pub(crate) fn adapt_observed<B: Backend, M: Learnable<B>>(
+    model: &M::Meta,
+    step_sizes: Option<&M::Meta>,
+    support: &Sets<B>,
+    config: &AdaptConfig,
+    observe: &mut Observer<'_, B, M>,
+) -> Fast<M::Meta> {
     let sizes = step_sizes.map(collect::<B, M>).unwrap_or_default();
     let support1 = support.lift::<MetaBackend<B>>();
     let support2 = (config.order == Order::Second && config.inner_steps > 0)
         .then(|| support1.lift::<SecondOrder<B>>());
     let tasks = support.tasks();
-    let run = |start: M::Meta, s1: &Sets<MetaBackend<B>>, s2: Option<&Sets<SecondOrder<B>>>| {
-        adapt_steps::<B, M>(start, s1, s2, config.inner_steps, &sizes, config.inner_lr)
+    let mut run = |start: M::Meta, s1: &Sets<MetaBackend<B>>, s2: Option<&Sets<SecondOrder<B>>>| {
+        let (steps, lr) = (config.inner_steps, config.inner_lr);
+        adapt_steps::<B, M>(start, s1, s2, steps, &sizes, lr, observe)
     };
     if batched::<B, M>() {
         let start = model.clone().map(&mut RepeatTasks(tasks));
@@ -295,7 +319,7 @@ fn mlp_meta_gradient<B: Backend, M: Learnable<B>>(
 }
 
 /// The meta-gradient of any model by nested autodiff: the fast weights are lifted to
-/// [`SecondOrder<B>`] for each second-order support gradient (see [`crate::algo::maml`]).
+/// [`SecondOrder<B>`] for each second-order support gradient (see the module docs).
 pub fn autodiff_meta_gradient<B: Backend, M: Learnable<B>>(
     model: &M::Meta,
     step_sizes: Option<&M::Meta>,
@@ -350,12 +374,20 @@ pub fn model_adaptation_curve<B: Backend, M: Learnable<B>>(
         Fast::PerTask(vec![start; tasks])
     };
     let step = |m: M::Meta, s: &Sets<MetaBackend<B>>| {
-        detach(&adapt_steps::<B, M>(m, s, None, 1, &sizes, config.inner_lr))
+        detach(&adapt_steps::<B, M>(
+            m,
+            s,
+            None,
+            1,
+            &sizes,
+            config.inner_lr,
+            &mut |_, _, _| {},
+        ))
     };
     let mut curve = Vec::with_capacity(config.inner_steps + 1);
     for k in 0..=config.inner_steps {
         let losses = fast_query_losses::<B, M>(&fast, &query).inner();
-        curve.push(crate::model::linear::to_f64(losses.mean())[0]);
+        curve.push(crate::model::to_f64(losses.mean())[0]);
         if k < config.inner_steps {
             fast = match fast {
                 Fast::Batched(m) => Fast::Batched(step(m, &support)),
@@ -579,7 +611,7 @@ impl<B: Backend, M: Learnable<B>> ModelLearner<B, M> {
         parts.push(gradient.meta_loss);
         let total = all_reduce_sum(Tensor::cat(parts, 0).mul_scalar(weight))?;
         let n = total.dims()[0];
-        let meta_loss = crate::model::linear::to_f64(total.clone().slice(n - 1..n))[0];
+        let meta_loss = crate::model::to_f64(total.clone().slice(n - 1..n))[0];
         let mut model_grads = Unflatten {
             flat: total.clone().slice(0..model_len),
             offset: 0,

@@ -5,9 +5,7 @@
 //! - [`learn`]: any model through the seam ([`crate::model::MetaModel`]), by nested
 //!   autodiff, or by the model's hand-derived road where it offers one;
 //! - [`analytic`]: the hand-derived roads (the built-in MLP's back-propagation with exact
-//!   Hessian-vector products, and the linear model's affine inner steps);
-//! - [`maml`]: the seed's linear model on task-batched tensors (`[tasks, n, in]`).
+//!   Hessian-vector products, and the linear model's affine inner steps).
 
 pub mod analytic;
 pub mod learn;
-pub mod maml;

@@ -202,7 +202,7 @@ impl<B: Backend> Sets<B> {
     }
 
     /// Applies the row mask and the loss's scale to per-element derivatives.
-    fn weigh(&self, t: Tensor<B, 3>) -> Tensor<B, 3> {
+    pub(crate) fn weigh(&self, t: Tensor<B, 3>) -> Tensor<B, 3> {
         let t = match &self.mask {
             Some(mask) => t * mask.clone(),
             None => t,

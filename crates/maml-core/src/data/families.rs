@@ -243,7 +243,7 @@ impl LinearFamily {
         loss: crate::config::Loss,
         rng: &mut R,
         device: &B::Device,
-    ) -> crate::data::tasks::TaskBatch<B> {
+    ) -> crate::data::batch::MetaBatch<B> {
         use burn::tensor::{Tensor, TensorData};
         let mut normal = |shape: [usize; 3], mean: f64, std: f64| {
             let n = shape.iter().product();
@@ -267,11 +267,11 @@ impl LinearFamily {
             if self.noise > 0.0 {
                 y = y + normal([tasks, n, self.d_out], 0.0, self.noise);
             }
-            crate::data::tasks::SetBatch::from_tensors(x, Some(y), loss)
+            crate::data::batch::Sets::from_tensors(x, Some(y), loss)
         };
         let support = set(self.support_shots);
         let query = set(self.query_shots);
-        crate::data::tasks::TaskBatch { support, query }
+        crate::data::batch::MetaBatch { support, query }
     }
 }
 

@@ -1,15 +1,13 @@
 //! Data: host-side (f64) linear weights, tasks and the problem-file format of
 //! `shared/reference/problem-schema.md`, with validation that names the bad value; the
 //! task families ([`families`]; image classes and N-way K-shot tasks: [`images`],
-//! [`few_shot`]) and the tensors a meta-batch is made of ([`tasks`] for
-//! the linear model, [`batch`], padded and masked, for any model).
+//! [`few_shot`]) and the tensors a meta-batch is made of ([`batch`], padded and masked).
 
 pub mod batch;
 pub mod families;
 pub mod few_shot;
 pub mod images;
 pub mod layers;
-pub mod tasks;
 
 use std::path::Path;
 
@@ -226,6 +224,20 @@ pub struct Problem {
 }
 
 impl Problem {
+    /// The problem of initial weights `init` on `tasks` with the inner loop of `config`
+    /// (not validated: [`Self::validate`]).
+    pub fn new(init: &LinearWeights, tasks: Vec<TaskData>, config: &AdaptConfig) -> Self {
+        Self {
+            weight: init.weight.clone(),
+            bias: init.bias.clone(),
+            tasks,
+            inner_lr: config.inner_lr,
+            inner_steps: config.inner_steps,
+            order: config.order,
+            loss: config.loss,
+        }
+    }
+
     /// Parses and validates a problem from JSON text; `source_name` names it in errors.
     pub fn from_json(text: &str, source_name: &str) -> Result<Self> {
         let problem: Problem =

@@ -12,7 +12,6 @@
 //! deterministic order and keep their [`ParamId`]s, so gradients are paired by id.
 
 pub mod layered;
-pub mod linear;
 pub mod mlp;
 pub mod presets;
 
@@ -265,4 +264,39 @@ impl<B: Backend> MetaModel<B> for Layered<B> {
             .collect();
         Tensor::cat(per_task, 0)
     }
+}
+
+/// Checks that tensors created on `device` will have `B`'s float type. Burn 0.21 keeps
+/// one default float type per device type per process, fixed by the first tensor made:
+/// after `NdArray<f32>` has run, `NdArray<f64>` tensors on the same device would silently
+/// be f32. This locks the default to `B`'s type if nothing did yet, and reports a
+/// mismatch otherwise.
+pub fn check_device_precision<B: Backend>(device: &B::Device) -> crate::error::Result<()> {
+    use burn::tensor::Element;
+    let wanted = <B::FloatElem as Element>::dtype();
+    let actual: burn::tensor::DType = burn::tensor::get_device_settings::<B>(device)
+        .float_dtype
+        .into();
+    // Flex has one backend type and takes its float type from the device settings.
+    if actual == wanted || B::name(device) == "flex" {
+        Ok(())
+    } else {
+        Err(crate::error::MamlError::Precision {
+            backend: B::name(device),
+            wanted: format!("{wanted:?}"),
+            actual: format!("{actual:?}"),
+        })
+    }
+}
+
+/// Reads a tensor's values as `f64`, row-major.
+pub fn to_f64<B: Backend, const D: usize>(tensor: Tensor<B, D>) -> Vec<f64> {
+    tensor.into_data().iter::<f64>().collect()
+}
+
+/// Whether autodiff records operations on `tensor`, PyTorch's `requires_grad`: true for a
+/// leaf marked with `require_grad` and for anything computed from one. (Burn's
+/// `Tensor::is_require_grad` is true for such leaves alone.)
+pub fn is_tracked<B: Backend, const D: usize>(tensor: &Tensor<Autodiff<B>, D>) -> bool {
+    tensor.clone().into_primitive().tensor().is_tracked()
 }

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::{Answer, Problem, read_text};
 use crate::error::{MamlError, Result};
-use crate::train::problems::{AnswerV2, ProblemV2, solve_v2};
+use crate::train::problems::{AnswerV2, ProblemV2, solve, solve_v2};
 use crate::train::problems_v3::{AnswerV3, ProblemV3, solve_v3};
 
 /// A problem file of either version.
@@ -65,7 +65,7 @@ impl AnyProblem {
     /// Solves the problem on backend `B`.
     pub fn solve<B: Backend>(&self, device: &B::Device) -> Result<AnyAnswer> {
         match self {
-            Self::V1(problem) => crate::algo::maml::solve::<B>(problem, device).map(AnyAnswer::V1),
+            Self::V1(problem) => solve::<B>(problem, device).map(AnyAnswer::V1),
             Self::V2(problem) => solve_v2::<B>(problem, device).map(AnyAnswer::V2),
             Self::V3(problem) => solve_v3::<B>(problem, device).map(AnyAnswer::V3),
         }

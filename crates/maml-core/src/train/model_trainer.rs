@@ -4,15 +4,18 @@
 
 use burn::module::AutodiffModule;
 use burn::prelude::*;
+use serde::Serialize;
 
 use crate::algo::learn::{Fast, ModelLearner, query_accuracies};
 use crate::config::{AdaptConfig, Loss, Order};
-use crate::data::TaskData;
 use crate::data::batch::MetaBatch;
 use crate::data::families::TaskFamily;
+use crate::data::{LinearWeights, TaskData};
 use crate::error::{MamlError, Result};
-use crate::model::linear::{check_device_precision, to_f64};
+use crate::model::SecondOrder;
+use crate::model::mlp::Mlp;
 use crate::model::{Learnable, MetaBackend, MetaModel};
+use crate::model::{check_device_precision, to_f64};
 use crate::train::stored::{BuiltIn, StoredModel};
 use crate::train::trainer::{DivergenceGuard, StepMetrics, TrainConfig, step_rng};
 
@@ -28,9 +31,10 @@ pub struct ModelTrainer<B: Backend, M: BuiltIn<B>> {
 }
 
 impl<B: Backend, M: BuiltIn<B>> ModelTrainer<B, M> {
-    /// A trainer for `config` (whose `model` must be set) with tasks from `family`,
-    /// starting at meta step `start_step` from `initial` weights (and Meta-SGD step
-    /// sizes), or from fresh weights drawn with `config.seed`.
+    /// A trainer for `config` with tasks from `family`, starting at meta step
+    /// `start_step` from `initial` weights (and Meta-SGD step sizes), or from fresh
+    /// weights drawn with `config.seed` (no `config.model`: the linear model, an MLP of
+    /// one layer, `M = Mlp<SecondOrder<B>>`).
     pub fn new(
         config: TrainConfig,
         family: Box<dyn TaskFamily>,
@@ -40,18 +44,14 @@ impl<B: Backend, M: BuiltIn<B>> ModelTrainer<B, M> {
     ) -> Result<Self> {
         config.validate()?;
         check_device_precision::<B>(device)?;
-        let (model, step_sizes) = match initial {
-            Some(initial) => initial,
-            None => {
-                let spec = config
-                    .model
-                    .as_ref()
-                    .ok_or(MamlError::InvalidHyperparameter {
-                        name: "model",
-                        value: "none".into(),
-                        reason: "the model trainer needs a model (an MLP or a conv net)",
-                    })?;
-                (spec.init(family.as_ref(), config.seed)?, None)
+        let (model, step_sizes) = match (initial, &config.model) {
+            (Some(initial), _) => initial,
+            (None, Some(spec)) => (spec.init(family.as_ref(), config.seed)?, None),
+            // The linear model, Kaiming-normal as the seed draws it.
+            (None, None) => {
+                let (d_in, d_out) = (family.d_in(), family.d_out());
+                let weights = LinearWeights::kaiming(d_in, d_out, config.seed);
+                (StoredModel::linear(weights), None)
             }
         };
         model.check_fits(step_sizes.as_ref(), family.as_ref(), "initial weights")?;
@@ -334,4 +334,38 @@ pub fn adapted_predictions<B: Backend, M: BuiltIn<B>>(
         out.push(to_f64(pred).chunks(d_out).map(<[f64]>::to_vec).collect());
     }
     Ok(out)
+}
+
+/// Query loss before and after adaptation on a set of tasks.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EvalReport {
+    /// Number of tasks.
+    pub tasks: usize,
+    /// Mean query loss after `k` inner steps, `k = 0..=inner_steps`.
+    pub curve: Vec<f64>,
+    /// Mean query loss before adaptation (`curve[0]`).
+    pub before: f64,
+    /// Mean query loss after `inner_steps` steps (`curve[inner_steps]`).
+    pub after: f64,
+}
+
+/// Evaluates the linear model's initial weights on `tasks` with the inner loop of
+/// `config` (first order).
+pub fn evaluate<B: Backend>(
+    weights: &LinearWeights,
+    tasks: &[TaskData],
+    config: &AdaptConfig,
+    device: &B::Device,
+) -> crate::error::Result<EvalReport> {
+    weights.validate("weights")?;
+    let model = StoredModel::linear(weights.clone());
+    let curve = eval_curve::<B, Mlp<SecondOrder<B>>>(&model, None, tasks, config, device)?;
+    Ok(EvalReport {
+        tasks: tasks.len(),
+        before: curve[0],
+        after: *curve
+            .last()
+            .expect("the curve has inner_steps + 1 >= 1 points"),
+        curve,
+    })
 }

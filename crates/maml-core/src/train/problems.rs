@@ -14,9 +14,9 @@ use crate::config::GradientPath;
 use crate::config::MetaConfig;
 use crate::config::{AdaptConfig, Loss, Order};
 use crate::data::batch::MetaBatch;
-use crate::data::{LinearWeights, SetData, TaskData};
+use crate::data::{Answer, LinearWeights, Problem, SetData, TaskData};
 use crate::error::{MamlError, Result};
-use crate::model::linear::check_device_precision;
+use crate::model::check_device_precision;
 use crate::model::mlp::{Activation, Mlp, MlpWeights};
 use crate::model::{MetaBackend, SecondOrder};
 
@@ -236,7 +236,7 @@ impl AnswerV2 {
 }
 
 /// The MLP's layers read from gradients registered under its parameter ids.
-fn weights_from_grads<A: Backend, G: Backend>(
+pub(crate) fn weights_from_grads<A: Backend, G: Backend>(
     model: &Mlp<A>,
     grads: &GradientsParams,
 ) -> MlpWeights {
@@ -278,20 +278,67 @@ pub fn solve_v2_by<B: Backend>(
     device: &B::Device,
 ) -> Result<AnswerV2> {
     problem.validate()?;
-    check_device_precision::<B>(device)?;
+    let sizes = match &problem.inner_lr {
+        InnerLr::PerParameter(sizes) => Some(sizes),
+        InnerLr::Scalar(_) => None,
+    };
     let tasks = problem.task_data()?;
-    let weights = problem.model.weights();
-    let activation = problem.model.activation;
-    let model = Mlp::<B>::from_weights(&weights, activation, device);
-    let mut learner = ModelLearner::<B, Mlp<SecondOrder<B>>>::new(
+    let model = (&problem.model.weights(), problem.model.activation);
+    solve_mlp::<B>(model, sizes, &tasks, problem.adapt_config(), path, device)
+}
+
+/// Solves a version-1 problem (the linear model: an MLP of one layer) on backend `B`
+/// ([`GradientPath::Auto`]: the linear model's affine inner steps, by hand).
+pub fn solve<B: Backend>(problem: &Problem, device: &B::Device) -> Result<Answer> {
+    solve_by::<B>(problem, GradientPath::Auto, device)
+}
+
+/// Solves a version-1 problem on backend `B`, taking the meta-gradient by `path`.
+pub fn solve_by<B: Backend>(
+    problem: &Problem,
+    path: GradientPath,
+    device: &B::Device,
+) -> Result<Answer> {
+    problem.validate()?;
+    let weights = MlpWeights {
+        layers: vec![problem.initial_weights()],
+    };
+    let model = (&weights, Activation::Relu);
+    let answer = solve_mlp::<B>(
         model,
-        MetaConfig::new(problem.adapt_config()),
-    )?
-    .with_gradient_path(path);
-    if let InnerLr::PerParameter(sizes) = &problem.inner_lr {
+        None,
+        &problem.tasks,
+        problem.adapt_config(),
+        path,
+        device,
+    )?;
+    let linear = |mut w: MlpWeights| w.layers.remove(0);
+    Ok(Answer {
+        meta_loss: answer.meta_loss,
+        meta_grad: linear(answer.meta_grad),
+        fast_weights: answer.fast_weights.into_iter().map(linear).collect(),
+    })
+}
+
+/// The meta-gradient of an MLP (`weights`, `activation`; Meta-SGD: step sizes `sizes`)
+/// on validated `tasks`, taken by `path`, in the answer layout.
+fn solve_mlp<B: Backend>(
+    (weights, activation): (&MlpWeights, Activation),
+    sizes: Option<&MlpWeights>,
+    tasks: &[TaskData],
+    adapt: AdaptConfig,
+    path: GradientPath,
+    device: &B::Device,
+) -> Result<AnswerV2> {
+    check_device_precision::<B>(device)?;
+    let model = Mlp::<B>::from_weights(weights, activation, device);
+    let mut learner =
+        ModelLearner::<B, Mlp<SecondOrder<B>>>::new(model, MetaConfig::new(adapt.clone()))?
+            .with_gradient_path(path);
+    if let Some(sizes) = sizes {
         learner = learner.with_step_sizes(Mlp::from_weights(sizes, activation, device));
     }
-    let batch = MetaBatch::<B>::from_tasks(&tasks, weights.d_out(), problem.loss, device);
+    let batch = MetaBatch::<B>::from_tasks(tasks, weights.d_out(), adapt.loss, device);
     let gradient = learner.meta_gradient(&batch);
     let meta_grad = weights_from_grads::<MetaBackend<B>, B>(learner.model(), &gradient.grads);
     let inner_lr_grad = match (learner.step_sizes(), &gradient.step_size_grads) {
@@ -307,7 +354,7 @@ pub fn solve_v2_by<B: Backend>(
         Fast::PerTask(fast) => fast.iter().map(|m| m.to_weights(0)).collect(),
     };
     Ok(AnswerV2 {
-        meta_loss: crate::model::linear::to_f64(gradient.meta_loss)[0],
+        meta_loss: crate::model::to_f64(gradient.meta_loss)[0],
         meta_grad,
         inner_lr_grad,
         fast_weights,

@@ -15,8 +15,8 @@ use crate::data::batch::MetaBatch;
 use crate::data::layers::{Array, LayeredSpec, LayeredWeights};
 use crate::data::{SetData, TaskData};
 use crate::error::{MamlError, Result};
+use crate::model::check_device_precision;
 use crate::model::layered::Layered;
-use crate::model::linear::check_device_precision;
 use crate::model::{MetaBackend, SecondOrder};
 use crate::train::problems::{SetV2, Targets, problem_adapt_config, set_from_v2};
 
@@ -246,7 +246,7 @@ pub fn solve_v3_by<B: Backend>(
         Fast::Batched(_) => unreachable!("the layered model runs task by task"),
     };
     Ok(AnswerV3 {
-        meta_loss: crate::model::linear::to_f64(gradient.meta_loss)[0],
+        meta_loss: crate::model::to_f64(gradient.meta_loss)[0],
         meta_grad,
         inner_lr_grad,
         fast_weights,

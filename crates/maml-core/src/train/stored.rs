@@ -7,6 +7,7 @@ use std::path::Path;
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use crate::data::LinearWeights;
 use crate::data::families::TaskFamily;
 use crate::data::layers::LayeredSpec;
 use crate::error::{MamlError, Result};
@@ -90,13 +91,12 @@ impl StoredModel {
     ) -> Result<()> {
         let (d_in, d_out) = self.shape(location)?;
         if (d_in, d_out) != (family.d_in(), family.d_out()) {
-            return Err(MamlError::Shape {
-                location: location.into(),
-                detail: format!(
-                    "a model from {d_in} inputs to {d_out} outputs, but the tasks have {} and {}",
-                    family.d_in(),
-                    family.d_out()
-                ),
+            return Err(MamlError::ModelShape {
+                path: location.into(),
+                found_out: d_out,
+                found_in: d_in,
+                want_out: family.d_out(),
+                want_in: family.d_in(),
             });
         }
         match step_sizes {
@@ -115,6 +115,24 @@ impl StoredModel {
                 location: at,
                 detail: "step sizes of another kind of model".into(),
             }),
+        }
+    }
+}
+
+impl StoredModel {
+    /// The linear model `weights` as a built-in model: an MLP of one layer.
+    pub fn linear(weights: LinearWeights) -> Self {
+        Self::Mlp(ModelSpec {
+            layers: vec![weights],
+            activation: Activation::Relu,
+        })
+    }
+
+    /// The weights of the linear model, if this is one (an MLP of one layer).
+    pub fn as_linear(&self) -> Option<&LinearWeights> {
+        match self {
+            Self::Mlp(spec) if spec.layers.len() == 1 => spec.layers.first(),
+            _ => None,
         }
     }
 }
@@ -224,6 +242,14 @@ pub struct ModelCheckpoint {
     pub step_sizes: Option<StoredModel>,
 }
 
+/// The linear model's checkpoints of the first version (still read).
+#[derive(Deserialize)]
+struct LinearCheckpointV1 {
+    step: usize,
+    config: TrainConfig,
+    weights: LinearWeights,
+}
+
 /// The MLP-only checkpoints of earlier versions (still read).
 #[derive(Deserialize)]
 struct MlpCheckpointV2 {
@@ -239,18 +265,21 @@ impl ModelCheckpoint {
     pub const FORMAT: &'static str = "maml-burn checkpoint v3";
     /// The tag of the MLP-only format before it, read too.
     pub const FORMAT_V2: &'static str = "maml-burn checkpoint v2 (mlp)";
+    /// The tag of the linear model's first format, read too.
+    pub const FORMAT_V1: &'static str = "maml-burn checkpoint v1";
 
-    /// Whether `path` holds a checkpoint of this format (or of the MLP-only one), by its
+    /// Whether `path` holds a checkpoint of this format (or of an earlier one), by its
     /// format tag.
     pub fn is_one(path: &Path) -> bool {
         std::fs::read_to_string(path)
             .ok()
             .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
             .and_then(|v| v.get("format").and_then(|f| f.as_str()).map(str::to_owned))
-            .is_some_and(|f| f == Self::FORMAT || f == Self::FORMAT_V2)
+            .is_some_and(|f| [Self::FORMAT, Self::FORMAT_V2, Self::FORMAT_V1].contains(&f.as_str()))
     }
 
-    /// Reads and checks a checkpoint (of this format or the MLP-only one).
+    /// Reads and checks a checkpoint (of this format or an earlier one: the linear
+    /// model's, the MLP-only one).
     pub fn load(path: &Path) -> Result<Self> {
         let name = path.display().to_string();
         let value: serde_json::Value = crate::data::read_json(path)?;
@@ -258,6 +287,17 @@ impl ModelCheckpoint {
         let parse_err = |e: serde_json::Error| MamlError::json(name.clone(), &e);
         let checkpoint = match format {
             Self::FORMAT => serde_json::from_value::<Self>(value).map_err(parse_err)?,
+            Self::FORMAT_V1 => {
+                let old: LinearCheckpointV1 = serde_json::from_value(value).map_err(parse_err)?;
+                old.weights.validate(&format!("{name}: weights"))?;
+                Self {
+                    format: Self::FORMAT.into(),
+                    step: old.step,
+                    config: old.config,
+                    model: StoredModel::linear(old.weights),
+                    step_sizes: None,
+                }
+            }
             Self::FORMAT_V2 => {
                 let old: MlpCheckpointV2 = serde_json::from_value(value).map_err(parse_err)?;
                 let activation = match &old.config.model {

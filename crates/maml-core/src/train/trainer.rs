@@ -1,24 +1,18 @@
-//! Meta-training: where tasks come from, one configuration for a whole run, a trainer
-//! that catches divergence, and evaluation of learned initial weights.
+//! Meta-training: where tasks come from, one configuration for a whole run, and the
+//! guard that catches divergence.
 
 use burn::config::Config;
-use burn::prelude::*;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
 
-use crate::algo::maml::{adaptation_curve, mean_loss};
-use crate::config::AdaptConfig;
 use crate::config::MetaConfig;
+use crate::data::TaskData;
 use crate::data::families::{
     BlobsFamily, FixedTasks, LinearFamily, SeedFamily, SinusoidFamily, TaskFamily,
 };
 use crate::data::few_shot::ImageSource;
-use crate::data::tasks::TaskBatch;
-use crate::data::{LinearWeights, TaskData};
 use crate::error::MamlError;
-use crate::model::linear::{to_f64, weights_to_tensors};
-use crate::train::learner::MetaLearner;
 
 /// Where the meta-batches of a run come from.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -85,8 +79,8 @@ pub struct TrainConfig {
     /// Seed of the initial weights and of every meta-batch.
     #[config(default = 0)]
     pub seed: u64,
-    /// The model: `None` is the linear model on its fast path (`[W | b]^T`); an MLP (a
-    /// linear model given as one layer) or a conv net runs on the model-agnostic core.
+    /// The model: an MLP or a conv net; `None` is the linear model (an MLP of one layer,
+    /// Kaiming-normal initial weights).
     pub model: Option<crate::model::presets::ModelConfig>,
     /// Stop as diverged when the meta-loss rises above this many times its lowest value
     /// so far (`None`, the library's default: only non-finite values stop a run; the
@@ -200,206 +194,4 @@ pub struct StepMetrics {
     pub query_loss_after: f64,
     /// Mean query accuracy after adaptation, for classification.
     pub query_accuracy: Option<f64>,
-}
-
-/// Runs meta-training steps.
-pub struct Trainer<B: Backend> {
-    learner: MetaLearner<B>,
-    family: Box<dyn TaskFamily>,
-    config: TrainConfig,
-    step: usize,
-    device: B::Device,
-    guard: DivergenceGuard,
-}
-
-impl<B: Backend> Trainer<B> {
-    /// A trainer for `config` with tasks from `family`, starting at meta step
-    /// `start_step` from `initial` (or Kaiming-normal weights drawn with `config.seed`).
-    pub fn new(
-        config: TrainConfig,
-        family: Box<dyn TaskFamily>,
-        initial: Option<LinearWeights>,
-        start_step: usize,
-        device: &B::Device,
-    ) -> crate::error::Result<Self> {
-        config.validate()?;
-        let initial = initial
-            .unwrap_or_else(|| LinearWeights::kaiming(family.d_in(), family.d_out(), config.seed));
-        if initial.d_in() != family.d_in() || initial.d_out() != family.d_out() {
-            return Err(MamlError::ModelShape {
-                path: "initial weights".into(),
-                found_out: initial.d_out(),
-                found_in: initial.d_in(),
-                want_out: family.d_out(),
-                want_in: family.d_in(),
-            });
-        }
-        Ok(Self {
-            learner: MetaLearner::new(&initial, config.meta.clone(), device)?,
-            family,
-            guard: DivergenceGuard::new(config.divergence_threshold),
-            config,
-            step: start_step,
-            device: device.clone(),
-        })
-    }
-
-    /// The next meta step's index.
-    pub fn step_index(&self) -> usize {
-        self.step
-    }
-
-    /// The current initial weights.
-    pub fn weights(&self) -> LinearWeights {
-        self.learner.weights()
-    }
-
-    /// For how many meta steps in a row the meta-loss has risen.
-    pub fn rising_steps(&self) -> usize {
-        self.guard.rising_steps()
-    }
-
-    /// The task family.
-    pub fn family(&self) -> &dyn TaskFamily {
-        self.family.as_ref()
-    }
-
-    /// One meta step. A non-finite meta-loss or meta-gradient is
-    /// [`MamlError::Diverged`]; the trainer's weights are then not to be trusted.
-    pub fn step(&mut self) -> crate::error::Result<StepMetrics> {
-        let step = self.step;
-        let mut rng = step_rng(self.config.seed, step);
-        let tasks = self.family.sample(self.config.meta_batch, &mut rng);
-        let batch = TaskBatch::<B>::from_tasks(
-            &tasks,
-            self.family.d_out(),
-            self.config.meta.adapt.loss,
-            &self.device,
-        );
-        let model = self.learner.model();
-        let before = mean_loss(
-            model.weight.val().inner(),
-            model.bias.val().inner(),
-            &batch.query,
-        );
-        let gradient = self.learner.step(&batch);
-        let meta_loss = to_f64(gradient.meta_loss)[0];
-        let before = to_f64(before)[0];
-        self.guard.check(step, meta_loss, before)?;
-        let grad = to_f64(gradient.weight)
-            .into_iter()
-            .chain(to_f64(gradient.bias))
-            .find(|g| !g.is_finite());
-        if let Some(value) = grad {
-            return Err(MamlError::Diverged {
-                step,
-                what: "meta-gradient",
-                value,
-            });
-        }
-        self.step += 1;
-        Ok(StepMetrics {
-            step,
-            meta_loss,
-            query_loss_before: before,
-            query_loss_after: meta_loss,
-            query_accuracy: None,
-        })
-    }
-}
-
-/// Query loss before and after adaptation on a set of tasks.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct EvalReport {
-    /// Number of tasks.
-    pub tasks: usize,
-    /// Mean query loss after `k` inner steps, `k = 0..=inner_steps`.
-    pub curve: Vec<f64>,
-    /// Mean query loss before adaptation (`curve[0]`).
-    pub before: f64,
-    /// Mean query loss after `inner_steps` steps (`curve[inner_steps]`).
-    pub after: f64,
-}
-
-/// Evaluates initial weights on `tasks` with the inner loop of `config`.
-pub fn evaluate<B: Backend>(
-    weights: &LinearWeights,
-    tasks: &[TaskData],
-    config: &AdaptConfig,
-    device: &B::Device,
-) -> crate::error::Result<EvalReport> {
-    config.validate()?;
-    weights.validate("weights")?;
-    crate::data::validate_tasks(tasks, weights.d_in(), weights.d_out())?;
-    crate::model::linear::check_device_precision::<B>(device)?;
-    let batch = TaskBatch::<B>::from_tasks(tasks, weights.d_out(), config.loss, device);
-    let (w, b) = weights_to_tensors::<B>(weights, device);
-    let curve = adaptation_curve(w, b, &batch, config);
-    Ok(EvalReport {
-        tasks: tasks.len(),
-        before: curve[0],
-        after: *curve
-            .last()
-            .expect("the curve has inner_steps + 1 >= 1 points"),
-        curve,
-    })
-}
-
-/// What a checkpoint file holds: the initial weights after `step` meta steps of the run
-/// configured by `config`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Checkpoint {
-    /// Always [`Checkpoint::FORMAT`].
-    pub format: String,
-    /// Meta steps done.
-    pub step: usize,
-    /// The run's configuration.
-    pub config: TrainConfig,
-    /// The learned initial weights.
-    pub weights: LinearWeights,
-}
-
-impl Checkpoint {
-    /// The format tag.
-    pub const FORMAT: &'static str = "maml-burn checkpoint v1";
-
-    /// A checkpoint of `weights` after `step` steps.
-    pub fn new(step: usize, config: TrainConfig, weights: LinearWeights) -> Self {
-        Self {
-            format: Self::FORMAT.into(),
-            step,
-            config,
-            weights,
-        }
-    }
-
-    /// Reads and checks a checkpoint: format tag, finite weights of a consistent shape.
-    pub fn load(path: &std::path::Path) -> crate::error::Result<Self> {
-        let checkpoint: Checkpoint = crate::data::read_json(path)?;
-        let name = path.display().to_string();
-        if checkpoint.format != Self::FORMAT {
-            return Err(MamlError::UnknownName {
-                kind: "checkpoint format",
-                value: checkpoint.format,
-                expected: Self::FORMAT,
-            });
-        }
-        checkpoint.weights.validate(&format!("{name}: weights"))?;
-        checkpoint.config.validate()?;
-        Ok(checkpoint)
-    }
-
-    /// Checks that the weights fit a model `in` -> `out`.
-    pub fn check_shape(&self, path: &str, d_in: usize, d_out: usize) -> crate::error::Result<()> {
-        if self.weights.d_in() != d_in || self.weights.d_out() != d_out {
-            return Err(MamlError::ModelShape {
-                path: path.into(),
-                found_out: self.weights.d_out(),
-                found_in: self.weights.d_in(),
-                want_out: d_out,
-                want_in: d_in,
-            });
-        }
-        Ok(())
-    }
 }

@@ -2,10 +2,9 @@
 //! precision: Burn fixes one default float type per device type per process).
 
 use burn::prelude::Backend;
-use maml_core::algo::maml::answer_from;
 use maml_core::{
-    AdaptConfig, LinearModel, LinearWeights, Loss, MetaBackend, Order, SetData, TaskBatch,
-    TaskData, closed_form, meta_gradient,
+    AdaptConfig, GradientPath, LinearWeights, Loss, Order, Problem, SetData, TaskData, closed_form,
+    solve_by,
 };
 use proptest::prelude::*;
 use rand::rngs::StdRng;
@@ -72,9 +71,8 @@ pub fn case() -> impl Strategy<Value = Case> {
 
 pub fn auto<B: Backend>(c: &Case, config: &AdaptConfig) -> maml_core::Answer {
     let device = Default::default();
-    let model = LinearModel::<MetaBackend<B>>::from_weights(&c.init, &device);
-    let batch = TaskBatch::<B>::from_tasks(&c.tasks, c.init.d_out(), config.loss, &device);
-    answer_from(meta_gradient(&model, &batch, config))
+    let problem = Problem::new(&c.init, c.tasks.clone(), config);
+    solve_by::<B>(&problem, GradientPath::Auto, &device).expect("a valid linear problem")
 }
 
 pub fn rel(a: &LinearWeights, b: &LinearWeights) -> f64 {

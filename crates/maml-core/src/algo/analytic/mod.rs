@@ -1,6 +1,7 @@
 //! Exact meta-gradients of the built-in [`Mlp`](crate::model::mlp::Mlp) by hand-derived
-//! back-propagation, on the plain backend `B`: no autodiff graph at either level. (The
-//! seed's linear model has its own, shorter form, `linear_meta_gradient`.)
+//! back-propagation, on the plain backend `B`: no autodiff graph at either level. (An MLP
+//! of one layer with a squared loss, the linear model, takes a shorter road of its own,
+//! [`linear`].)
 //!
 //! Nested autodiff ([`crate::model::SecondOrder`]) works for any model but records every
 //! operation twice and accumulates gradients through Burn's bookkeeping; for the MLP the
@@ -26,10 +27,11 @@
 
 use burn::prelude::*;
 
-use crate::config::{AdaptConfig, Order};
+use crate::config::{AdaptConfig, Loss, Order};
 use crate::data::batch::{MetaBatch, Sets};
-use crate::data::tasks::TaskBatch;
 use crate::model::mlp::{Activation, add_task_bias};
+
+mod linear;
 
 /// One layer's tensors: `W^T [tasks | 1, in, out]` and `b [tasks | 1, 1, out]`.
 pub(crate) type Layer<B> = (Tensor<B, 3>, Tensor<B, 3>);
@@ -618,6 +620,10 @@ fn shard_meta_gradient<B: Backend>(
     all_tasks: usize,
     keep_fast: bool,
 ) -> MlpMetaGradient<B> {
+    if sizes.is_none() && layers.len() == 1 && batch.support.loss() != Loss::CrossEntropy {
+        let layer = layers.into_iter().next().expect("one layer");
+        return linear::meta_gradient(layer, batch, config, all_tasks, keep_fast);
+    }
     let tasks = batch.tasks();
     let step = match sizes {
         Some(sizes) => Step::PerParameter(sizes),
@@ -732,77 +738,5 @@ fn shard_meta_gradient<B: Backend>(
         grads,
         step_size_grads: size_grads,
         fast,
-    }
-}
-
-/// What [`linear_meta_gradient`] returns, on `B`.
-pub(crate) struct LinearMetaGradient<B: Backend> {
-    /// Each task's query loss, `[tasks]`.
-    pub query_losses: Tensor<B, 1>,
-    /// d meta-loss / d `Θ^T`, `[in + 1, out]`.
-    pub grad: Tensor<B, 2>,
-    /// Every task's fast weights `Θ_K^T`, `[tasks, in + 1, out]`.
-    pub fast: Tensor<B, 3>,
-}
-
-/// The linear model's meta-gradient (`sse` or `mse`), hand-derived, from the initial
-/// weights `theta_t` (`Θ^T = [W | b]^T`, `[in + 1, out]`).
-///
-/// With `x̃ = [x | 1]` each task's support loss is quadratic in its weights: its gradient
-/// is `H Θ^T - b` with `H = 2 s x̃^T x̃` and `b = 2 s x̃^T y` fixed by the support set. An
-/// inner step is then affine, `Θ_{i+1}^T = A Θ_i^T + α b` with `A = I - α H` (symmetric,
-/// per task), so the reverse sweep is `v_i = A v_{i+1}` from `v_K = ∇ℓ_q(Θ_K) / tasks`:
-/// nothing of the inner loop is kept, and every step is one `[in + 1, in + 1]` product
-/// per task. First order is `Σ_t v_K`, second order `Σ_t A^K v_K`.
-pub(crate) fn linear_meta_gradient<B: Backend>(
-    theta_t: Tensor<B, 2>,
-    batch: &TaskBatch<B>,
-    config: &AdaptConfig,
-) -> LinearMetaGradient<B> {
-    let tasks = batch.tasks();
-    let [c, out] = theta_t.dims();
-    let (support, query) = (&batch.support, &batch.query);
-    let alpha = config.inner_lr;
-    let steps = config.inner_steps;
-    // `A` and `α b` of each task, when there is an inner step.
-    let affine = (steps > 0).then(|| {
-        let slope = support.times_loss_slope(support.x.clone());
-        let h = support.x.clone().swap_dims(1, 2).matmul(slope.clone());
-        let eye: Tensor<B, 3> = Tensor::<B, 2>::eye(c, &theta_t.device()).reshape([1, c, c]);
-        let a = plus(&eye, h.mul_scalar(-alpha));
-        let shift = support
-            .y
-            .as_ref()
-            .map(|y| slope.swap_dims(1, 2).matmul(y.clone()).mul_scalar(alpha));
-        (a, shift)
-    });
-    let mut theta: Tensor<B, 3> = theta_t.reshape([1, c, out]);
-    if let Some((a, shift)) = &affine {
-        theta = one_per_task(theta, tasks);
-        for _ in 0..steps {
-            theta = a.clone().matmul(theta);
-            if let Some(shift) = shift {
-                theta = theta + shift.clone();
-            }
-        }
-    }
-    // The query loss at Θ_K and its gradient, scaled by 1 / tasks (the mean).
-    let residual = query.residual(product(query.x.clone(), &theta, false));
-    let query_losses = query.residual_task_losses(residual.clone());
-    let delta = query.times_loss_slope(residual).div_scalar(tasks as f64);
-    let grad = match &affine {
-        Some((a, _)) if config.order == Order::Second => {
-            let mut v = outer(&query.x, &delta, true);
-            for _ in 0..steps {
-                v = a.clone().matmul(v);
-            }
-            v.sum_dim(0)
-        }
-        _ => outer(&query.x, &delta, false),
-    };
-    LinearMetaGradient {
-        query_losses,
-        grad: grad.reshape([c, out]),
-        fast: one_per_task(theta, tasks),
     }
 }

@@ -1,37 +1,50 @@
-//! `maml train` on the model-agnostic core, for every built-in model (an MLP, a linear
-//! model given as one layer, a conv net): MAML or Meta-SGD, alone, on threads or on MPI
-//! ranks, a pretrained baseline, the MAML paper's figures.
+//! A `maml train` run, for every built-in model (the linear model, an MLP, a conv net):
+//! MAML or Meta-SGD, alone, on threads or on MPI ranks; its outputs (checkpoints,
+//! metrics, weights, plots), the pretrained baseline and the MAML paper's figures, the
+//! linear model's comparison of orders.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use burn::prelude::Backend;
 use maml_backends::dispatch_with;
 use maml_burn::backend::BackendJob;
+use maml_burn::maml_core::closed_form::Optimum;
 use maml_burn::maml_core::data::write_atomic;
 use maml_burn::maml_core::{
     BuiltIn, ModelCheckpoint, ModelJob, ModelKind, ModelTrainer, Order, StoredModel, TrainConfig,
 };
 use serde::Serialize;
 
+use crate::compare::{compare_orders, distances};
 use crate::error::CliError;
-use crate::eval_core::{evaluate_dir, figure3};
+use crate::eval::evaluate_dir;
+use crate::figures::figure3;
+use crate::metrics::{Row, metrics_csv};
 use crate::plot::{MOVING_AVERAGE_FROM, Series, Style, line_plot, with_moving_average};
 use crate::progress::{loss_message, progress};
+use crate::weights::{write_json, write_model};
 
 /// Initial weights and Meta-SGD's step sizes.
 pub type Initial = (StoredModel, Option<StoredModel>);
 
-/// A training run on the model-agnostic core.
-pub struct CoreJob {
+/// A training run.
+pub struct TrainJob {
     pub config: TrainConfig,
     pub initial: Option<Initial>,
     pub start_step: usize,
+    /// The metrics of the steps before `start_step` (a resumed run's).
+    pub rows: Vec<Row>,
     pub out: PathBuf,
     pub checkpoint_every: usize,
     pub eval_tasks: usize,
     /// Meta steps of the pretrained baseline (0: none).
     pub baseline_steps: usize,
+    /// The linear model on a fixed task set: its exact optimum, to measure the distance of
+    /// every step's weights to it.
+    pub optimum: Option<Optimum>,
+    /// The linear model: train the other order too and compare them.
+    pub compare: bool,
     /// How the meta-batches are split.
     pub parallel: Parallel,
 }
@@ -74,6 +87,7 @@ enum Event {
         before: f64,
         rising: usize,
         accuracy: Option<f64>,
+        distances: Option<(f64, f64)>,
     },
     Checkpoint(Box<ModelCheckpoint>),
     Done(Initial),
@@ -86,6 +100,7 @@ struct WorkerParts<'a> {
     initial: &'a Option<Initial>,
     start_step: usize,
     checkpoint_every: usize,
+    optimum: Option<&'a Optimum>,
 }
 
 impl WorkerParts<'_> {
@@ -115,15 +130,14 @@ impl WorkerParts<'_> {
     }
 }
 
-/// The model kind of a run: its initial weights', else its configuration's.
+/// The model kind of a run: its initial weights', else its configuration's (none: the
+/// linear model, an MLP of one layer).
 fn kind_of(config: &TrainConfig, initial: &Option<Initial>) -> Result<ModelKind, CliError> {
-    match (initial, &config.model) {
-        (Some((model, _)), _) => Ok(model.kind()),
-        (None, Some(model)) => Ok(model.kind()),
-        (None, None) => Err(CliError::Usage(
-            "a run on the model-agnostic core needs a model".into(),
-        )),
-    }
+    Ok(match (initial, &config.model) {
+        (Some((model, _)), _) => model.kind(),
+        (None, Some(model)) => model.kind(),
+        (None, None) => ModelKind::Mlp,
+    })
 }
 
 /// One worker's training loop, for the run's model type.
@@ -171,6 +185,12 @@ impl<B: Backend> ModelJob<B> for Worker<'_, '_, B> {
         }
         let peer = burn_collective::PeerId(rank as u32);
         while trainer.step_index() < steps {
+            let distances = match parts.optimum {
+                Some(optimum) if rank == 0 => {
+                    trainer.weights().as_linear().map(|w| distances(w, optimum))
+                }
+                _ => None,
+            };
             let m = match reduce {
                 Reduce::Alone => trainer.step()?,
                 Reduce::Collective => trainer.step_parallel(rank, workers, |flat| {
@@ -197,6 +217,7 @@ impl<B: Backend> ModelJob<B> for Worker<'_, '_, B> {
                     before: m.query_loss_before,
                     rising: trainer.rising_steps(),
                     accuracy: m.query_accuracy,
+                    distances,
                 })?;
                 let done = trainer.step_index();
                 if done % parts.checkpoint_every == 0 || done == steps {
@@ -300,7 +321,7 @@ fn run_workers<B: Backend>(
 
 /// What a training run prints at the end.
 #[derive(Debug, Serialize)]
-pub struct CoreSummary {
+pub struct Summary {
     out: String,
     backend: String,
     meta_steps: usize,
@@ -308,21 +329,6 @@ pub struct CoreSummary {
     seconds: f64,
     meta_steps_per_s: f64,
     baseline_seconds: f64,
-}
-
-/// A model as a weights file: the layer list itself (version-2 layout for an MLP,
-/// version-3 for a layered model), as problem files have it.
-fn write_model(path: &Path, model: &StoredModel) -> Result<(), CliError> {
-    match model {
-        StoredModel::Mlp(spec) => write_json(path, spec),
-        StoredModel::Layered(spec) => write_json(path, spec),
-    }
-}
-
-fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), CliError> {
-    let json = serde_json::to_string_pretty(value).expect("weights and checkpoints serialise");
-    write_atomic(path, json.as_bytes())?;
-    Ok(())
 }
 
 /// The pretrained baseline's configuration: the same model and optimiser trained on the
@@ -340,11 +346,11 @@ pub fn baseline_config(config: &TrainConfig, steps: usize) -> TrainConfig {
     base
 }
 
-impl BackendJob for CoreJob {
-    type Output = CoreSummary;
+impl BackendJob for TrainJob {
+    type Output = Summary;
     type Error = CliError;
 
-    fn run<B: Backend>(self, device: &B::Device) -> Result<CoreSummary, CliError> {
+    fn run<B: Backend>(mut self, device: &B::Device) -> Result<Summary, CliError> {
         if let Parallel::Mpi { rank, size } = self.parallel
             && rank != 0
         {
@@ -353,7 +359,7 @@ impl BackendJob for CoreJob {
         let steps = self.config.meta_steps;
         let bar = progress(steps, self.start_step, "meta-train");
         let started = Instant::now();
-        let mut rows: Vec<(usize, f64, f64, Option<f64>)> = Vec::new();
+        let mut rows = std::mem::take(&mut self.rows);
         let mut last_good = None;
         let mut finished = None;
         let mut failure = None;
@@ -365,8 +371,15 @@ impl BackendJob for CoreJob {
                     before,
                     rising,
                     accuracy,
+                    distances,
                 } => {
-                    rows.push((step, meta_loss, before, accuracy));
+                    rows.push(Row {
+                        step,
+                        meta_loss,
+                        before,
+                        accuracy,
+                        distances,
+                    });
                     if step % 50 == 0 || rising >= 20 {
                         let mut message = loss_message(meta_loss, rising);
                         if let Some(a) = accuracy {
@@ -379,6 +392,8 @@ impl BackendJob for CoreJob {
                 Event::Checkpoint(checkpoint) => {
                     let step = checkpoint.step;
                     write_json(&self.out.join("checkpoint.json"), &checkpoint)?;
+                    let csv = metrics_csv(&rows);
+                    write_atomic(&self.out.join("metrics.csv"), csv.as_bytes())?;
                     last_good = Some(step);
                 }
                 Event::Done(done) => finished = Some(done),
@@ -421,27 +436,32 @@ impl BackendJob for CoreJob {
         let seconds = started.elapsed().as_secs_f64();
         let (weights, step_sizes) =
             finished.expect("a run that did not fail reports its final weights");
-        write_model(&self.out.join("weights.json"), &weights)?;
+        let linear = self.config.model.is_none();
+        write_model(&self.out.join("weights.json"), &weights, linear)?;
         if let Some(sizes) = &step_sizes {
-            write_model(&self.out.join("step_sizes.json"), sizes)?;
+            write_model(&self.out.join("step_sizes.json"), sizes, linear)?;
         }
-        let classify = rows.iter().any(|r| r.3.is_some());
-        let mut csv = String::from("step,meta_loss,query_loss_before");
-        csv.push_str(if classify { ",query_accuracy\n" } else { "\n" });
-        for (step, loss, before, accuracy) in &rows {
-            csv.push_str(&format!("{step},{loss:e},{before:e}"));
-            match accuracy {
-                Some(a) if classify => csv.push_str(&format!(",{a}\n")),
-                _ if classify => csv.push_str(",\n"),
-                _ => csv.push('\n'),
-            }
-        }
-        write_atomic(&self.out.join("metrics.csv"), csv.as_bytes())?;
+        write_atomic(&self.out.join("metrics.csv"), metrics_csv(&rows).as_bytes())?;
         let mut series = vec![Series {
             style: Style::Line,
             name: format!("{}-order MAML", self.config.meta.adapt.order),
-            points: rows.iter().map(|r| (r.0 as f64, r.1)).collect(),
+            points: rows.iter().map(|r| (r.step as f64, r.meta_loss)).collect(),
         }];
+        if self.compare
+            && linear
+            && let Some(final_weights) = weights.as_linear()
+        {
+            let compared = compare_orders::<B>(
+                &self.config,
+                &rows,
+                final_weights,
+                self.optimum.as_ref(),
+                &self.out,
+                self.eval_tasks,
+                device,
+            )?;
+            series.extend(compared);
+        }
 
         let baseline_started = Instant::now();
         if self.baseline_steps > 0 {
@@ -450,7 +470,7 @@ impl BackendJob for CoreJob {
                 steps: self.baseline_steps,
                 device,
             })?;
-            write_model(&self.out.join("pretrained.json"), &pretrained)?;
+            write_model(&self.out.join("pretrained.json"), &pretrained, linear)?;
             series.push(Series {
                 style: Style::Line,
                 name: "pretrained (query loss, no adaptation)".into(),
@@ -468,14 +488,19 @@ impl BackendJob for CoreJob {
         )?;
         if self.eval_tasks > 0 && self.baseline_steps > 0 {
             let report = evaluate_dir::<B>(&self.out, self.eval_tasks, device)?;
-            figure3(&self.out, &report)?;
+            figure3(
+                &self.out,
+                report.tasks,
+                &report.maml,
+                report.pretrained.as_deref(),
+            )?;
         }
         let done = steps.saturating_sub(self.start_step);
-        Ok(CoreSummary {
+        Ok(Summary {
             out: self.out.display().to_string(),
             backend: B::name(device),
             meta_steps: steps,
-            final_meta_loss: rows.last().map_or(f64::NAN, |r| r.1),
+            final_meta_loss: rows.last().map_or(f64::NAN, |r| r.meta_loss),
             seconds,
             meta_steps_per_s: done as f64 / seconds.max(1e-9),
             baseline_seconds,
@@ -483,7 +508,7 @@ impl BackendJob for CoreJob {
     }
 }
 
-impl CoreJob {
+impl TrainJob {
     /// What every worker of this job needs.
     fn parts(&self) -> WorkerParts<'_> {
         WorkerParts {
@@ -491,6 +516,7 @@ impl CoreJob {
             initial: &self.initial,
             start_step: self.start_step,
             checkpoint_every: self.checkpoint_every,
+            optimum: self.optimum.as_ref(),
         }
     }
 
@@ -501,13 +527,13 @@ impl CoreJob {
         rank: usize,
         size: usize,
         device: &B::Device,
-    ) -> Result<CoreSummary, CliError> {
+    ) -> Result<Summary, CliError> {
         let started = Instant::now();
         let parts = self.parts();
         parts.run::<B>(rank, size, Reduce::Mpi, device, &mut |_| Ok(()))?;
         let seconds = started.elapsed().as_secs_f64();
         let done = self.config.meta_steps.saturating_sub(self.start_step);
-        Ok(CoreSummary {
+        Ok(Summary {
             out: String::new(),
             backend: B::name(device),
             meta_steps: self.config.meta_steps,
@@ -519,7 +545,22 @@ impl CoreJob {
     }
 }
 
-/// Runs a job on the model-agnostic core on the chosen backend.
-pub fn run_core(job: CoreJob, args: crate::BackendArgs) -> Result<CoreSummary, CliError> {
+/// Prints a run's summary: one line on stderr, the JSON object on stdout.
+pub fn report(summary: &Summary) {
+    eprintln!(
+        "trained {} meta steps in {:.2} s ({:.0} meta-steps/s) on {}; final meta-loss {:.6e}; \
+         wrote {}",
+        summary.meta_steps,
+        summary.seconds,
+        summary.meta_steps_per_s,
+        summary.backend,
+        summary.final_meta_loss,
+        summary.out
+    );
+    crate::print_json(summary);
+}
+
+/// Runs a training job on the chosen backend.
+pub fn run_training(job: TrainJob, args: crate::BackendArgs) -> Result<Summary, CliError> {
     dispatch_with(args.backend, args.precision, args.threads, job)
 }
