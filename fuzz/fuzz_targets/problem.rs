@@ -3,23 +3,28 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use maml_core::{Problem, closed_form};
+use maml_core::{InnerLr, Loss, Problem, closed_form};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    if let Ok(problem) = Problem::from_json(text, "fuzz") {
-        // Keep each run small: the closed form is cubic in `in` and linear in K.
-        let size: usize = problem.tasks.iter().map(|t| t.support.len() + t.query.len()).sum();
-        if problem.weight[0].len() <= 64 && problem.inner_steps <= 64 && size <= 4096 {
-            let answer = closed_form::meta_gradient(
-                &problem.initial_weights(),
-                &problem.tasks,
-                &problem.adapt_config(),
-            );
-            let _ = answer.meta_loss;
-            let _ = closed_form::optimum(&problem.tasks, problem.bias.len(), &problem.adapt_config());
-        }
+    let Ok(problem) = Problem::from_json(text, "fuzz") else {
+        return;
+    };
+    // The closed form is the linear model's, with one step size and a squared loss.
+    let Some(init) = problem.linear_weights() else {
+        return;
+    };
+    if problem.loss == Loss::CrossEntropy || matches!(problem.inner_lr, InnerLr::PerParameter(_)) {
+        return;
+    }
+    // Keep each run small: the closed form is cubic in `in` and linear in K.
+    let size: usize = problem.tasks.iter().map(|t| t.support.len() + t.query.len()).sum();
+    if init.d_in() <= 64 && problem.inner_steps <= 64 && size <= 4096 {
+        let adapt = problem.adapt_config();
+        let answer = closed_form::meta_gradient(&init, &problem.tasks, &adapt);
+        let _ = answer.meta_loss;
+        let _ = closed_form::optimum(&problem.tasks, init.d_out(), &adapt);
     }
 });

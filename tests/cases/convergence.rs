@@ -38,7 +38,7 @@ fn second_order_training_converges_to_the_exact_optimum<B: Backend>(device: &B::
         let config = TrainConfig::new(meta, tasks)
             .with_meta_batch(problem.tasks.len())
             .with_meta_steps(600);
-        let mut trainer = linear_trainer::<B>(config, Some(problem.initial_weights()), device);
+        let mut trainer = linear_trainer::<B>(config, problem.linear_weights(), device);
         for _ in 0..600 {
             trainer.step().unwrap();
         }

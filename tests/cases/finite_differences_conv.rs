@@ -4,10 +4,9 @@
 //! against central finite differences of the meta-loss, in f64.
 
 use burn::prelude::Backend;
-use maml_burn::maml_core::train::problems::Targets;
 use maml_burn::maml_core::{
-    Array, InnerLrV3, LayerSpec, LayeredSpec, Loss, Order, ProblemV3, SetV3, TaskV3,
-    finite_differences_v3, solve_v3,
+    Array, InnerLr, LayerSpec, LayeredSpec, Loss, Order, Problem, ProblemFormat, SetData, TaskData,
+    finite_differences, solve,
 };
 use rand::Rng;
 use rand::rngs::StdRng;
@@ -22,7 +21,7 @@ fn random_array(rng: &mut StdRng, shape: &[usize], scale: f64) -> Array {
     )
 }
 
-fn random_problem(seed: u64) -> ProblemV3 {
+fn random_problem(seed: u64) -> Problem {
     let mut rng = rng(seed);
     let (c, h, w) = (
         rng.random_range(1..=2),
@@ -91,18 +90,23 @@ fn random_problem(seed: u64) -> ProblemV3 {
     let set = |rng: &mut StdRng| {
         let n = rng.random_range(2..=3);
         let y = match loss {
-            Loss::CrossEntropy => {
-                Targets::Labels((0..n).map(|_| rng.random_range(0..d_out) as f64).collect())
-            }
-            _ => Targets::Rows((0..n).map(|_| vec![rng.random_range(-1.0..1.0)]).collect()),
+            Loss::CrossEntropy => (0..n)
+                .map(|_| {
+                    let mut row = vec![0.0; d_out];
+                    row[rng.random_range(0..d_out)] = 1.0;
+                    row
+                })
+                .collect(),
+            _ => (0..n).map(|_| vec![rng.random_range(-1.0..1.0)]).collect(),
         };
-        SetV3 {
-            x: random_array(rng, &[n, c, h, w], 1.0),
+        let x = random_array(rng, &[n, c, h, w], 1.0);
+        SetData {
+            x: x.values.chunks(c * h * w).map(<[f64]>::to_vec).collect(),
             y: Some(y),
         }
     };
     let tasks = (0..rng.random_range(1..=2))
-        .map(|_| TaskV3 {
+        .map(|_| TaskData {
             support: set(&mut rng),
             query: set(&mut rng),
         })
@@ -114,11 +118,11 @@ fn random_problem(seed: u64) -> ProblemV3 {
                 .iter_mut()
                 .for_each(|v| *v = rng.random_range(0.02..0.2));
         }
-        InnerLrV3::PerParameter(sizes)
+        InnerLr::PerParameter(sizes)
     } else {
-        InnerLrV3::Scalar(rng.random_range(0.02..0.2))
+        InnerLr::Scalar(rng.random_range(0.02..0.2))
     };
-    ProblemV3 {
+    Problem {
         model,
         tasks,
         inner_lr,
@@ -129,6 +133,7 @@ fn random_problem(seed: u64) -> ProblemV3 {
             Order::First
         },
         loss,
+        format: ProblemFormat::Layered,
     }
 }
 
@@ -142,8 +147,8 @@ fn random_conv_nets_match_finite_differences<B: Backend>(device: &B::Device) {
     for seed in 0..12 {
         let mut problem = random_problem(seed);
         problem.order = Order::Second;
-        let answer = solve_v3::<B>(&problem, device).unwrap();
-        let (grad, lr_grad) = finite_differences_v3::<B>(&problem, 1e-6, device).unwrap();
+        let answer = solve::<B>(&problem, device).unwrap();
+        let (grad, lr_grad) = finite_differences::<B>(&problem, 1e-6, device).unwrap();
         let scale = grad.max_abs().max(1e-6);
         let diff = answer.meta_grad.max_abs_diff(&grad);
         assert!(

@@ -3,16 +3,15 @@
 //! Meta-SGD, ragged tasks) against central finite differences of the meta-loss, in f64.
 
 use burn::prelude::Backend;
-use maml_burn::maml_core::train::problems::{SetV2, Targets, TaskV2};
 use maml_burn::maml_core::{
-    Activation, InnerLr, Loss, MlpWeights, ModelSpec, Order, ProblemV2, finite_differences_v2,
-    solve_v2,
+    Activation, InnerLr, Loss, MlpWeights, Order, Problem, ProblemFormat, SetData, TaskData,
+    finite_differences, solve,
 };
 use rand::Rng;
 
 use crate::common::{is_f64, rng};
 
-fn random_problem(seed: u64) -> ProblemV2 {
+fn random_problem(seed: u64) -> Problem {
     let mut rng = rng(seed);
     let depth = rng.random_range(1..=3);
     let mut sizes = vec![rng.random_range(1..=3)];
@@ -36,19 +35,21 @@ fn random_problem(seed: u64) -> ProblemV2 {
             .map(|_| (0..d_in).map(|_| rng.random_range(-1.5..1.5)).collect())
             .collect();
         let y = match loss {
-            Loss::CrossEntropy => {
-                Targets::Labels((0..n).map(|_| rng.random_range(0..d_out) as f64).collect())
-            }
-            _ => Targets::Rows(
-                (0..n)
-                    .map(|_| (0..d_out).map(|_| rng.random_range(-1.0..1.0)).collect())
-                    .collect(),
-            ),
+            Loss::CrossEntropy => (0..n)
+                .map(|_| {
+                    let mut row = vec![0.0; d_out];
+                    row[rng.random_range(0..d_out)] = 1.0;
+                    row
+                })
+                .collect(),
+            _ => (0..n)
+                .map(|_| (0..d_out).map(|_| rng.random_range(-1.0..1.0)).collect())
+                .collect(),
         };
-        SetV2 { x, y: Some(y) }
+        SetData { x, y: Some(y) }
     };
     let tasks = (0..rng.random_range(1..=3))
-        .map(|_| TaskV2 {
+        .map(|_| TaskData {
             support: set(&mut rng),
             query: set(&mut rng),
         })
@@ -66,19 +67,17 @@ fn random_problem(seed: u64) -> ProblemV2 {
                 .iter_mut()
                 .for_each(|b| *b = rng.random_range(0.05..0.3));
         }
-        InnerLr::PerParameter(sizes)
+        InnerLr::PerParameter(sizes.to_layered())
     } else {
         InnerLr::Scalar(rng.random_range(0.05..0.3))
     };
-    ProblemV2 {
-        model: ModelSpec {
-            layers: weights.layers,
-            activation: if rng.random_bool(0.5) {
-                Activation::Tanh
-            } else {
-                Activation::Relu
-            },
-        },
+    let activation = if rng.random_bool(0.5) {
+        Activation::Tanh
+    } else {
+        Activation::Relu
+    };
+    Problem {
+        model: weights.to_spec(activation),
         tasks,
         inner_lr,
         inner_steps: rng.random_range(0..=3),
@@ -88,6 +87,7 @@ fn random_problem(seed: u64) -> ProblemV2 {
             Order::Second
         },
         loss,
+        format: ProblemFormat::Mlp,
     }
 }
 
@@ -103,8 +103,8 @@ fn mlp_meta_gradient_matches_finite_differences<B: Backend>(device: &B::Device) 
     for seed in 0..24 {
         let mut problem = random_problem(seed);
         problem.order = Order::Second;
-        let answer = solve_v2::<B>(&problem, device).unwrap();
-        let (grad, lr_grad) = finite_differences_v2::<B>(&problem, 1e-6, device).unwrap();
+        let answer = solve::<B>(&problem, device).unwrap();
+        let (grad, lr_grad) = finite_differences::<B>(&problem, 1e-6, device).unwrap();
         let scale = grad.max_abs().max(1e-3);
         let diff = answer.meta_grad.max_abs_diff(&grad);
         assert!(
@@ -135,9 +135,9 @@ fn mlp_orders_agree_without_adaptation<B: Backend>(device: &B::Device) {
         let mut problem = random_problem(seed);
         problem.inner_steps = 0;
         problem.order = Order::First;
-        let first = solve_v2::<B>(&problem, device).unwrap();
+        let first = solve::<B>(&problem, device).unwrap();
         problem.order = Order::Second;
-        let second = solve_v2::<B>(&problem, device).unwrap();
+        let second = solve::<B>(&problem, device).unwrap();
         let scale = second.meta_grad.max_abs().max(1e-6);
         assert!(
             first.meta_grad.max_abs_diff(&second.meta_grad) <= tol * scale,

@@ -5,7 +5,7 @@
 //! backend and compared with PyTorch float64.
 
 use burn::prelude::Backend;
-use maml_burn::maml_core::{AnswerV3, LayeredWeights, ProblemV3, solve_v3};
+use maml_burn::maml_core::{Answer, LayeredWeights, Problem, solve};
 
 use crate::common::{assert_close, is_cubecl, tolerance};
 
@@ -55,10 +55,9 @@ fn every_conv_reference_problem_is_reproduced<B: Backend>(device: &B::Device) {
         if on_wgpu && !["-001", "-006", "-008"].iter().any(|s| name.ends_with(s)) {
             continue;
         }
-        let text = std::fs::read_to_string(data_dir().join(format!("{name}.json"))).unwrap();
-        let problem: ProblemV3 = serde_json::from_str(&text).unwrap();
-        let expected = AnswerV3::load(data_dir().join(format!("{name}.expected.json"))).unwrap();
-        let answer = solve_v3::<B>(&problem, device).unwrap();
+        let problem = Problem::load(data_dir().join(format!("{name}.json"))).unwrap();
+        let expected = Answer::load(data_dir().join(format!("{name}.expected.json"))).unwrap();
+        let answer = solve::<B>(&problem, device).unwrap();
         assert_close(
             answer.meta_loss,
             expected.meta_loss,

@@ -4,7 +4,9 @@
 
 use burn::prelude::Backend;
 use maml_burn::backend::on_cpu_pool;
-use maml_burn::maml_core::{AnswerV2, GradientPath, MlpWeights, ProblemV2, solve_v2_by};
+use maml_burn::maml_core::{
+    Answer, GradientPath, LayeredWeights, MlpWeights, Problem, ProblemFormat, solve_by,
+};
 
 use crate::common::{assert_close, is_cubecl, tolerance};
 
@@ -12,8 +14,11 @@ fn data_dir() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/data-mlp")
 }
 
-fn assert_mlp_close(actual: &MlpWeights, expected: &MlpWeights, tol: f64, what: &str) {
-    assert_eq!(actual.sizes(), expected.sizes(), "{what}: layer sizes");
+/// `actual` in the layout of the problem's layer list (`{}` for the activations),
+/// `expected` in a version-2 answer's (the linear layers only).
+fn assert_mlp_close(actual: &LayeredWeights, expected: &LayeredWeights, tol: f64, what: &str) {
+    let sizes = |w: &LayeredWeights| MlpWeights::from_layered(w).map(|m| m.sizes());
+    assert_eq!(sizes(actual), sizes(expected), "{what}: layer sizes");
     let scale = expected.max_abs().max(1e-12);
     let diff = actual.max_abs_diff(expected);
     assert!(
@@ -62,10 +67,14 @@ fn reproduce_every_mlp_reference_problem<B: Backend>(path: GradientPath, device:
         "the 12 shared version-2 problems: {names:?}"
     );
     for name in names {
-        let text = std::fs::read_to_string(data_dir().join(format!("{name}.json"))).unwrap();
-        let problem: ProblemV2 = serde_json::from_str(&text).unwrap();
-        let expected = AnswerV2::load(data_dir().join(format!("{name}.expected.json"))).unwrap();
-        let answer = solve_v2_by::<B>(&problem, path, device).unwrap();
+        let problem = Problem::load(data_dir().join(format!("{name}.json"))).unwrap();
+        assert_eq!(
+            problem.format,
+            ProblemFormat::Mlp,
+            "{name}: a version-2 file"
+        );
+        let expected = Answer::load(data_dir().join(format!("{name}.expected.json"))).unwrap();
+        let answer = solve_by::<B>(&problem, path, device).unwrap();
         let name = format!("{name} ({path})");
         assert_close(
             answer.meta_loss,

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use burn::prelude::Backend;
 use maml_backends::{WgpuDevice, wgpu_device};
 use maml_burn::maml_core::{
-    AdaptConfig, Answer, GradientPath, LinearWeights, Loss, Mlp, ModelTrainer, Problem,
+    AdaptConfig, GradientPath, LinearAnswer, LinearWeights, Loss, Mlp, ModelTrainer, Problem,
     SecondOrder, SetData, StoredModel, TaskData, TrainConfig, solve_by,
 };
 use rand::rngs::StdRng;
@@ -170,9 +170,12 @@ pub fn linear_answer<B: Backend>(
     config: &AdaptConfig,
     path: GradientPath,
     device: &B::Device,
-) -> Answer {
-    let problem = Problem::new(init, tasks.to_vec(), config);
-    solve_by::<B>(&problem, path, device).expect("a valid linear problem")
+) -> LinearAnswer {
+    let problem = Problem::linear(init, tasks.to_vec(), config);
+    solve_by::<B>(&problem, path, device)
+        .expect("a valid linear problem")
+        .to_linear()
+        .expect("the linear model's answer has its layout")
 }
 
 /// The linear model's trainer (an MLP of one layer) for `config`, from `init` or from

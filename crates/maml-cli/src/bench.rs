@@ -13,7 +13,7 @@ use maml_burn::maml_core::{
 use serde::Serialize;
 
 use crate::error::CliError;
-use crate::train::FamilyDefaults;
+use crate::train_args::FamilyDefaults;
 use crate::{BackendArgs, parse, print_json};
 
 /// Benchmark configurations.
@@ -342,7 +342,7 @@ pub fn bench(args: BenchArgs) -> Result<(), CliError> {
             (family, args.tasks.unwrap_or(25), adapt, paper.meta_lr)
         }
         BenchConfig::OmniglotConv => {
-            let paper = crate::train::FamilyDefaults::OMNIGLOT_PAPER;
+            let paper = crate::train_args::FamilyDefaults::OMNIGLOT_PAPER;
             let adapt = AdaptConfig::new(paper.inner_lr)
                 .with_inner_steps(args.inner_steps.unwrap_or(paper.inner_steps))
                 .with_loss(Loss::CrossEntropy);

@@ -1,12 +1,15 @@
 //! The linear model's comparison of orders (the seed's point, made visible): the same
 //! run in the other order, both against a random initialisation on fresh tasks
 //! (`adaptation.svg`), and on a fixed task set their distances to the exact MAML optimum
-//! and to the first-order fixed point in closed form (`convergence.svg`).
+//! and to the first-order fixed point in closed form (`convergence.svg`); and `maml
+//! optimum`, that optimum and fixed point of a task-set file.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use burn::prelude::Backend;
+use clap::Args;
 use maml_burn::maml_core::closed_form::{Optimum, optimum};
+use maml_burn::maml_core::data::TaskSetFile;
 use maml_burn::maml_core::train::trainer::{load_tasks, step_rng};
 use maml_burn::maml_core::{
     AdaptConfig, LinearWeights, Loss, Mlp, ModelTrainer, Order, SecondOrder, TaskSource,
@@ -16,6 +19,7 @@ use maml_burn::maml_core::{
 use crate::error::CliError;
 use crate::metrics::Row;
 use crate::plot::{Series, Style, line_plot};
+use crate::{parse, print_json};
 
 /// The relative max-norm distances of `w` to the exact optimum and to the first-order
 /// fixed point.
@@ -167,4 +171,33 @@ pub fn compare_orders<B: Backend>(
         name: format!("{other}-order MAML"),
         points: other_rows.iter().map(|r| (r.0 as f64, r.1)).collect(),
     }))
+}
+
+/// `maml optimum` arguments.
+#[derive(Debug, Args)]
+pub struct OptimumArgs {
+    /// A task-set file (`tasks`, or a whole problem file) whose tasks form the fixed set.
+    #[arg(long)]
+    pub tasks: PathBuf,
+    /// Inner steps K (default: the file's, else 5 as `maml train`).
+    #[arg(long)]
+    pub inner_steps: Option<usize>,
+    /// Inner learning rate (default: the file's, else 0.1 as `maml train`).
+    #[arg(long, allow_hyphen_values = true)]
+    pub inner_lr: Option<f64>,
+    /// mse or sse (default: the file's, else mse as `maml train`).
+    #[arg(long, value_parser = parse::<Loss>)]
+    pub loss: Option<Loss>,
+}
+
+/// `maml optimum`.
+pub fn optimum_cmd(args: OptimumArgs) -> Result<(), CliError> {
+    let set = TaskSetFile::load(&args.tasks)?;
+    let adapt = AdaptConfig::new(args.inner_lr.or(set.inner_lr).unwrap_or(0.1))
+        .with_inner_steps(args.inner_steps.or(set.inner_steps).unwrap_or(5))
+        .with_loss(args.loss.or(set.loss).unwrap_or(Loss::Mse));
+    adapt.validate_linear()?;
+    let opt = optimum(&set.tasks, set.d_out(), &adapt)?;
+    print_json(&opt);
+    Ok(())
 }

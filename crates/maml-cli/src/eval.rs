@@ -1,7 +1,7 @@
 //! `maml eval` of a checkpoint of any built-in model: the adaptation curve against a
 //! random initialisation and the pretrained baseline, the query accuracy of
 //! classification with its 95% interval, the official one-shot runs, the MAML paper's
-//! figures; and `maml optimum`.
+//! figures.
 
 use std::path::{Path, PathBuf};
 
@@ -9,8 +9,6 @@ use burn::prelude::Backend;
 use clap::Args;
 use maml_backends::dispatch_with;
 use maml_burn::backend::BackendJob;
-use maml_burn::maml_core::closed_form::optimum;
-use maml_burn::maml_core::data::TaskSetFile;
 use maml_burn::maml_core::train::trainer::{load_tasks, step_rng};
 use maml_burn::maml_core::{
     AdaptConfig, BuiltIn, ImageSource, LinearWeights, Loss, ModelCheckpoint, ModelJob, ModelKind,
@@ -21,7 +19,7 @@ use serde::Serialize;
 use crate::error::CliError;
 use crate::figures::{Figure2Job, figure3};
 use crate::weights::read_model;
-use crate::{BackendArgs, parse, print_json};
+use crate::{BackendArgs, print_json};
 
 /// The seed of the evaluation tasks (apart from every training step's).
 const EVAL_STREAM: usize = usize::MAX - 1;
@@ -519,34 +517,5 @@ pub fn eval(args: EvalArgs) -> Result<(), CliError> {
             a.tasks
         ));
     }
-    Ok(())
-}
-
-/// `maml optimum` arguments.
-#[derive(Debug, Args)]
-pub struct OptimumArgs {
-    /// A task-set file (`tasks`, or a whole problem file) whose tasks form the fixed set.
-    #[arg(long)]
-    pub tasks: PathBuf,
-    /// Inner steps K (default: the file's, else 5 as `maml train`).
-    #[arg(long)]
-    pub inner_steps: Option<usize>,
-    /// Inner learning rate (default: the file's, else 0.1 as `maml train`).
-    #[arg(long, allow_hyphen_values = true)]
-    pub inner_lr: Option<f64>,
-    /// mse or sse (default: the file's, else mse as `maml train`).
-    #[arg(long, value_parser = parse::<Loss>)]
-    pub loss: Option<Loss>,
-}
-
-/// `maml optimum`.
-pub fn optimum_cmd(args: OptimumArgs) -> Result<(), CliError> {
-    let set = TaskSetFile::load(&args.tasks)?;
-    let adapt = AdaptConfig::new(args.inner_lr.or(set.inner_lr).unwrap_or(0.1))
-        .with_inner_steps(args.inner_steps.or(set.inner_steps).unwrap_or(5))
-        .with_loss(args.loss.or(set.loss).unwrap_or(Loss::Mse));
-    adapt.validate_linear()?;
-    let opt = optimum(&set.tasks, set.d_out(), &adapt)?;
-    print_json(&opt);
     Ok(())
 }

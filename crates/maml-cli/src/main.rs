@@ -12,8 +12,10 @@ mod metrics;
 mod mpi;
 mod progress;
 mod train;
+mod train_args;
 mod training;
 mod weights;
+mod workers;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -71,13 +73,13 @@ enum Command {
     },
     /// Meta-train a model's initial weights (linear, an MLP, a conv net): progress bar,
     /// checkpoints, metrics CSV and plots in --out.
-    Train(Box<train::TrainArgs>),
+    Train(Box<train_args::TrainArgs>),
     /// Query loss before and after adaptation on fresh tasks (and the query accuracy of
     /// classification, or the error on the official one-shot runs) of a checkpoint.
     Eval(eval::EvalArgs),
     /// The exact MAML optimum over a fixed task set (second order) and the point that
     /// first-order MAML converges to, by f64 linear solves.
-    Optimum(eval::OptimumArgs),
+    Optimum(compare::OptimumArgs),
     /// Meta-steps per second and peak memory of a benchmark configuration.
     Bench(bench::BenchArgs),
 }
@@ -107,7 +109,7 @@ fn main() -> ExitCode {
         } => grad::check(&problem, expected.as_deref(), tolerance, backend),
         Command::Train(args) => train::train(*args),
         Command::Eval(args) => eval::eval(args),
-        Command::Optimum(args) => eval::optimum_cmd(args),
+        Command::Optimum(args) => compare::optimum_cmd(args),
         Command::Bench(args) => bench::bench(args),
     };
     match result {

@@ -16,7 +16,7 @@
 use nalgebra::DMatrix;
 
 use crate::config::{AdaptConfig, Loss, Order};
-use crate::data::{Answer, LinearWeights, SetData, TaskData};
+use crate::data::{LinearAnswer, LinearWeights, SetData, TaskData};
 
 /// The quantities of one set: `c`, `S = X̃^T X̃` and `R = Y^T X̃`.
 #[derive(Debug, Clone)]
@@ -121,7 +121,11 @@ pub fn from_theta(theta: &DMatrix<f64>) -> LinearWeights {
 }
 
 /// Meta-loss, meta-gradient and fast weights of a (validated) meta-batch, in closed form.
-pub fn meta_gradient(init: &LinearWeights, tasks: &[TaskData], config: &AdaptConfig) -> Answer {
+pub fn meta_gradient(
+    init: &LinearWeights,
+    tasks: &[TaskData],
+    config: &AdaptConfig,
+) -> LinearAnswer {
     let d_out = init.d_out();
     let theta0 = to_theta(init);
     let mut meta_loss = 0.0;
@@ -141,7 +145,7 @@ pub fn meta_gradient(init: &LinearWeights, tasks: &[TaskData], config: &AdaptCon
         fast_weights.push(from_theta(&theta_k));
     }
     let n = tasks.len() as f64;
-    Answer {
+    LinearAnswer {
         meta_loss: meta_loss / n,
         meta_grad: from_theta(&(grad / n)),
         fast_weights,

@@ -12,8 +12,9 @@
 //!   of conv nets);
 //! - [`algo`]: the inner loop and the meta-gradient, by nested autodiff (second order:
 //!   [`SecondOrder`] = `Autodiff<Autodiff<B>>`) or by a model's hand-derived road;
-//! - [`train`]: the trainer (divergence guard, resume, checkpoints, evaluation) and the
-//!   problem files of every version;
+//! - [`train`]: the trainer (divergence guard, resume, checkpoints, evaluation) and
+//!   problems: a file of any version read as one [`Problem`] (a layer list, tasks and
+//!   the inner loop), solved by [`solve`];
 //! - [`closed_form`], [`trace`]: the linear model's meta-gradient and MAML optimum in
 //!   closed form (independent checks), and everything the seed prints of a meta step.
 
@@ -27,9 +28,10 @@ pub mod trace;
 pub mod train;
 
 pub use algo::learn::{
-    Fast, ModelLearner, ModelMetaGradient, adapt_model, autodiff_meta_gradient,
-    model_adaptation_curve, model_meta_gradient, model_meta_gradient_by, query_accuracies,
+    Fast, ModelMetaGradient, adapt_model, autodiff_meta_gradient, model_adaptation_curve,
+    model_meta_gradient, model_meta_gradient_by, query_accuracies,
 };
+pub use algo::learner::ModelLearner;
 pub use config::{AdaptConfig, GradientPath, Loss, MetaConfig, MetaOptimizer, Order};
 pub use data::batch::{MetaBatch, Sets, shard_range};
 pub use data::families::{
@@ -38,23 +40,17 @@ pub use data::families::{
 pub use data::few_shot::{FewShotFamily, ImageSource};
 pub use data::images::{ImageClass, ImageClasses, OneShotRun, load_runs};
 pub use data::layers::{Array, ExampleShape, LayerSpec, LayerWeights, LayeredSpec, LayeredWeights};
-pub use data::{Answer, LinearWeights, Problem, SetData, TaskData};
+pub use data::{LinearAnswer, LinearWeights, SetData, TaskData};
 pub use error::{MamlError, Result};
 pub use model::layered::{Layer, Layered};
 pub use model::mlp::{Activation, Mlp, MlpConfig, MlpWeights, TaskLinear};
 pub use model::presets::{ConvNet, ConvNetConfig, ModelConfig};
 pub use model::{Learnable, MetaBackend, MetaModel, SecondOrder, is_tracked};
 pub use trace::{MetaStepTrace, trace_meta_step};
-pub use train::any_problem::{AnyAnswer, AnyProblem};
 pub use train::model_trainer::{
     EvalReport, ModelTrainer, adapted_predictions, eval_accuracy, eval_curve, evaluate,
 };
-pub use train::problems::{
-    AnswerV2, InnerLr, ModelSpec, ProblemV2, finite_differences_v2, solve, solve_by, solve_v2,
-    solve_v2_by,
-};
-pub use train::problems_v3::{
-    AnswerV3, InnerLrV3, ProblemV3, SetV3, TaskV3, finite_differences_v3, solve_v3, solve_v3_by,
-};
+pub use train::problem::{Answer, InnerLr, ModelSpec, Problem, ProblemFormat};
+pub use train::solve::{finite_differences, solve, solve_by};
 pub use train::stored::{BuiltIn, ModelCheckpoint, ModelJob, ModelKind, StoredModel};
 pub use train::trainer::{StepMetrics, TaskSource, TrainConfig};

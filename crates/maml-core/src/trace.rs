@@ -6,7 +6,8 @@ use serde::Serialize;
 use burn::module::{AutodiffModule, Module, Param};
 use burn::optim::GradientsParams;
 
-use crate::algo::learn::{Fast, ModelLearner, adapt_observed};
+use crate::algo::learn::{Fast, adapt_observed};
+use crate::algo::learner::ModelLearner;
 use crate::closed_form;
 use crate::config::{GradientPath, MetaConfig};
 use crate::data::batch::MetaBatch;
@@ -17,7 +18,7 @@ use crate::model::{
     FreshLeaves, GradLevel, MetaBackend, MetaModel, SecondOrder, check_device_precision,
     is_tracked, to_f64,
 };
-use crate::train::problems::weights_from_grads;
+use crate::train::solve::weights_from_grads;
 
 /// One inner step of a traced meta step.
 #[derive(Debug, Clone, Serialize)]

@@ -5,5 +5,6 @@ mod bad_inputs;
 mod grad;
 mod images;
 mod kill;
+mod parallel;
 mod plots;
 mod train;

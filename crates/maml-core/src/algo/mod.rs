@@ -4,8 +4,11 @@
 //!
 //! - [`learn`]: any model through the seam ([`crate::model::MetaModel`]), by nested
 //!   autodiff, or by the model's hand-derived road where it offers one;
+//! - [`learner`]: the meta-learner, which updates the initial weights (and Meta-SGD's step
+//!   sizes) with the meta-gradient;
 //! - [`analytic`]: the hand-derived roads (the built-in MLP's back-propagation with exact
 //!   Hessian-vector products, and the linear model's affine inner steps).
 
 pub mod analytic;
 pub mod learn;
+pub mod learner;

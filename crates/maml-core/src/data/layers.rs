@@ -237,18 +237,31 @@ impl LayeredWeights {
         self.arrays().fold(0.0, |m, a| m.max(a.max_abs()))
     }
 
-    /// Largest absolute entry of the difference (infinite when the layouts differ).
+    /// Largest absolute entry of the difference, array by array in visit order (layers
+    /// without parameters do not count, so a layer list without `{}` entries compares
+    /// with one that has them); infinite when the arrays differ in number or shape.
     pub fn max_abs_diff(&self, other: &Self) -> f64 {
-        let same = self.layers.len() == other.layers.len()
-            && self.layers.iter().zip(&other.layers).all(|(a, b)| {
-                a.weight.is_some() == b.weight.is_some() && a.bias.is_some() == b.bias.is_some()
-            });
-        if !same {
+        let (mine, theirs): (Vec<&Array>, Vec<&Array>) =
+            (self.arrays().collect(), other.arrays().collect());
+        if mine.len() != theirs.len() {
             return f64::INFINITY;
         }
-        self.arrays()
-            .zip(other.arrays())
+        mine.iter()
+            .zip(&theirs)
             .fold(0.0, |m, (a, b)| m.max(a.max_abs_diff(b)))
+    }
+
+    /// The layers that have parameters, in order (a version-2 file's layout of an MLP's
+    /// layer list, which has no `{}` for its activations).
+    pub fn parameters_only(&self) -> Self {
+        Self {
+            layers: self
+                .layers
+                .iter()
+                .filter(|l| l.weight.is_some() || l.bias.is_some())
+                .cloned()
+                .collect(),
+        }
     }
 
     /// Checks that `self` has the layout of `like` (same arrays, same shapes), finite.

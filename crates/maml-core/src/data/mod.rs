@@ -1,5 +1,5 @@
-//! Data: host-side (f64) linear weights, tasks and the problem-file format of
-//! `shared/reference/problem-schema.md`, with validation that names the bad value; the
+//! Data: host-side (f64) linear weights, tasks and task-set files, with validation that
+//! names the bad value; the layer lists of problem files and checkpoints ([`layers`]); the
 //! task families ([`families`]; image classes and N-way K-shot tasks: [`images`],
 //! [`few_shot`]) and the tensors a meta-batch is made of ([`batch`], padded and masked).
 
@@ -16,7 +16,8 @@ use rand::rngs::StdRng;
 use rand_distr::{Distribution, Normal};
 use serde::{Deserialize, Serialize};
 
-use crate::config::{AdaptConfig, Loss, Order};
+use crate::config::{Loss, Order};
+use crate::data::layers::{Array, LayerWeights};
 use crate::error::{MamlError, Result};
 
 /// Weights of a linear model `y = x W^T + b` in host memory, laid out as in problem files:
@@ -104,6 +105,29 @@ impl LinearWeights {
             });
         }
         check_finite(&self.bias, &format!("{location}.bias"))
+    }
+
+    /// The weights as one layer of a layer list (`weight [out, in]`, `bias [out]`).
+    pub fn to_layer(&self) -> LayerWeights {
+        LayerWeights {
+            weight: Some(Array::new(
+                vec![self.d_out(), self.d_in()],
+                self.weight_flat(),
+            )),
+            bias: Some(Array::new(vec![self.bias.len()], self.bias.clone())),
+        }
+    }
+
+    /// One layer of a layer list read back (`None` unless it has a `[out, in]` weight and
+    /// an `[out]` bias).
+    pub fn from_layer(layer: &LayerWeights) -> Option<Self> {
+        let (weight, bias) = (layer.weight.as_ref()?, layer.bias.as_ref()?);
+        match (&weight.shape[..], &bias.shape[..]) {
+            ([out, d_in], [b]) if out == b => {
+                Some(Self::from_flat(&weight.values, &bias.values, *d_in))
+            }
+            _ => None,
+        }
     }
 
     /// Largest absolute entry of weight and bias.
@@ -203,81 +227,6 @@ pub fn validate_tasks(tasks: &[TaskData], d_in: usize, d_out: usize) -> Result<(
     Ok(())
 }
 
-/// A problem file: everything a single meta-gradient depends on.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Problem {
-    /// The initial weights' `[out][in]` matrix.
-    pub weight: Vec<Vec<f64>>,
-    /// The initial weights' `[out]` bias.
-    pub bias: Vec<f64>,
-    /// The tasks; the meta-loss is the mean of their query losses.
-    pub tasks: Vec<TaskData>,
-    /// Inner-loop step size.
-    pub inner_lr: f64,
-    /// Number of inner steps.
-    pub inner_steps: usize,
-    /// First or second order.
-    pub order: Order,
-    /// `sse` or `mse`.
-    pub loss: Loss,
-}
-
-impl Problem {
-    /// The problem of initial weights `init` on `tasks` with the inner loop of `config`
-    /// (not validated: [`Self::validate`]).
-    pub fn new(init: &LinearWeights, tasks: Vec<TaskData>, config: &AdaptConfig) -> Self {
-        Self {
-            weight: init.weight.clone(),
-            bias: init.bias.clone(),
-            tasks,
-            inner_lr: config.inner_lr,
-            inner_steps: config.inner_steps,
-            order: config.order,
-            loss: config.loss,
-        }
-    }
-
-    /// Parses and validates a problem from JSON text; `source_name` names it in errors.
-    pub fn from_json(text: &str, source_name: &str) -> Result<Self> {
-        let problem: Problem =
-            serde_json::from_str(text).map_err(|e| MamlError::json(source_name, &e))?;
-        problem.validate()?;
-        Ok(problem)
-    }
-
-    /// Reads, parses and validates a problem file.
-    pub fn load(path: impl AsRef<Path>) -> Result<Self> {
-        let path = path.as_ref();
-        let text = read_text(path)?;
-        Self::from_json(&text, &path.display().to_string())
-    }
-
-    /// The initial weights.
-    pub fn initial_weights(&self) -> LinearWeights {
-        LinearWeights {
-            weight: self.weight.clone(),
-            bias: self.bias.clone(),
-        }
-    }
-
-    /// The inner-loop configuration.
-    pub fn adapt_config(&self) -> AdaptConfig {
-        AdaptConfig::new(self.inner_lr)
-            .with_inner_steps(self.inner_steps)
-            .with_order(self.order)
-            .with_loss(self.loss)
-    }
-
-    /// Checks shapes, finiteness and hyperparameters.
-    pub fn validate(&self) -> Result<()> {
-        let init = self.initial_weights();
-        init.validate("problem")?;
-        self.adapt_config().validate_linear()?;
-        validate_tasks(&self.tasks, init.d_in(), init.d_out())
-    }
-}
-
 /// A task-set file as people write them: `tasks`, and optionally the other fields of a
 /// problem file (they become defaults where a command needs them; flags win).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -345,24 +294,17 @@ impl TaskSetFile {
     }
 }
 
-/// The answer to a problem: meta-loss, meta-gradient and each task's fast weights.
+/// The linear model's meta-loss, meta-gradient and each task's fast weights in its own
+/// layout (`weight [out][in]`, `bias [out]`): what the closed form gives, and what an
+/// [`Answer`](crate::train::problem::Answer) of the linear model reads as.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Answer {
+pub struct LinearAnswer {
     /// Mean query loss of the fast weights over the tasks.
     pub meta_loss: f64,
     /// Derivative of the meta-loss with respect to the initial weights.
     pub meta_grad: LinearWeights,
     /// `theta_K` for each task, in order.
     pub fast_weights: Vec<LinearWeights>,
-}
-
-impl Answer {
-    /// Reads an answer file.
-    pub fn load(path: impl AsRef<Path>) -> Result<Self> {
-        let path = path.as_ref();
-        let text = read_text(path)?;
-        serde_json::from_str(&text).map_err(|e| MamlError::json(path.display().to_string(), &e))
-    }
 }
 
 /// Reads a whole text file, naming it in the error.

@@ -106,18 +106,18 @@ impl<B: Backend> Layer<B> {
                 Images(conv2d(x, c.weight.val(), Some(c.bias.val()), options))
             }
             (Layer::BatchNorm(bn), Images(x)) => {
-                let [_, c, _, _] = x.dims();
-                let mean = x.clone().mean_dim(0).mean_dim(2).mean_dim(3);
-                let centred = x - mean;
-                let var = (centred.clone() * centred.clone())
-                    .mean_dim(0)
-                    .mean_dim(2)
-                    .mean_dim(3);
+                // On channel-major rows `[C, n·H·W]` every statistic is one number per
+                // row, a broadcast that Flex runs on its SIMD path, forward and in both
+                // backward levels; `[n, C, H, W]` against `[1, C, 1, 1]` went through
+                // its strided iterator element by element (most of a meta step).
+                let [n, c, h, w] = x.dims();
+                let rows: Tensor<B, 2> = x.swap_dims(0, 1).reshape([c, n * h * w]);
+                let mean = rows.clone().mean_dim(1);
+                let centred = rows - mean;
+                let var = (centred.clone() * centred.clone()).mean_dim(1);
                 let normed = centred / var.add_scalar(BATCH_NORM_EPS).sqrt();
-                Images(
-                    normed * bn.weight.val().reshape([1, c, 1, 1])
-                        + bn.bias.val().reshape([1, c, 1, 1]),
-                )
+                let out = normed * bn.weight.val().reshape([c, 1]) + bn.bias.val().reshape([c, 1]);
+                Images(out.reshape([c, n, h, w]).swap_dims(0, 1))
             }
             (Layer::BatchNorm(bn), Vectors(x)) => {
                 let [_, f] = x.dims();
@@ -155,8 +155,9 @@ impl<B: Backend> Layer<B> {
                 Images(cols.max_dim(4).reshape([n, c, h2, w2]))
             }
             (Layer::MeanSpatial(_), Images(x)) => {
-                let [n, c, _, _] = x.dims();
-                Vectors(x.mean_dim(3).mean_dim(2).reshape([n, c]))
+                let [n, c, h, w] = x.dims();
+                let positions: Tensor<B, 3> = x.reshape([n, c, h * w]);
+                Vectors(positions.mean_dim(2).reshape([n, c]))
             }
             (Layer::Flatten(_), Images(x)) => {
                 let [n, c, h, w] = x.dims();

@@ -10,6 +10,7 @@ use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::data::LinearWeights;
+use crate::data::layers::{LayerSpec, LayerWeights, LayeredSpec, LayeredWeights};
 use crate::error::MamlError;
 
 /// The activation after every layer but the last.
@@ -249,6 +250,84 @@ impl MlpWeights {
             .zip(&other.layers)
             .map(|(a, b)| a.max_abs_diff(b))
             .fold(0.0, f64::max)
+    }
+
+    /// The MLP as a layer list on vectors `[in]`: its linear layers with `activation`
+    /// between every two (version-1 and version-2 problems in version 3's terms).
+    pub fn to_spec(&self, activation: Activation) -> LayeredSpec {
+        let act = match activation {
+            Activation::Relu => LayerSpec::Relu,
+            Activation::Tanh => LayerSpec::Tanh,
+        };
+        let mut layers = Vec::new();
+        for (l, layer) in self.layers.iter().enumerate() {
+            if l > 0 {
+                layers.push(act.clone());
+            }
+            let w = layer.to_layer();
+            layers.push(LayerSpec::Linear {
+                weight: w.weight.expect("to_layer gives a weight"),
+                bias: w.bias.expect("to_layer gives a bias"),
+            });
+        }
+        LayeredSpec {
+            input: vec![self.d_in()],
+            layers,
+        }
+    }
+
+    /// The weights in the layout of [`Self::to_spec`]'s layer list (`{}` for every
+    /// activation).
+    pub fn to_layered(&self) -> LayeredWeights {
+        let mut layers = Vec::new();
+        for (l, layer) in self.layers.iter().enumerate() {
+            if l > 0 {
+                layers.push(LayerWeights::default());
+            }
+            layers.push(layer.to_layer());
+        }
+        LayeredWeights { layers }
+    }
+
+    /// The MLP a (validated) layer list describes, if it is one: vectors in, linear
+    /// layers with the same activation (ReLU or tanh) between every two.
+    pub fn from_spec(spec: &LayeredSpec) -> Option<(Self, Activation)> {
+        if spec.input.len() != 1 || spec.layers.len().is_multiple_of(2) {
+            return None;
+        }
+        let mut layers = Vec::new();
+        let mut activation = None;
+        for (i, layer) in spec.layers.iter().enumerate() {
+            let act = match (i % 2, layer) {
+                (0, LayerSpec::Linear { weight, bias }) => {
+                    layers.push(LinearWeights::from_layer(&LayerWeights {
+                        weight: Some(weight.clone()),
+                        bias: Some(bias.clone()),
+                    })?);
+                    continue;
+                }
+                (1, LayerSpec::Relu) => Activation::Relu,
+                (1, LayerSpec::Tanh) => Activation::Tanh,
+                _ => return None,
+            };
+            if activation.is_some_and(|a| a != act) {
+                return None;
+            }
+            activation = Some(act);
+        }
+        Some((Self { layers }, activation.unwrap_or_default()))
+    }
+
+    /// MLP weights read from the parameters of a layer list in [`Self::to_layered`]'s
+    /// layout (layers without parameters skipped), e.g. Meta-SGD's step sizes.
+    pub fn from_layered(weights: &LayeredWeights) -> Option<Self> {
+        let layers = weights
+            .parameters_only()
+            .layers
+            .iter()
+            .map(LinearWeights::from_layer)
+            .collect::<Option<Vec<_>>>()?;
+        Some(Self { layers })
     }
 
     /// Every entry, in parameter visit order (layer by layer: `W^T` row-major, then `b`).

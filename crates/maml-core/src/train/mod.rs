@@ -1,10 +1,9 @@
 //! Training: the trainer that runs meta steps with a divergence guard, the built-in
-//! models as files and their checkpoints, evaluation, and the problem files of every
-//! version solved on any backend.
+//! models as files and their checkpoints, evaluation, and problems (files of every
+//! version read as one [`problem::Problem`]) solved on any backend.
 
-pub mod any_problem;
 pub mod model_trainer;
-pub mod problems;
-pub mod problems_v3;
+pub mod problem;
+pub mod solve;
 pub mod stored;
 pub mod trainer;

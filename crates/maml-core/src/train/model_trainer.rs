@@ -6,7 +6,8 @@ use burn::module::AutodiffModule;
 use burn::prelude::*;
 use serde::Serialize;
 
-use crate::algo::learn::{Fast, ModelLearner, query_accuracies};
+use crate::algo::learn::{Fast, query_accuracies};
+use crate::algo::learner::ModelLearner;
 use crate::config::{AdaptConfig, Loss, Order};
 use crate::data::batch::MetaBatch;
 use crate::data::families::TaskFamily;

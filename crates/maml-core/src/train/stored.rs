@@ -15,7 +15,7 @@ use crate::model::layered::Layered;
 use crate::model::mlp::{Activation, Mlp, MlpWeights};
 use crate::model::presets::ModelConfig;
 use crate::model::{Learnable, MetaBackend, SecondOrder};
-use crate::train::problems::ModelSpec;
+use crate::train::problem::ModelSpec;
 use crate::train::trainer::TrainConfig;
 
 /// A built-in model with its weights: `{"mlp": {layers, activation}}` or

@@ -18,9 +18,12 @@ fn closed_form_reproduces_every_reference_problem_to_1e9() {
             continue;
         };
         let problem = Problem::load(data_dir().join(format!("{stem}.json"))).unwrap();
-        let expected = Answer::load(data_dir().join(&name)).unwrap();
+        let expected = Answer::load(data_dir().join(&name))
+            .unwrap()
+            .to_linear()
+            .expect("a version-1 answer");
         let answer = closed_form::meta_gradient(
-            &problem.initial_weights(),
+            &problem.linear_weights().expect("a version-1 problem"),
             &problem.tasks,
             &problem.adapt_config(),
         );
@@ -78,7 +81,7 @@ fn closed_form_is_the_seeds_manual_formula_for_the_1x1_case() {
         )
         .unwrap();
         let answer = closed_form::meta_gradient(
-            &problem.initial_weights(),
+            &problem.linear_weights().expect("a version-1 problem"),
             &problem.tasks,
             &problem.adapt_config(),
         );

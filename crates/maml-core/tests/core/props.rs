@@ -69,10 +69,13 @@ pub fn case() -> impl Strategy<Value = Case> {
         })
 }
 
-pub fn auto<B: Backend>(c: &Case, config: &AdaptConfig) -> maml_core::Answer {
+pub fn auto<B: Backend>(c: &Case, config: &AdaptConfig) -> maml_core::LinearAnswer {
     let device = Default::default();
-    let problem = Problem::new(&c.init, c.tasks.clone(), config);
-    solve_by::<B>(&problem, GradientPath::Auto, &device).expect("a valid linear problem")
+    let problem = Problem::linear(&c.init, c.tasks.clone(), config);
+    solve_by::<B>(&problem, GradientPath::Auto, &device)
+        .expect("a valid linear problem")
+        .to_linear()
+        .expect("the linear model's answer has its layout")
 }
 
 pub fn rel(a: &LinearWeights, b: &LinearWeights) -> f64 {

@@ -12,7 +12,8 @@
 
 use burn::prelude::*;
 
-use super::{Layer, MlpMetaGradient, one_per_task, outer, plus, product};
+use super::matrix::{one_per_task, outer, plus, product};
+use super::{Layer, MlpMetaGradient};
 use crate::config::{AdaptConfig, Order};
 use crate::data::batch::{MetaBatch, Sets};
 

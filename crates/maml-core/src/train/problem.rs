@@ -1,0 +1,521 @@
+//! Problem files (`docs/problem-schema.md`): everything one meta-gradient depends on, read
+//! from a file of any version into one [`Problem`] whose model is a layer list. Version 1
+//! (the linear model's `weight` and `bias`) is a list of one linear layer, version 2
+//! (`model.layers` and `activation`) linear layers with the activation between every two,
+//! version 3 (`model.input` and `model.layers`) any layer list. Answers of every version
+//! read into one [`Answer`].
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{AdaptConfig, Loss, Order, check_lr};
+use crate::data::layers::{Array, LayerWeights, LayeredSpec, LayeredWeights};
+use crate::data::{
+    LinearAnswer, LinearWeights, SetData, TaskData, read_json, read_text, validate_tasks,
+};
+use crate::error::{MamlError, Result};
+use crate::model::mlp::{Activation, MlpWeights};
+
+/// The layout of the file a problem was read from; its answer is written in the same one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ProblemFormat {
+    /// Version 1, the linear model: answers have `meta_grad.weight` and `meta_grad.bias`.
+    Linear,
+    /// Version 2, an MLP: answers list the linear layers only.
+    Mlp,
+    /// Version 3, a layer list: answers have `{}` for layers without parameters.
+    #[default]
+    Layered,
+}
+
+/// `inner_lr`: one step size, or one per parameter entry (Meta-SGD).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum InnerLr {
+    /// The same step size for every parameter (MAML).
+    Scalar(f64),
+    /// One step size per entry, in the layout of the model's layer list (Meta-SGD).
+    PerParameter(LayeredWeights),
+}
+
+/// A problem: a model (a layer list with its initial weights), tasks and the inner loop.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Problem {
+    /// The model and its initial weights.
+    pub model: LayeredSpec,
+    /// The tasks, each example flattened to a row of `C·H·W` (or `F`) numbers, one-hot
+    /// target rows for `cross_entropy`; the meta-loss is the mean of their query losses.
+    pub tasks: Vec<TaskData>,
+    /// Inner step size(s).
+    pub inner_lr: InnerLr,
+    /// Number of inner steps (0: no adaptation).
+    pub inner_steps: usize,
+    /// First or second order.
+    pub order: Order,
+    /// `sse`, `mse` or `cross_entropy`.
+    pub loss: Loss,
+    /// The layout its answer is written in.
+    pub format: ProblemFormat,
+}
+
+impl Problem {
+    /// The problem of `model` on `tasks` with `adapt`'s inner loop (one step size; not
+    /// validated: [`Self::validate`]).
+    pub fn new(model: LayeredSpec, tasks: Vec<TaskData>, adapt: &AdaptConfig) -> Self {
+        Self {
+            model,
+            tasks,
+            inner_lr: InnerLr::Scalar(adapt.inner_lr),
+            inner_steps: adapt.inner_steps,
+            order: adapt.order,
+            loss: adapt.loss,
+            format: ProblemFormat::Layered,
+        }
+    }
+
+    /// The linear model's problem: initial weights `init` (a layer list of one linear
+    /// layer), written in version 1's layout.
+    pub fn linear(init: &LinearWeights, tasks: Vec<TaskData>, adapt: &AdaptConfig) -> Self {
+        let model = MlpWeights {
+            layers: vec![init.clone()],
+        }
+        .to_spec(Activation::Relu);
+        Self {
+            format: ProblemFormat::Linear,
+            ..Self::new(model, tasks, adapt)
+        }
+    }
+
+    /// The initial weights when the model is the linear model (one linear layer on
+    /// vectors).
+    pub fn linear_weights(&self) -> Option<LinearWeights> {
+        match MlpWeights::from_spec(&self.model) {
+            Some((mut mlp, _)) if mlp.layers.len() == 1 => mlp.layers.pop(),
+            _ => None,
+        }
+    }
+
+    /// Parses and validates a problem of any version (version 3 has `model.input`,
+    /// version 2 `model`, version 1 `weight` and `bias`); `source_name` names it in
+    /// errors.
+    pub fn from_json(text: &str, source_name: &str) -> Result<Self> {
+        let json = |e: serde_json::Error| MamlError::json(source_name, &e);
+        let value: serde_json::Value = serde_json::from_str(text).map_err(json)?;
+        let problem = if value.get("model").and_then(|m| m.get("input")).is_some() {
+            serde_json::from_str::<FileV3>(text)
+                .map_err(json)?
+                .into_problem()?
+        } else if value.get("model").is_some() {
+            serde_json::from_str::<FileV2>(text)
+                .map_err(json)?
+                .into_problem()?
+        } else {
+            serde_json::from_str::<FileV1>(text)
+                .map_err(json)?
+                .into_problem()?
+        };
+        problem.validate()?;
+        Ok(problem)
+    }
+
+    /// Reads, parses and validates a problem file of any version.
+    pub fn load(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        Self::from_json(&read_text(path)?, &path.display().to_string())
+    }
+
+    /// The inner-loop configuration; for Meta-SGD's per-parameter sizes
+    /// ([`InnerLr::PerParameter`]) the step size 1.0 stands in for them.
+    pub fn adapt_config(&self) -> AdaptConfig {
+        let (lr, meta_sgd) = match &self.inner_lr {
+            InnerLr::Scalar(lr) => (*lr, false),
+            InnerLr::PerParameter(_) => (1.0, true),
+        };
+        AdaptConfig::new(lr)
+            .with_inner_steps(self.inner_steps)
+            .with_order(self.order)
+            .with_loss(self.loss)
+            .with_meta_sgd(meta_sgd)
+    }
+
+    /// Checks the layer list, the step sizes and every task against the model's input
+    /// and output widths; returns the output width.
+    pub fn validate(&self) -> Result<usize> {
+        let d_out = self.model.validate()?;
+        let d_in = self.model.d_in()?;
+        match &self.inner_lr {
+            InnerLr::Scalar(lr) => check_lr("inner_lr", *lr)?,
+            InnerLr::PerParameter(sizes) => sizes.check_like(&self.model.weights(), "inner_lr")?,
+        }
+        validate_tasks(&self.tasks, d_in, d_out)?;
+        Ok(d_out)
+    }
+}
+
+/// The answer to a problem: meta-loss, meta-gradient (and Meta-SGD's step-size gradient)
+/// and each task's fast weights, in the layout of the model's layer list. It reads an
+/// answer file of any version (version 1's `weight` and `bias` as one layer, version 2's
+/// linear layers as they are: comparisons skip layers without parameters).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(from = "AnswerFile")]
+pub struct Answer {
+    /// Mean query loss of the fast weights over the tasks.
+    pub meta_loss: f64,
+    /// Derivative of the meta-loss with respect to the initial weights.
+    pub meta_grad: LayeredWeights,
+    /// Derivative with respect to the per-parameter step sizes (Meta-SGD only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inner_lr_grad: Option<LayeredWeights>,
+    /// `theta_K` for each task, in order.
+    pub fast_weights: Vec<LayeredWeights>,
+}
+
+impl Answer {
+    /// Reads an answer file of any version.
+    pub fn load(path: impl AsRef<Path>) -> Result<Self> {
+        read_json(path.as_ref())
+    }
+
+    /// The answer in the linear model's layout, when the model has one linear layer.
+    pub fn to_linear(&self) -> Option<LinearAnswer> {
+        let linear = |w: &LayeredWeights| -> Option<LinearWeights> {
+            match &w.parameters_only().layers[..] {
+                [layer] => LinearWeights::from_layer(layer),
+                _ => None,
+            }
+        };
+        Some(LinearAnswer {
+            meta_loss: self.meta_loss,
+            meta_grad: linear(&self.meta_grad)?,
+            fast_weights: self
+                .fast_weights
+                .iter()
+                .map(linear)
+                .collect::<Option<_>>()?,
+        })
+    }
+
+    /// The answer as JSON in the layout of a problem file's version.
+    pub fn to_json(&self, format: ProblemFormat) -> serde_json::Value {
+        let value = match (format, self.to_linear()) {
+            (ProblemFormat::Linear, Some(linear)) => serde_json::to_value(linear),
+            (ProblemFormat::Mlp, _) => serde_json::to_value(Self {
+                meta_loss: self.meta_loss,
+                meta_grad: self.meta_grad.parameters_only(),
+                inner_lr_grad: self.inner_lr_grad.as_ref().map(|g| g.parameters_only()),
+                fast_weights: self
+                    .fast_weights
+                    .iter()
+                    .map(LayeredWeights::parameters_only)
+                    .collect(),
+            }),
+            _ => serde_json::to_value(self),
+        };
+        value.expect("an answer of finite numbers serialises to JSON")
+    }
+}
+
+impl From<LinearAnswer> for Answer {
+    fn from(answer: LinearAnswer) -> Self {
+        let layered = |w: &LinearWeights| LayeredWeights {
+            layers: vec![w.to_layer()],
+        };
+        Self {
+            meta_loss: answer.meta_loss,
+            meta_grad: layered(&answer.meta_grad),
+            inner_lr_grad: None,
+            fast_weights: answer.fast_weights.iter().map(layered).collect(),
+        }
+    }
+}
+
+/// Weights in an answer file: a layer list (versions 2 and 3) or one linear layer's
+/// `weight` and `bias` (version 1).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum FileWeights {
+    Layers(LayeredWeights),
+    Linear(LayerWeights),
+}
+
+impl From<FileWeights> for LayeredWeights {
+    fn from(weights: FileWeights) -> Self {
+        match weights {
+            FileWeights::Layers(w) => w,
+            FileWeights::Linear(layer) => Self {
+                layers: vec![layer],
+            },
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct AnswerFile {
+    meta_loss: f64,
+    meta_grad: FileWeights,
+    #[serde(default)]
+    inner_lr_grad: Option<FileWeights>,
+    fast_weights: Vec<FileWeights>,
+}
+
+impl From<AnswerFile> for Answer {
+    fn from(file: AnswerFile) -> Self {
+        Self {
+            meta_loss: file.meta_loss,
+            meta_grad: file.meta_grad.into(),
+            inner_lr_grad: file.inner_lr_grad.map(Into::into),
+            fast_weights: file.fast_weights.into_iter().map(Into::into).collect(),
+        }
+    }
+}
+
+/// A version-1 file: the linear model.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileV1 {
+    weight: Vec<Vec<f64>>,
+    bias: Vec<f64>,
+    tasks: Vec<TaskData>,
+    inner_lr: f64,
+    inner_steps: usize,
+    order: Order,
+    loss: Loss,
+}
+
+impl FileV1 {
+    fn into_problem(self) -> Result<Problem> {
+        let init = LinearWeights {
+            weight: self.weight,
+            bias: self.bias,
+        };
+        init.validate("problem")?;
+        let adapt = AdaptConfig::new(self.inner_lr)
+            .with_inner_steps(self.inner_steps)
+            .with_order(self.order)
+            .with_loss(self.loss);
+        adapt.validate_linear()?;
+        validate_tasks(&self.tasks, init.d_in(), init.d_out())?;
+        Ok(Problem::linear(&init, self.tasks, &adapt))
+    }
+}
+
+/// The model of a version-2 problem (and of version-2 MLP checkpoints): linear layers
+/// with one activation between every two.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSpec {
+    /// The layers, input first (`weight [out][in]`, `bias [out]`).
+    pub layers: Vec<LinearWeights>,
+    /// The activation after every layer but the last.
+    pub activation: Activation,
+}
+
+impl ModelSpec {
+    /// The layers as MLP weights.
+    pub fn weights(&self) -> MlpWeights {
+        MlpWeights {
+            layers: self.layers.clone(),
+        }
+    }
+}
+
+/// Targets of a set: rows (`sse`, `mse`) or class indices (`cross_entropy`).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Targets {
+    Rows(Vec<Vec<f64>>),
+    Labels(Vec<f64>),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SetV2 {
+    x: Vec<Vec<f64>>,
+    #[serde(default)]
+    y: Option<Targets>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TaskV2 {
+    support: SetV2,
+    query: SetV2,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum InnerLrV2 {
+    Scalar(f64),
+    PerParameter(MlpWeights),
+}
+
+/// A version-2 file: an MLP, Meta-SGD, classification.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileV2 {
+    model: ModelSpec,
+    tasks: Vec<TaskV2>,
+    inner_lr: InnerLrV2,
+    inner_steps: usize,
+    order: Order,
+    loss: Loss,
+}
+
+impl FileV2 {
+    fn into_problem(self) -> Result<Problem> {
+        let weights = self.model.weights();
+        weights.validate("model")?;
+        let inner_lr = match self.inner_lr {
+            InnerLrV2::Scalar(lr) => {
+                check_lr("inner_lr", lr)?;
+                InnerLr::Scalar(lr)
+            }
+            InnerLrV2::PerParameter(sizes) => {
+                sizes.validate("inner_lr")?;
+                weights.check_same_shape(&sizes, "inner_lr")?;
+                InnerLr::PerParameter(sizes.to_layered())
+            }
+        };
+        let tasks = self
+            .tasks
+            .into_iter()
+            .enumerate()
+            .map(|(i, t)| {
+                let at = format!("tasks[{i}]");
+                let (classes, loss) = (weights.d_out(), self.loss);
+                Ok(TaskData {
+                    support: set_data(t.support, loss, classes, &format!("{at}.support"))?,
+                    query: set_data(t.query, loss, classes, &format!("{at}.query"))?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        validate_tasks(&tasks, weights.d_in(), weights.d_out())?;
+        Ok(Problem {
+            model: weights.to_spec(self.model.activation),
+            tasks,
+            inner_lr,
+            inner_steps: self.inner_steps,
+            order: self.order,
+            loss: self.loss,
+            format: ProblemFormat::Mlp,
+        })
+    }
+}
+
+/// A support or query set of a version-3 file: `x [n, C, H, W]` (or `[n, F]`).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SetV3 {
+    x: Array,
+    #[serde(default)]
+    y: Option<Targets>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TaskV3 {
+    support: SetV3,
+    query: SetV3,
+}
+
+/// A version-3 file: a layer list (conv nets, batch norm, pooling) on images or vectors.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileV3 {
+    model: LayeredSpec,
+    tasks: Vec<TaskV3>,
+    inner_lr: InnerLr,
+    inner_steps: usize,
+    order: Order,
+    loss: Loss,
+}
+
+impl FileV3 {
+    fn into_problem(self) -> Result<Problem> {
+        let d_out = self.model.validate()?;
+        let input = self.model.input.clone();
+        let d_in: usize = input.iter().product();
+        let rows = |set: SetV3, at: &str| -> Result<SetData> {
+            let n = set.x.shape.first().copied().unwrap_or(0);
+            if n == 0 {
+                return Err(MamlError::Empty {
+                    location: format!("{at}.x"),
+                    detail: "a support or query set needs at least one example",
+                });
+            }
+            let mut shape = vec![n];
+            shape.extend_from_slice(&input);
+            set.x.check(&shape, &format!("{at}.x"))?;
+            let x = set.x.values.chunks(d_in).map(<[f64]>::to_vec).collect();
+            set_data(SetV2 { x, y: set.y }, self.loss, d_out, at)
+        };
+        let tasks = self
+            .tasks
+            .into_iter()
+            .enumerate()
+            .map(|(i, t)| {
+                let at = format!("tasks[{i}]");
+                Ok(TaskData {
+                    support: rows(t.support, &format!("{at}.support"))?,
+                    query: rows(t.query, &format!("{at}.query"))?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Problem {
+            model: self.model,
+            tasks,
+            inner_lr: self.inner_lr,
+            inner_steps: self.inner_steps,
+            order: self.order,
+            loss: self.loss,
+            format: ProblemFormat::Layered,
+        })
+    }
+}
+
+/// A set's rows, class labels one-hot encoded into `classes` columns for `cross_entropy`.
+fn set_data(set: SetV2, loss: Loss, classes: usize, at: &str) -> Result<SetData> {
+    let wrong = |detail: String| MamlError::Shape {
+        location: format!("{at}.y"),
+        detail,
+    };
+    let y = match (set.y, loss) {
+        (None, Loss::CrossEntropy) => {
+            return Err(wrong("cross_entropy needs class labels".into()));
+        }
+        (None, _) => None,
+        (Some(Targets::Rows(rows)), Loss::Sse | Loss::Mse) => Some(rows),
+        (Some(Targets::Labels(labels)), Loss::CrossEntropy) => Some(one_hot(&labels, classes, at)?),
+        (Some(Targets::Labels(_)), _) => {
+            return Err(wrong(format!(
+                "class labels given, but the loss {loss} needs target rows [n][out]"
+            )));
+        }
+        (Some(Targets::Rows(_)), Loss::CrossEntropy) => {
+            return Err(wrong(
+                "cross_entropy needs class labels [n], not rows".into(),
+            ));
+        }
+    };
+    Ok(SetData { x: set.x, y })
+}
+
+/// One-hot rows for class labels `0..classes`.
+fn one_hot(labels: &[f64], classes: usize, at: &str) -> Result<Vec<Vec<f64>>> {
+    labels
+        .iter()
+        .enumerate()
+        .map(|(i, &label)| {
+            if label.fract() != 0.0 || label < 0.0 || label >= classes as f64 {
+                return Err(MamlError::Shape {
+                    location: format!("{at}.y[{i}]"),
+                    detail: format!("class label {label} is not an integer in 0..{classes}"),
+                });
+            }
+            let mut row = vec![0.0; classes];
+            row[label as usize] = 1.0;
+            Ok(row)
+        })
+        .collect()
+}
