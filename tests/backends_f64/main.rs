@@ -36,6 +36,8 @@ mod finite_differences;
 mod finite_differences_conv;
 #[path = "../cases/finite_differences_mlp.rs"]
 mod finite_differences_mlp;
+#[path = "../cases/implicit.rs"]
+mod implicit;
 #[path = "../cases/orders.rs"]
 mod orders;
 #[path = "../cases/reference.rs"]

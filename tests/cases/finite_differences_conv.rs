@@ -133,6 +133,7 @@ fn random_problem(seed: u64) -> Problem {
             Order::First
         },
         loss,
+        imaml: None,
         format: ProblemFormat::Layered,
     }
 }

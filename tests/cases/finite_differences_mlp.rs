@@ -87,6 +87,7 @@ fn random_problem(seed: u64) -> Problem {
             Order::Second
         },
         loss,
+        imaml: None,
         format: ProblemFormat::Mlp,
     }
 }

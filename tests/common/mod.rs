@@ -12,11 +12,17 @@ use maml_burn::maml_core::{
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+mod autotune;
+pub use autotune::seed_autotune_cache;
+
 /// The wgpu device, `None` (skip) when there is no adapter and `MAML_REQUIRE_WGPU` is not
-/// `1`; panics when it is.
+/// `1`; panics when it is. Seeds the autotune cache first ([`seed_autotune_cache`]).
 pub fn wgpu() -> Option<WgpuDevice> {
     match wgpu_device() {
-        Ok(device) => Some(device),
+        Ok(device) => {
+            seed_autotune_cache();
+            Some(device)
+        }
         Err(err) if std::env::var("MAML_REQUIRE_WGPU").as_deref() == Ok("1") => {
             panic!("MAML_REQUIRE_WGPU=1 but {err}")
         }

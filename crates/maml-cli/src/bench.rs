@@ -72,6 +72,8 @@ pub struct BenchArgs {
     /// default) or `autodiff` (nested autodiff, the path every other model takes).
     #[arg(long, default_value = "auto", value_parser = parse::<GradientPath>)]
     pub gradient: GradientPath,
+    #[command(flatten)]
+    pub algorithm: crate::train_args::AlgorithmArgs,
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -81,6 +83,8 @@ pub struct BenchArgs {
 struct BenchReport {
     config: String,
     order: String,
+    /// maml or imaml.
+    algorithm: String,
     backend: String,
     precision: String,
     d_in: usize,
@@ -373,7 +377,10 @@ pub fn bench(args: BenchArgs) -> Result<(), CliError> {
             "invalid --tasks 0: must be at least 1".into(),
         ));
     }
-    let adapt = adapt.with_order(args.order);
+    let adapt = adapt
+        .with_order(args.order)
+        .with_imaml(args.algorithm.imaml());
+    adapt.validate()?;
     let inner_steps = adapt.inner_steps;
     let d_in = family.d_in;
     let meta_optimizer = match args.config {
@@ -409,6 +416,7 @@ pub fn bench(args: BenchArgs) -> Result<(), CliError> {
     let report = BenchReport {
         config: config_name.into(),
         order: args.order.to_string(),
+        algorithm: args.algorithm.algorithm.to_string(),
         backend: args.backend.backend.to_string(),
         precision: args.backend.precision.to_string(),
         d_in: if args.config == BenchConfig::Seed {

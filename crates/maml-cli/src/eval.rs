@@ -387,7 +387,21 @@ pub fn eval(args: EvalArgs) -> Result<(), CliError> {
                 adapt.loss
             )));
         }
-        let runs = load_runs(runs)?;
+        let runs_path = runs;
+        let runs = load_runs(runs_path)?;
+        if let (TaskSource::Omniglot(trained), Some(run)) = (&checkpoint.config.tasks, runs.first())
+        {
+            let ways = run.task.support.x.len();
+            if ways != trained.ways {
+                return Err(CliError::Usage(format!(
+                    "--runs {}: {} has {ways} classes, but {} was trained for {} ways",
+                    runs_path.display(),
+                    run.name,
+                    path.display(),
+                    trained.ways
+                )));
+            }
+        }
         let names: Vec<String> = runs.iter().map(|r| r.name.clone()).collect();
         let tasks = runs.into_iter().map(|r| r.task).collect();
         let job = job(path, checkpoint, None, tasks, adapt, false)?;

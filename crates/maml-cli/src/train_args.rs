@@ -4,7 +4,8 @@ use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
 use maml_burn::maml_core::{
-    Activation, AdaptConfig, ImageSource, LinearFamily, Loss, MetaOptimizer, Order,
+    Activation, AdaptConfig, Algorithm, ImageSource, Imaml, LinearFamily, Loss, MetaOptimizer,
+    Order,
 };
 
 use crate::error::CliError;
@@ -148,6 +149,33 @@ pub struct HyperArgs {
     /// blobs and omniglot; mse otherwise].
     #[arg(long, value_parser = parse::<Loss>)]
     pub loss: Option<Loss>,
+    #[command(flatten)]
+    pub algorithm: AlgorithmArgs,
+}
+
+/// MAML or implicit MAML (`maml train` and `maml bench`).
+#[derive(Debug, Clone, Args)]
+pub struct AlgorithmArgs {
+    /// maml, or imaml: implicit MAML, a proximal inner loop (--lambda) and the implicit
+    /// meta-gradient by conjugate gradient (--cg-steps); --order does not apply.
+    #[arg(long, default_value = "maml", value_parser = parse::<Algorithm>)]
+    pub algorithm: Algorithm,
+    /// iMAML: λ, the weight of the inner problem's proximal term λ/2 ‖φ − θ‖².
+    #[arg(long, default_value_t = 1.0, allow_hyphen_values = true)]
+    pub lambda: f64,
+    /// iMAML: conjugate-gradient steps of the implicit meta-gradient.
+    #[arg(long, default_value_t = 5)]
+    pub cg_steps: usize,
+}
+
+impl AlgorithmArgs {
+    /// iMAML's settings, `None` for MAML.
+    pub fn imaml(&self) -> Option<Imaml> {
+        (self.algorithm == Algorithm::Imaml).then_some(Imaml {
+            lambda: self.lambda,
+            cg_steps: self.cg_steps,
+        })
+    }
 }
 
 impl HyperArgs {
@@ -157,6 +185,7 @@ impl HyperArgs {
             .with_inner_steps(self.inner_steps.unwrap_or(defaults.inner_steps))
             .with_order(self.order)
             .with_loss(self.loss.unwrap_or(defaults.loss))
+            .with_imaml(self.algorithm.imaml())
     }
 }
 

@@ -111,7 +111,8 @@ pub fn baseline_config(config: &TrainConfig, steps: usize) -> TrainConfig {
         .clone()
         .with_inner_steps(0)
         .with_order(Order::First)
-        .with_meta_sgd(false);
+        .with_meta_sgd(false)
+        .with_imaml(None);
     base.meta_steps = steps;
     base
 }

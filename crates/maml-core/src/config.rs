@@ -66,6 +66,17 @@ macro_rules! named_enum {
         }
     };
 }
+/// How the meta-gradient reaches the initial weights.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase", try_from = "String")]
+pub enum Algorithm {
+    /// MAML: through the inner steps, first or second order.
+    Maml,
+    /// Implicit MAML: at the optimum of a proximal inner problem ([`Imaml`]).
+    Imaml,
+}
+
+named_enum!(Algorithm, "algorithm", "maml imaml", Maml => "maml", Imaml => "imaml");
 named_enum!(Order, "order", "first second", First => "first", Second => "second");
 named_enum!(Loss, "loss", "sse mse cross_entropy", Sse => "sse", Mse => "mse", CrossEntropy => "cross_entropy");
 
@@ -93,6 +104,21 @@ pub struct AdaptConfig {
     /// starting at `inner_lr`.
     #[serde(default)]
     pub meta_sgd: bool,
+    /// Implicit MAML instead of MAML: the inner loop then minimises
+    /// `L_support(φ) + λ/2 ‖φ − θ‖²` and the meta-gradient is implicit
+    /// ([`crate::algo::implicit`]); `order` does not apply. `None`: MAML.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub imaml: Option<Imaml>,
+}
+
+/// Implicit MAML's settings (Rajeswaran et al. 2019).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Imaml {
+    /// λ, the weight of the proximal term `λ/2 ‖φ − θ‖²` of the inner problem.
+    pub lambda: f64,
+    /// Conjugate-gradient iterations for `(I + H/λ)⁻¹ ∇L_query(φ*)`.
+    pub cg_steps: usize,
 }
 
 fn default_inner_steps() -> usize {
@@ -126,6 +152,7 @@ impl AdaptConfig {
             order: default_order(),
             loss: default_loss(),
             meta_sgd: false,
+            imaml: None,
         }
     }
 
@@ -153,9 +180,35 @@ impl AdaptConfig {
         self
     }
 
-    /// Checks the hyperparameters: `inner_lr` must be finite and positive.
+    /// Sets implicit MAML (`Some`) or MAML (`None`).
+    pub fn with_imaml(mut self, imaml: Option<Imaml>) -> Self {
+        self.imaml = imaml;
+        self
+    }
+
+    /// Checks the hyperparameters: `inner_lr` must be finite and positive; for iMAML,
+    /// `lambda` too, at least one conjugate-gradient step, and no Meta-SGD.
     pub fn validate(&self) -> crate::error::Result<()> {
-        check_lr("inner_lr", self.inner_lr)
+        check_lr("inner_lr", self.inner_lr)?;
+        if let Some(imaml) = &self.imaml {
+            check_lr("lambda", imaml.lambda)?;
+            if imaml.cg_steps == 0 {
+                return Err(MamlError::InvalidHyperparameter {
+                    name: "cg_steps",
+                    value: "0".into(),
+                    reason: "iMAML needs at least one conjugate-gradient step",
+                });
+            }
+            if self.meta_sgd {
+                return Err(MamlError::InvalidHyperparameter {
+                    name: "meta_sgd",
+                    value: "true".into(),
+                    reason: "iMAML's implicit gradient does not reach the step sizes: \
+                             use Meta-SGD with MAML",
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Checks what a version-1 problem (the linear model) supports besides: `sse` or `mse`,

@@ -27,12 +27,15 @@ pub mod model;
 pub mod trace;
 pub mod train;
 
+pub use algo::implicit::implicit_meta_gradient;
 pub use algo::learn::{
     Fast, ModelMetaGradient, adapt_model, autodiff_meta_gradient, model_adaptation_curve,
     model_meta_gradient, model_meta_gradient_by, query_accuracies,
 };
 pub use algo::learner::ModelLearner;
-pub use config::{AdaptConfig, GradientPath, Loss, MetaConfig, MetaOptimizer, Order};
+pub use config::{
+    AdaptConfig, Algorithm, GradientPath, Imaml, Loss, MetaConfig, MetaOptimizer, Order,
+};
 pub use data::batch::{MetaBatch, Sets, shard_range};
 pub use data::families::{
     BlobsFamily, FixedTasks, LinearFamily, SeedFamily, Sinusoid, SinusoidFamily, TaskFamily,

@@ -27,7 +27,7 @@ fn run(file: &str, out: &Path) -> std::process::Output {
 #[test]
 fn every_bad_input_gets_a_clear_error_and_no_panic() {
     let manifest = std::fs::read_to_string(corpus().join("expected.tsv")).unwrap();
-    let out = std::env::temp_dir().join(format!("maml-bad-inputs-{}", std::process::id()));
+    let out = crate::train::tmp("bad-inputs");
     let mut failures = Vec::new();
     let mut count = 0;
     for line in manifest.lines().filter(|l| !l.starts_with('#')) {

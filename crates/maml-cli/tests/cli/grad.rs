@@ -32,7 +32,11 @@ fn problems() -> Vec<String> {
 
 fn wgpu_available() -> bool {
     match maml_backends::wgpu_device() {
-        Ok(_) => true,
+        Ok(_) => {
+            // The `maml` processes run in this directory and read its autotune cache.
+            crate::autotune::seed_autotune_cache();
+            true
+        }
         Err(err) if std::env::var("MAML_REQUIRE_WGPU").as_deref() == Ok("1") => {
             panic!("MAML_REQUIRE_WGPU=1 but {err}")
         }

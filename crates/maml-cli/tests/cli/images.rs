@@ -122,6 +122,34 @@ fn conv4_trains_on_omniglot_resumes_and_evaluates_on_tasks_and_runs() {
     let error = run["error"].as_f64().unwrap();
     assert!(is_share_of(error, 3), "error {error}");
     assert_eq!(runs["mean_error"].as_f64(), Some(error));
+
+    // A run of two classes for a checkpoint of three ways: refused, both counts named.
+    let two = dir.join("two-way");
+    let run01 = Path::new(&data("runs")).join("run01");
+    for sub in ["training", "test"] {
+        std::fs::create_dir_all(two.join("run01").join(sub)).unwrap();
+    }
+    for file in [
+        "training/class01.png",
+        "training/class02.png",
+        "test/item01.png",
+        "test/item02.png",
+    ] {
+        std::fs::copy(run01.join(file), two.join("run01").join(file)).unwrap();
+    }
+    std::fs::write(
+        two.join("run01/class_labels.txt"),
+        "run01/test/item01.png run01/training/class01.png\n\
+         run01/test/item02.png run01/training/class02.png\n",
+    )
+    .unwrap();
+    let refused = maml(&["eval", checkpoint, "--runs", two.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "a 2-way run was evaluated");
+    assert!(
+        stderr.contains("run01 has 2 classes") && stderr.contains("trained for 3 ways"),
+        "{stderr}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 

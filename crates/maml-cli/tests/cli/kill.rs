@@ -10,7 +10,7 @@ use rand::{Rng, SeedableRng};
 #[test]
 fn a_killed_training_run_leaves_a_loadable_checkpoint() {
     let mut rng = rand::rngs::StdRng::seed_from_u64(99);
-    let dir = std::env::temp_dir().join(format!("maml-kill-{}", std::process::id()));
+    let dir = crate::train::tmp("kill");
     let mut loaded = 0;
     for round in 0..8 {
         let _ = std::fs::remove_dir_all(&dir);

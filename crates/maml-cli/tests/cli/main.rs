@@ -1,9 +1,13 @@
 //! The `maml` tool end to end, in one test binary (one link instead of four): every
 //! module runs the built `maml` binary as a user would.
 
+// The seed of the wgpu autotune cache, shared with the backend tests.
+#[path = "../../../../tests/common/autotune.rs"]
+mod autotune;
 mod bad_inputs;
 mod grad;
 mod images;
+mod implicit;
 mod kill;
 mod parallel;
 mod plots;

@@ -184,8 +184,7 @@ fn the_moving_average_is_the_mean_of_the_trailing_window() {
 
 #[test]
 fn training_for_zero_meta_steps_returns_with_every_plot() {
-    let dir = std::env::temp_dir().join(format!("maml-cli-test-zero-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = crate::train::tmp("zero");
     let mut child = Command::new(env!("CARGO_BIN_EXE_maml"))
         .args([
             "train",

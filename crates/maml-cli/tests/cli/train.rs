@@ -20,10 +20,39 @@ pub(crate) fn maml(args: &[&str]) -> Output {
         .expect("the maml binary runs")
 }
 
-pub(crate) fn tmp(name: &str) -> PathBuf {
+pub(crate) fn tmp(name: &str) -> TmpDir {
     let dir = std::env::temp_dir().join(format!("maml-cli-test-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    dir
+    TmpDir(dir)
+}
+
+/// A scratch folder (not yet created) under the system's temporary folder, removed with
+/// what is in it when dropped, also when the test fails.
+pub(crate) struct TmpDir(PathBuf);
+
+impl Drop for TmpDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+impl std::ops::Deref for TmpDir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl AsRef<Path> for TmpDir {
+    fn as_ref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl AsRef<std::ffi::OsStr> for TmpDir {
+    fn as_ref(&self) -> &std::ffi::OsStr {
+        self.0.as_os_str()
+    }
 }
 
 /// The linear model's weights in a checkpoint, and its step.

@@ -16,6 +16,7 @@ use burn::optim::GradientsParams;
 use burn::prelude::*;
 use burn::tensor::TensorPrimitive;
 
+pub use super::gradient::{Fast, ModelMetaGradient};
 use crate::config::{AdaptConfig, GradientPath, Order};
 use crate::data::batch::{MetaBatch, Sets};
 use crate::model::mlp::Mlp;
@@ -85,15 +86,6 @@ fn adapt_steps<B: Backend, M: Learnable<B>>(
         });
     }
     fast
-}
-
-/// Fast weights after the inner loop.
-#[derive(Debug, Clone)]
-pub enum Fast<M> {
-    /// A task-batched model: one module whose parameters' leading axis is the task.
-    Batched(M),
-    /// Any other model: one module per task.
-    PerTask(Vec<M>),
 }
 
 /// The inner loop for any model, on the meta backend: `config.inner_steps` steps on each
@@ -191,24 +183,6 @@ pub fn query_accuracies<B: Backend, P: MetaModel<B>>(
     }
 }
 
-/// A meta-gradient of any model. Tensors are lazy: reading one syncs with the device.
-#[derive(Debug)]
-pub struct ModelMetaGradient<B: Backend, M: Learnable<B>> {
-    /// Mean query loss over the tasks, `[1]`.
-    pub meta_loss: Tensor<B, 1>,
-    /// Each task's query loss, `[tasks]`.
-    pub query_losses: Tensor<B, 1>,
-    /// d meta-loss / d initial weights, by parameter id (tensors of `B`).
-    pub grads: GradientsParams,
-    /// d meta-loss / d step sizes (Meta-SGD), by the step sizes' parameter ids.
-    pub step_size_grads: Option<GradientsParams>,
-    /// Every task's fast weights, on `B`; `None` from a meta step
-    /// ([`crate::algo::learner::ModelLearner::step`] and `step_shard`), whose updates do
-    /// not read them (the built-in MLP's gradient path then never forms them, see
-    /// [`crate::algo::analytic`]).
-    pub fast: Option<Fast<M::Plain>>,
-}
-
 /// The meta-gradient of the mean query loss over a meta-batch with respect to the
 /// initial weights `model` (and Meta-SGD's `step_sizes`), first or second order as
 /// `config` says, by [`GradientPath::Auto`].
@@ -241,6 +215,13 @@ pub(crate) fn meta_gradient_keeping<B: Backend, M: Learnable<B>>(
     config: &AdaptConfig,
     keep_fast: bool,
 ) -> ModelMetaGradient<B, M> {
+    if config.imaml.is_some() {
+        let mut gradient = super::implicit::implicit_meta_gradient::<B, M>(model, batch, config);
+        if !keep_fast {
+            gradient.fast = None;
+        }
+        return gradient;
+    }
     let analytic = match path {
         GradientPath::Auto => {
             mlp_meta_gradient::<B, M>(model, step_sizes, batch, config, keep_fast)

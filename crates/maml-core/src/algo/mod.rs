@@ -1,14 +1,19 @@
 //! The algorithm: the inner loop (adaptation to each task's support set) and the
 //! meta-gradient of the query loss with respect to the initial weights, first or second
-//! order, MAML or Meta-SGD.
+//! order, MAML or Meta-SGD, or implicit (iMAML).
 //!
 //! - [`learn`]: any model through the seam ([`crate::model::MetaModel`]), by nested
 //!   autodiff, or by the model's hand-derived road where it offers one;
 //! - [`learner`]: the meta-learner, which updates the initial weights (and Meta-SGD's step
 //!   sizes) with the meta-gradient;
+//! - [`gradient`]: what both return, fast weights and meta-gradients;
+//! - [`implicit`]: implicit MAML (iMAML), the meta-gradient at a proximal inner optimum
+//!   by conjugate gradient on Hessian-vector products;
 //! - [`analytic`]: the hand-derived roads (the built-in MLP's back-propagation with exact
 //!   Hessian-vector products, and the linear model's affine inner steps).
 
 pub mod analytic;
+pub mod gradient;
+pub mod implicit;
 pub mod learn;
 pub mod learner;

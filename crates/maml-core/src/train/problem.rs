@@ -9,7 +9,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{AdaptConfig, Loss, Order, check_lr};
+use crate::config::{AdaptConfig, Imaml, Loss, Order, check_lr};
 use crate::data::layers::{Array, LayerWeights, LayeredSpec, LayeredWeights};
 use crate::data::{
     LinearAnswer, LinearWeights, SetData, TaskData, read_json, read_text, validate_tasks,
@@ -55,6 +55,9 @@ pub struct Problem {
     pub order: Order,
     /// `sse`, `mse` or `cross_entropy`.
     pub loss: Loss,
+    /// Implicit MAML's λ and conjugate-gradient steps (`"imaml"` in version 2 and 3
+    /// files); `None`: MAML.
+    pub imaml: Option<Imaml>,
     /// The layout its answer is written in.
     pub format: ProblemFormat,
 }
@@ -70,6 +73,7 @@ impl Problem {
             inner_steps: adapt.inner_steps,
             order: adapt.order,
             loss: adapt.loss,
+            imaml: adapt.imaml.clone(),
             format: ProblemFormat::Layered,
         }
     }
@@ -137,6 +141,7 @@ impl Problem {
             .with_order(self.order)
             .with_loss(self.loss)
             .with_meta_sgd(meta_sgd)
+            .with_imaml(self.imaml.clone())
     }
 
     /// Checks the layer list, the step sizes and every task against the model's input
@@ -149,6 +154,7 @@ impl Problem {
             InnerLr::PerParameter(sizes) => sizes.check_like(&self.model.weights(), "inner_lr")?,
         }
         validate_tasks(&self.tasks, d_in, d_out)?;
+        self.adapt_config().validate()?;
         Ok(d_out)
     }
 }
@@ -360,6 +366,8 @@ struct FileV2 {
     inner_steps: usize,
     order: Order,
     loss: Loss,
+    #[serde(default)]
+    imaml: Option<Imaml>,
 }
 
 impl FileV2 {
@@ -398,6 +406,7 @@ impl FileV2 {
             inner_steps: self.inner_steps,
             order: self.order,
             loss: self.loss,
+            imaml: self.imaml,
             format: ProblemFormat::Mlp,
         })
     }
@@ -429,6 +438,8 @@ struct FileV3 {
     inner_steps: usize,
     order: Order,
     loss: Loss,
+    #[serde(default)]
+    imaml: Option<Imaml>,
 }
 
 impl FileV3 {
@@ -469,6 +480,7 @@ impl FileV3 {
             inner_steps: self.inner_steps,
             order: self.order,
             loss: self.loss,
+            imaml: self.imaml,
             format: ProblemFormat::Layered,
         })
     }

@@ -1,0 +1,34 @@
+//! What the algorithm returns: fast weights and meta-gradients, shared by MAML
+//! ([`crate::algo::learn`]) and implicit MAML ([`crate::algo::implicit`]).
+
+use burn::optim::GradientsParams;
+use burn::prelude::*;
+
+use crate::model::Learnable;
+
+/// Fast weights after the inner loop.
+#[derive(Debug, Clone)]
+pub enum Fast<M> {
+    /// A task-batched model: one module whose parameters' leading axis is the task.
+    Batched(M),
+    /// Any other model: one module per task.
+    PerTask(Vec<M>),
+}
+
+/// A meta-gradient of any model. Tensors are lazy: reading one syncs with the device.
+#[derive(Debug)]
+pub struct ModelMetaGradient<B: Backend, M: Learnable<B>> {
+    /// Mean query loss over the tasks, `[1]`.
+    pub meta_loss: Tensor<B, 1>,
+    /// Each task's query loss, `[tasks]`.
+    pub query_losses: Tensor<B, 1>,
+    /// d meta-loss / d initial weights, by parameter id (tensors of `B`).
+    pub grads: GradientsParams,
+    /// d meta-loss / d step sizes (Meta-SGD), by the step sizes' parameter ids.
+    pub step_size_grads: Option<GradientsParams>,
+    /// Every task's fast weights, on `B`; `None` from a meta step
+    /// ([`crate::algo::learner::ModelLearner::step`] and `step_shard`), whose updates do
+    /// not read them (the built-in MLP's gradient path then never forms them, see
+    /// [`crate::algo::analytic`]).
+    pub fast: Option<Fast<M::Plain>>,
+}
