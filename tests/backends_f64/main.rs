@@ -26,6 +26,8 @@ pub(crate) use backend_tests;
 #[path = "../common/mod.rs"]
 mod common;
 
+#[path = "../cases/checkpointed.rs"]
+mod checkpointed;
 #[path = "../cases/closed_form.rs"]
 mod closed_form;
 #[path = "../cases/convergence.rs"]

@@ -21,7 +21,7 @@ fn random_array(rng: &mut StdRng, shape: &[usize], scale: f64) -> Array {
     )
 }
 
-fn random_problem(seed: u64) -> Problem {
+pub(crate) fn random_problem(seed: u64) -> Problem {
     let mut rng = rng(seed);
     let (c, h, w) = (
         rng.random_range(1..=2),
@@ -134,6 +134,7 @@ fn random_problem(seed: u64) -> Problem {
         },
         loss,
         imaml: None,
+        inner_checkpoint_every: None,
         format: ProblemFormat::Layered,
     }
 }

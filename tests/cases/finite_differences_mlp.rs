@@ -11,7 +11,7 @@ use rand::Rng;
 
 use crate::common::{is_f64, rng};
 
-fn random_problem(seed: u64) -> Problem {
+pub(crate) fn random_problem(seed: u64) -> Problem {
     let mut rng = rng(seed);
     let depth = rng.random_range(1..=3);
     let mut sizes = vec![rng.random_range(1..=3)];
@@ -88,6 +88,7 @@ fn random_problem(seed: u64) -> Problem {
         },
         loss,
         imaml: None,
+        inner_checkpoint_every: None,
         format: ProblemFormat::Mlp,
     }
 }

@@ -5,21 +5,12 @@
 //! backend and compared with PyTorch float64.
 
 use burn::prelude::Backend;
-use maml_burn::maml_core::{Answer, LayeredWeights, Problem, solve};
+use maml_burn::maml_core::{Answer, Problem, solve};
 
-use crate::common::{assert_close, is_cubecl, tolerance};
+use crate::common::{assert_answer_close, is_cubecl, tolerance};
 
 fn data_dir() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/data-conv")
-}
-
-fn assert_layers_close(actual: &LayeredWeights, expected: &LayeredWeights, tol: f64, what: &str) {
-    let scale = expected.max_abs().max(1e-12);
-    let diff = actual.max_abs_diff(expected);
-    assert!(
-        diff <= tol * scale,
-        "{what}: max |difference| {diff:e} > {tol:e} * {scale:e}"
-    );
 }
 
 /// The problems' names, sorted.
@@ -58,40 +49,7 @@ fn every_conv_reference_problem_is_reproduced<B: Backend>(device: &B::Device) {
         let problem = Problem::load(data_dir().join(format!("{name}.json"))).unwrap();
         let expected = Answer::load(data_dir().join(format!("{name}.expected.json"))).unwrap();
         let answer = solve::<B>(&problem, device).unwrap();
-        assert_close(
-            answer.meta_loss,
-            expected.meta_loss,
-            tol,
-            &format!("{name} meta_loss"),
-        );
-        assert_layers_close(
-            &answer.meta_grad,
-            &expected.meta_grad,
-            tol,
-            &format!("{name} meta_grad"),
-        );
-        match (&answer.inner_lr_grad, &expected.inner_lr_grad) {
-            (Some(a), Some(e)) => assert_layers_close(a, e, tol, &format!("{name} inner_lr_grad")),
-            (None, None) => {}
-            (a, e) => panic!(
-                "{name}: inner_lr_grad {} but expected {}",
-                a.is_some(),
-                e.is_some()
-            ),
-        }
-        assert_eq!(
-            answer.fast_weights.len(),
-            expected.fast_weights.len(),
-            "{name}: tasks"
-        );
-        for (t, (a, e)) in answer
-            .fast_weights
-            .iter()
-            .zip(&expected.fast_weights)
-            .enumerate()
-        {
-            assert_layers_close(a, e, tol, &format!("{name} fast_weights[{t}]"));
-        }
+        assert_answer_close(&answer, &expected, tol, &name);
     }
 }
 

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use burn::prelude::Backend;
 use maml_backends::{WgpuDevice, wgpu_device};
 use maml_burn::maml_core::{
-    AdaptConfig, GradientPath, LinearAnswer, LinearWeights, Loss, Mlp, ModelTrainer, Problem,
-    SecondOrder, SetData, StoredModel, TaskData, TrainConfig, solve_by,
+    AdaptConfig, Answer, GradientPath, LayeredWeights, LinearAnswer, LinearWeights, Loss, Mlp,
+    ModelTrainer, Problem, SecondOrder, SetData, StoredModel, TaskData, TrainConfig, solve_by,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -90,6 +90,61 @@ pub fn assert_weights_close(
         diff <= tol * scale,
         "{what}: max |difference| {diff:e} > {tol:e} * {scale:e}\n actual   {actual:?}\n expected {expected:?}"
     );
+}
+
+/// Asserts that two layer lists' weights differ by at most `tol` times the largest entry
+/// of `expected` (at least 1e-12).
+pub fn assert_layers_close(
+    actual: &LayeredWeights,
+    expected: &LayeredWeights,
+    tol: f64,
+    what: &str,
+) {
+    let scale = expected.max_abs().max(1e-12);
+    let diff = actual.max_abs_diff(expected);
+    assert!(
+        diff <= tol * scale,
+        "{what}: max |difference| {diff:e} > {tol:e} * {scale:e}"
+    );
+}
+
+/// Asserts that an answer's meta-loss, meta-gradient, Meta-SGD step-size gradient and
+/// fast weights are within `tol` of `expected`'s (relative to the largest entry of each).
+pub fn assert_answer_close(actual: &Answer, expected: &Answer, tol: f64, what: &str) {
+    assert_close(
+        actual.meta_loss,
+        expected.meta_loss,
+        tol,
+        &format!("{what} meta_loss"),
+    );
+    assert_layers_close(
+        &actual.meta_grad,
+        &expected.meta_grad,
+        tol,
+        &format!("{what} meta_grad"),
+    );
+    match (&actual.inner_lr_grad, &expected.inner_lr_grad) {
+        (Some(a), Some(e)) => assert_layers_close(a, e, tol, &format!("{what} inner_lr_grad")),
+        (None, None) => {}
+        (a, e) => panic!(
+            "{what}: inner_lr_grad {} but expected {}",
+            a.is_some(),
+            e.is_some()
+        ),
+    }
+    assert_eq!(
+        actual.fast_weights.len(),
+        expected.fast_weights.len(),
+        "{what}: tasks"
+    );
+    for (t, (a, e)) in actual
+        .fast_weights
+        .iter()
+        .zip(&expected.fast_weights)
+        .enumerate()
+    {
+        assert_layers_close(a, e, tol, &format!("{what} fast_weights[{t}]"));
+    }
 }
 
 /// Asserts `|actual - expected| <= tol * max(|expected|, 1e-12)`.

@@ -85,6 +85,9 @@ struct BenchReport {
     order: String,
     /// maml or imaml.
     algorithm: String,
+    /// Inner steps between two kept fast weights (`--inner-checkpoint-every`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    inner_checkpoint_every: Option<usize>,
     backend: String,
     precision: String,
     d_in: usize,
@@ -377,9 +380,11 @@ pub fn bench(args: BenchArgs) -> Result<(), CliError> {
             "invalid --tasks 0: must be at least 1".into(),
         ));
     }
+    let every = args.algorithm.inner_checkpoint_every(adapt.inner_steps);
     let adapt = adapt
         .with_order(args.order)
-        .with_imaml(args.algorithm.imaml());
+        .with_imaml(args.algorithm.imaml())
+        .with_inner_checkpoint_every(every);
     adapt.validate()?;
     let inner_steps = adapt.inner_steps;
     let d_in = family.d_in;
@@ -417,6 +422,7 @@ pub fn bench(args: BenchArgs) -> Result<(), CliError> {
         config: config_name.into(),
         order: args.order.to_string(),
         algorithm: args.algorithm.algorithm.to_string(),
+        inner_checkpoint_every: every,
         backend: args.backend.backend.to_string(),
         precision: args.backend.precision.to_string(),
         d_in: if args.config == BenchConfig::Seed {
@@ -444,13 +450,15 @@ pub fn bench(args: BenchArgs) -> Result<(), CliError> {
         print_json(&report);
     } else {
         crate::emit(&format!(
-            "{} {}-order on {} ({}): {:.1} meta-steps/s ({:.3} ms/step), peak RSS {}",
+            "{} {}-order on {} ({}): {:.1} meta-steps/s ({:.3} ms/step), meta-step heap \
+             {:.2} MiB, peak RSS {}",
             report.config,
             report.order,
             report.backend,
             report.device,
             report.meta_steps_per_s,
             report.ms_per_meta_step,
+            report.meta_step_heap_bytes as f64 / 1048576.0,
             report.peak_rss_bytes.map_or("unknown".into(), |b| format!(
                 "{:.1} MiB",
                 b as f64 / 1048576.0

@@ -166,6 +166,33 @@ pub struct AlgorithmArgs {
     /// iMAML: conjugate-gradient steps of the implicit meta-gradient.
     #[arg(long, default_value_t = 5)]
     pub cg_steps: usize,
+    /// MAML in bounded memory: keep the fast weights only at every C-th inner step and
+    /// run the steps between them again in the backward sweep (the same meta-gradient;
+    /// memory K/C + C steps instead of K, about one more inner loop of time); `auto`:
+    /// C = ⌈√K⌉.
+    #[arg(long, value_name = "C|auto", value_parser = parse::<CheckpointEvery>)]
+    pub inner_checkpoint_every: Option<CheckpointEvery>,
+}
+
+/// `--inner-checkpoint-every`: a number of inner steps, or `auto`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckpointEvery {
+    /// `⌈√K⌉` for K inner steps.
+    Auto,
+    /// Every this many inner steps.
+    Steps(usize),
+}
+
+impl std::str::FromStr for CheckpointEvery {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(Self::Auto),
+            _ => s.parse().map(Self::Steps).map_err(|_| {
+                format!("invalid checkpoint interval {s:?}: a number of inner steps or auto")
+            }),
+        }
+    }
 }
 
 impl AlgorithmArgs {
@@ -176,16 +203,27 @@ impl AlgorithmArgs {
             cg_steps: self.cg_steps,
         })
     }
+
+    /// The checkpoint interval for `inner_steps` inner steps, `None` without
+    /// `--inner-checkpoint-every`.
+    pub fn inner_checkpoint_every(&self, inner_steps: usize) -> Option<usize> {
+        self.inner_checkpoint_every.map(|every| match every {
+            CheckpointEvery::Auto => AdaptConfig::auto_inner_checkpoint_every(inner_steps),
+            CheckpointEvery::Steps(steps) => steps,
+        })
+    }
 }
 
 impl HyperArgs {
     /// The inner loop, with `defaults` where a flag was not given.
     pub fn adapt(&self, defaults: &FamilyDefaults) -> AdaptConfig {
+        let inner_steps = self.inner_steps.unwrap_or(defaults.inner_steps);
         AdaptConfig::new(self.inner_lr.unwrap_or(defaults.inner_lr))
-            .with_inner_steps(self.inner_steps.unwrap_or(defaults.inner_steps))
+            .with_inner_steps(inner_steps)
             .with_order(self.order)
             .with_loss(self.loss.unwrap_or(defaults.loss))
             .with_imaml(self.algorithm.imaml())
+            .with_inner_checkpoint_every(self.algorithm.inner_checkpoint_every(inner_steps))
     }
 }
 

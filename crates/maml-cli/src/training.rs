@@ -112,7 +112,8 @@ pub fn baseline_config(config: &TrainConfig, steps: usize) -> TrainConfig {
         .with_inner_steps(0)
         .with_order(Order::First)
         .with_meta_sgd(false)
-        .with_imaml(None);
+        .with_imaml(None)
+        .with_inner_checkpoint_every(None);
     base.meta_steps = steps;
     base
 }

@@ -109,6 +109,12 @@ pub struct AdaptConfig {
     /// ([`crate::algo::implicit`]); `order` does not apply. `None`: MAML.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub imaml: Option<Imaml>,
+    /// Exact meta-gradients in bounded memory: keep the fast weights only at every
+    /// `C`-th inner step and recompute the steps between two of them during the backward
+    /// sweep ([`crate::algo::checkpointed`]). Same numbers, memory `O(K/C + C)` steps
+    /// instead of `O(K)`, about one more inner loop of time. `None`: every step is kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inner_checkpoint_every: Option<usize>,
 }
 
 /// Implicit MAML's settings (Rajeswaran et al. 2019).
@@ -153,6 +159,7 @@ impl AdaptConfig {
             loss: default_loss(),
             meta_sgd: false,
             imaml: None,
+            inner_checkpoint_every: None,
         }
     }
 
@@ -186,10 +193,43 @@ impl AdaptConfig {
         self
     }
 
+    /// Sets gradient checkpointing of the inner loop: the fast weights are kept at every
+    /// `every`-th inner step (`None`: at every step).
+    pub fn with_inner_checkpoint_every(mut self, every: Option<usize>) -> Self {
+        self.inner_checkpoint_every = every;
+        self
+    }
+
+    /// The checkpoint interval that bounds memory best for `inner_steps` steps,
+    /// `⌈√K⌉` (at least 1): `K/C` kept fast weights plus one segment of `C` steps.
+    pub fn auto_inner_checkpoint_every(inner_steps: usize) -> usize {
+        (inner_steps as f64).sqrt().ceil().max(1.0) as usize
+    }
+
     /// Checks the hyperparameters: `inner_lr` must be finite and positive; for iMAML,
-    /// `lambda` too, at least one conjugate-gradient step, and no Meta-SGD.
+    /// `lambda` too, at least one conjugate-gradient step, and no Meta-SGD; a checkpoint
+    /// interval at least 1, and none with iMAML (whose memory does not grow with the
+    /// inner steps).
     pub fn validate(&self) -> crate::error::Result<()> {
         check_lr("inner_lr", self.inner_lr)?;
+        match (self.inner_checkpoint_every, &self.imaml) {
+            (Some(0), _) => {
+                return Err(MamlError::InvalidHyperparameter {
+                    name: "inner_checkpoint_every",
+                    value: "0".into(),
+                    reason: "must be at least 1 (inner steps between two kept fast weights)",
+                });
+            }
+            (Some(every), Some(_)) => {
+                return Err(MamlError::InvalidHyperparameter {
+                    name: "inner_checkpoint_every",
+                    value: every.to_string(),
+                    reason: "iMAML keeps no inner step (its memory does not grow with \
+                             them): checkpoint MAML's inner loop only",
+                });
+            }
+            _ => {}
+        }
         if let Some(imaml) = &self.imaml {
             check_lr("lambda", imaml.lambda)?;
             if imaml.cg_steps == 0 {

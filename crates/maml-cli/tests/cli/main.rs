@@ -8,6 +8,7 @@ mod bad_inputs;
 mod grad;
 mod images;
 mod implicit;
+mod inner_checkpoint;
 mod kill;
 mod parallel;
 mod plots;

@@ -14,7 +14,7 @@
 //! Task-batched models ([`MetaModel::TASK_BATCHED`]) solve one system for the whole
 //! meta-batch (its Hessian is block-diagonal by task); other models one per task.
 
-use burn::module::{AutodiffModule, Module, ModuleMapper, ModuleVisitor, Param};
+use burn::module::{AutodiffModule, Module};
 use burn::optim::GradientsParams;
 use burn::prelude::*;
 
@@ -22,117 +22,8 @@ use crate::config::{AdaptConfig, Imaml};
 use crate::data::batch::{MetaBatch, Sets};
 use crate::model::{Learnable, MetaBackend, MetaModel, RepeatTasks, SecondOrder, lift_second};
 
+use super::flat::{Flat, axpy, dot, dot_tensor, flat_grads, flatten, load, register, sum_tasks};
 use super::gradient::{Fast, ModelMetaGradient};
-
-/// A point or a direction in a model's parameter space: every parameter flattened, in
-/// visit order, on `B`.
-type Flat<B> = Vec<Tensor<B, 1>>;
-
-/// Every parameter's value, flattened, in visit order.
-struct Flatten<B: Backend>(Flat<B>);
-
-impl<B: Backend> ModuleVisitor<MetaBackend<B>> for Flatten<B> {
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<MetaBackend<B>, D>>) {
-        let value = param.val().inner();
-        let n = value.shape().num_elements();
-        self.0.push(value.reshape([n]));
-    }
-}
-
-/// Every parameter's gradient in `grads` (on `B`, by id), flattened, zero where a
-/// parameter does not feed the loss.
-struct FlatGrads<'a, B: Backend> {
-    grads: &'a GradientsParams,
-    out: Flat<B>,
-}
-
-impl<B: Backend> ModuleVisitor<MetaBackend<B>> for FlatGrads<'_, B> {
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<MetaBackend<B>, D>>) {
-        let value = param.val();
-        let n = value.shape().num_elements();
-        let grad = match self.grads.get::<B, D>(param.id) {
-            Some(g) => g.reshape([n]),
-            None => Tensor::zeros([n], &value.device()),
-        };
-        self.out.push(grad);
-    }
-}
-
-/// Loads flattened values as fresh leaves that require gradients, keeping the ids.
-struct LoadLeaves<B: Backend>(std::vec::IntoIter<Tensor<B, 1>>);
-
-impl<B: Backend> ModuleMapper<MetaBackend<B>> for LoadLeaves<B> {
-    fn map_float<const D: usize>(
-        &mut self,
-        param: Param<Tensor<MetaBackend<B>, D>>,
-    ) -> Param<Tensor<MetaBackend<B>, D>> {
-        let (id, tensor, mapper) = param.consume();
-        let value = self
-            .0
-            .next()
-            .expect("one value per parameter, flattened in the same visit order");
-        let value = Tensor::from_inner(value.reshape(tensor.shape())).require_grad();
-        Param::from_mapped_value(id, value, mapper)
-    }
-}
-
-/// Registers flattened gradients by the parameters' ids (and shapes) of a module.
-struct Register<B: Backend> {
-    values: std::vec::IntoIter<Tensor<B, 1>>,
-    out: GradientsParams,
-}
-
-impl<B: Backend> ModuleVisitor<MetaBackend<B>> for Register<B> {
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<MetaBackend<B>, D>>) {
-        let value = self
-            .values
-            .next()
-            .expect("one gradient per parameter, flattened in the same visit order");
-        let shape = param.val().shape();
-        self.out.register::<B, D>(param.id, value.reshape(shape));
-    }
-}
-
-fn flatten<B: Backend, M: Learnable<B>>(module: &M::Meta) -> Flat<B> {
-    let mut visitor = Flatten(Vec::new());
-    module.visit(&mut visitor);
-    visitor.0
-}
-
-fn load<B: Backend, M: Learnable<B>>(template: &M::Meta, values: &Flat<B>) -> M::Meta {
-    template
-        .clone()
-        .map(&mut LoadLeaves(values.clone().into_iter()))
-}
-
-fn flat_grads<B: Backend, M: Learnable<B>>(module: &M::Meta, grads: &GradientsParams) -> Flat<B> {
-    let mut visitor = FlatGrads {
-        grads,
-        out: Vec::new(),
-    };
-    module.visit(&mut visitor);
-    visitor.out
-}
-
-fn dot<B: Backend>(a: &Flat<B>, b: &Flat<B>) -> f64 {
-    let sum = a
-        .iter()
-        .zip(b)
-        .map(|(a, b)| (a.clone() * b.clone()).sum())
-        .reduce(|s, t| s + t)
-        .expect("a model has at least one parameter");
-    // Read as f64 from the tensor's own float type: `into_scalar` gives the backend's
-    // element type, f32 on Flex even when the device computes in f64.
-    crate::model::to_f64(sum)[0]
-}
-
-/// `a + s·b`, entry by entry.
-fn axpy<B: Backend>(a: &Flat<B>, s: f64, b: &Flat<B>) -> Flat<B> {
-    a.iter()
-        .zip(b)
-        .map(|(a, b)| a.clone() + b.clone().mul_scalar(s))
-        .collect()
-}
 
 /// The gradient of the support loss at `phi`, flattened.
 fn support_grad<B: Backend, M: Learnable<B>>(
@@ -140,10 +31,10 @@ fn support_grad<B: Backend, M: Learnable<B>>(
     phi: &Flat<B>,
     support: &Sets<MetaBackend<B>>,
 ) -> Flat<B> {
-    let leaves = load::<B, M>(template, phi);
+    let leaves = load::<B, M>(template, phi.clone());
     let pred = <M::Meta as MetaModel<MetaBackend<B>>>::forward(&leaves, support.x.clone());
     let grads = GradientsParams::from_grads(support.total_loss(pred).backward(), &leaves);
-    flat_grads::<B, M>(&leaves, &grads)
+    flat_grads(&leaves, &grads)
 }
 
 /// `H v`: the support loss's Hessian at `phi` times `v`, by differentiating
@@ -155,41 +46,14 @@ fn hessian_vector<B: Backend, M: Learnable<B>>(
     v: &Flat<B>,
     support2: &Sets<SecondOrder<B>>,
 ) -> Flat<B> {
-    let leaves = load::<B, M>(template, phi);
+    let leaves = load::<B, M>(template, phi.clone());
     let lifted = lift_second::<B, M>(leaves.clone());
     let pred = <M as MetaModel<SecondOrder<B>>>::forward(&lifted, support2.x.clone());
     let grads = GradientsParams::from_grads(support2.total_loss(pred).backward(), &lifted);
-    let mut inner = FlatGradsMeta {
-        grads: &grads,
-        out: Vec::new(),
-    };
-    lifted.visit(&mut inner);
-    let product = inner
-        .out
-        .into_iter()
-        .zip(v)
-        .map(|(g, v)| (g * Tensor::from_inner(v.clone())).sum())
-        .reduce(|s, t| s + t)
-        .expect("a model has at least one parameter");
+    let v: Flat<MetaBackend<B>> = v.iter().cloned().map(Tensor::from_inner).collect();
+    let product = dot_tensor(&flat_grads(&lifted, &grads), &v);
     let grads = GradientsParams::from_grads(product.backward(), &leaves);
-    flat_grads::<B, M>(&leaves, &grads)
-}
-
-/// The support gradient of a lifted model, on the meta backend (tracked), flattened.
-struct FlatGradsMeta<'a, B: Backend> {
-    grads: &'a GradientsParams,
-    out: Flat<MetaBackend<B>>,
-}
-
-impl<B: Backend> ModuleVisitor<SecondOrder<B>> for FlatGradsMeta<'_, B> {
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<SecondOrder<B>, D>>) {
-        let n = param.val().shape().num_elements();
-        let grad = match self.grads.get::<MetaBackend<B>, D>(param.id) {
-            Some(g) => g.reshape([n]),
-            None => Tensor::zeros([n], &param.val().inner().device()),
-        };
-        self.out.push(grad);
-    }
+    flat_grads(&leaves, &grads)
 }
 
 /// Solves `(I + H/λ) x = g` by at most `steps` iterations of conjugate gradient from
@@ -210,7 +74,7 @@ fn conjugate_gradient<B: Backend>(
         if rs <= stop || rs == 0.0 {
             break;
         }
-        let ap = axpy(&p, 1.0 / lambda, &hessian(&p));
+        let ap = axpy(p.clone(), 1.0 / lambda, &hessian(&p));
         let curvature = dot(&p, &ap);
         // `I + H/λ` is positive definite where the inner problem is strongly convex; a
         // direction without positive curvature ends the solve with what it has.
@@ -218,10 +82,10 @@ fn conjugate_gradient<B: Backend>(
             break;
         }
         let alpha = rs / curvature;
-        x = axpy(&x, alpha, &p);
-        r = axpy(&r, -alpha, &ap);
+        x = axpy(x, alpha, &p);
+        r = axpy(r, -alpha, &ap);
         let rs_next = dot(&r, &r);
-        p = axpy(&r, rs_next / rs, &p);
+        p = axpy(r.clone(), rs_next / rs, &p);
         rs = rs_next;
     }
     x
@@ -264,12 +128,14 @@ fn solve_system<B: Backend, M: Learnable<B>>(
 ) -> (Tensor<B, 1>, Flat<B>, Flat<B>) {
     let theta = flatten::<B, M>(template);
     let phi = inner_optimum::<B, M>(template, &theta, support, config, imaml);
-    let leaves = load::<B, M>(template, &phi);
+    let leaves = load::<B, M>(template, phi.clone());
     let pred = <M::Meta as MetaModel<MetaBackend<B>>>::forward(&leaves, query.x.clone());
     let losses = query.task_losses(pred);
-    let mean = losses.clone().sum().div_scalar(all_tasks as f64);
+    // `mul_scalar`, not `div_scalar`: Burn 0.21's `div_scalar` backward rounds `1 / n`
+    // to f32 (an error of 3e-8 for n = 3 even on f64 backends).
+    let mean = losses.clone().sum().mul_scalar(1.0 / all_tasks as f64);
     let grads = GradientsParams::from_grads(mean.backward(), &leaves);
-    let g = flat_grads::<B, M>(&leaves, &grads);
+    let g = flat_grads(&leaves, &grads);
     let support2 = support.lift::<SecondOrder<B>>();
     let v = conjugate_gradient(&g, imaml.lambda, imaml.cg_steps, |p| {
         hessian_vector::<B, M>(template, &phi, p, &support2)
@@ -301,16 +167,8 @@ pub fn implicit_meta_gradient<B: Backend, M: Learnable<B>>(
         let (losses, v, phi) =
             solve_system::<B, M>(&repeated, &support, &query, tasks, config, imaml);
         // Each initial parameter `[1, ...]` feeds every task's copy: sum over the tasks.
-        let grad = v
-            .into_iter()
-            .zip(&theta)
-            .map(|(v, t)| {
-                v.reshape([tasks, t.dims()[0]])
-                    .sum_dim(0)
-                    .reshape([t.dims()[0]])
-            })
-            .collect();
-        let fast = Fast::Batched(load::<B, M>(&repeated, &phi).valid());
+        let grad = sum_tasks(v, tasks);
+        let fast = Fast::Batched(load::<B, M>(&repeated, phi).valid());
         (losses, grad, fast)
     } else {
         let mut losses = Vec::with_capacity(tasks);
@@ -326,20 +184,15 @@ pub fn implicit_meta_gradient<B: Backend, M: Learnable<B>>(
                 imaml,
             );
             losses.push(loss);
-            grad = axpy(&grad, 1.0, &v);
-            fast.push(load::<B, M>(model, &phi).valid());
+            grad = axpy(grad, 1.0, &v);
+            fast.push(load::<B, M>(model, phi).valid());
         }
         (Tensor::cat(losses, 0), grad, Fast::PerTask(fast))
     };
-    let mut register = Register {
-        values: grad.into_iter(),
-        out: GradientsParams::new(),
-    };
-    model.visit(&mut register);
     ModelMetaGradient {
         meta_loss: query_losses.clone().mean(),
         query_losses,
-        grads: register.out,
+        grads: register::<B, M>(model, grad),
         step_size_grads: None,
         fast: Some(fast),
     }

@@ -17,12 +17,13 @@ use burn::prelude::*;
 use burn::tensor::TensorPrimitive;
 
 pub use super::gradient::{Fast, ModelMetaGradient};
+pub(crate) use super::inner::Observer;
+use super::inner::{adapt_steps, collect};
 use crate::config::{AdaptConfig, GradientPath, Order};
 use crate::data::batch::{MetaBatch, Sets};
 use crate::model::mlp::Mlp;
 use crate::model::{
-    Collect, FreshLeaves, GradLevel, InnerUpdate, Learnable, Load, MetaBackend, MetaModel,
-    RepeatTasks, SecondOrder, StepSizes, detached_leaves, lift_second,
+    FreshLeaves, Learnable, Load, MetaBackend, MetaModel, RepeatTasks, SecondOrder,
 };
 
 fn forward_meta<B: Backend, M: Learnable<B>>(
@@ -34,58 +35,6 @@ fn forward_meta<B: Backend, M: Learnable<B>>(
 
 fn batched<B: Backend, M: Learnable<B>>() -> bool {
     <M::Meta as MetaModel<MetaBackend<B>>>::TASK_BATCHED
-}
-
-/// What an inner loop shows each step, before it moves: the fast weights and their
-/// support gradient, by parameter id, on the meta backend (tracked, second order) or on
-/// `B` (first order). A trace of the inner loop records it (`maml trace`).
-pub(crate) type Observer<'a, B, M> =
-    dyn FnMut(&<M as Learnable<B>>::Meta, &GradientsParams, GradLevel) + 'a;
-
-/// The inner loop from fast weights `fast` (tracked on the meta backend): each step takes
-/// the support gradient, detached (first order) or tracked (second order), and moves by
-/// `α ⊙ g`.
-fn adapt_steps<B: Backend, M: Learnable<B>>(
-    mut fast: M::Meta,
-    support: &Sets<MetaBackend<B>>,
-    support2: Option<&Sets<SecondOrder<B>>>,
-    inner_steps: usize,
-    sizes: &[TensorPrimitive<MetaBackend<B>>],
-    inner_lr: f64,
-    observe: &mut Observer<'_, B, M>,
-) -> M::Meta {
-    for _ in 0..inner_steps {
-        let (grads, level) = match support2 {
-            Some(support2) => {
-                let lifted = lift_second::<B, M>(fast.clone());
-                let pred = <M as MetaModel<SecondOrder<B>>>::forward(&lifted, support2.x.clone());
-                let grads = support2.total_loss(pred).backward();
-                (GradientsParams::from_grads(grads, &lifted), GradLevel::Meta)
-            }
-            None => {
-                let leaves = detached_leaves::<B, M>(&fast);
-                let pred = forward_meta::<B, M>(&leaves, support.x.clone());
-                let grads = support.total_loss(pred).backward();
-                (
-                    GradientsParams::from_grads(grads, &leaves),
-                    GradLevel::Plain,
-                )
-            }
-        };
-        observe(&fast, &grads, level);
-        let sizes = if sizes.is_empty() {
-            StepSizes::Scalar(inner_lr)
-        } else {
-            StepSizes::PerParameter(sizes)
-        };
-        fast = fast.map(&mut InnerUpdate {
-            grads: &grads,
-            level,
-            sizes,
-            index: 0,
-        });
-    }
-    fast
 }
 
 /// The inner loop for any model, on the meta backend: `config.inner_steps` steps on each
@@ -132,12 +81,6 @@ pub(crate) fn adapt_observed<B: Backend, M: Learnable<B>>(
                 .collect(),
         )
     }
-}
-
-fn collect<B: Backend, M: Learnable<B>>(module: &M::Meta) -> Vec<TensorPrimitive<MetaBackend<B>>> {
-    let mut visitor = Collect(Vec::new());
-    module.visit(&mut visitor);
-    visitor.0
 }
 
 /// Each task's query loss of fast weights, `[tasks]`.
@@ -229,7 +172,12 @@ pub(crate) fn meta_gradient_keeping<B: Backend, M: Learnable<B>>(
         GradientPath::Autodiff => None,
     };
     analytic.unwrap_or_else(|| {
-        let mut gradient = autodiff_meta_gradient::<B, M>(model, step_sizes, batch, config);
+        let mut gradient = match config.inner_checkpoint_every {
+            Some(every) => super::checkpointed::checkpointed_meta_gradient::<B, M>(
+                model, step_sizes, batch, config, every,
+            ),
+            None => autodiff_meta_gradient::<B, M>(model, step_sizes, batch, config),
+        };
         if !keep_fast {
             gradient.fast = None;
         }

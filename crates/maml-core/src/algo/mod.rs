@@ -7,13 +7,18 @@
 //! - [`learner`]: the meta-learner, which updates the initial weights (and Meta-SGD's step
 //!   sizes) with the meta-gradient;
 //! - [`gradient`]: what both return, fast weights and meta-gradients;
+//! - [`checkpointed`]: MAML's exact meta-gradient in bounded memory, the inner loop
+//!   recomputed between kept fast weights (gradient checkpointing);
 //! - [`implicit`]: implicit MAML (iMAML), the meta-gradient at a proximal inner optimum
 //!   by conjugate gradient on Hessian-vector products;
 //! - [`analytic`]: the hand-derived roads (the built-in MLP's back-propagation with exact
 //!   Hessian-vector products, and the linear model's affine inner steps).
 
 pub mod analytic;
+pub mod checkpointed;
+pub(crate) mod flat;
 pub mod gradient;
 pub mod implicit;
+pub(crate) mod inner;
 pub mod learn;
 pub mod learner;

@@ -4,6 +4,7 @@
 
 pub mod model_trainer;
 pub mod problem;
+mod problem_files;
 pub mod solve;
 pub mod stored;
 pub mod trainer;

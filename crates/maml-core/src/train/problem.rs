@@ -10,11 +10,9 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{AdaptConfig, Imaml, Loss, Order, check_lr};
-use crate::data::layers::{Array, LayerWeights, LayeredSpec, LayeredWeights};
-use crate::data::{
-    LinearAnswer, LinearWeights, SetData, TaskData, read_json, read_text, validate_tasks,
-};
-use crate::error::{MamlError, Result};
+use crate::data::layers::{LayerWeights, LayeredSpec, LayeredWeights};
+use crate::data::{LinearAnswer, LinearWeights, TaskData, read_json, validate_tasks};
+use crate::error::Result;
 use crate::model::mlp::{Activation, MlpWeights};
 
 /// The layout of the file a problem was read from; its answer is written in the same one.
@@ -58,6 +56,9 @@ pub struct Problem {
     /// Implicit MAML's λ and conjugate-gradient steps (`"imaml"` in version 2 and 3
     /// files); `None`: MAML.
     pub imaml: Option<Imaml>,
+    /// Gradient checkpointing of the inner loop (`"inner_checkpoint_every"` in version 2 and
+    /// 3 files, [`AdaptConfig::inner_checkpoint_every`]); `None`: every step kept.
+    pub inner_checkpoint_every: Option<usize>,
     /// The layout its answer is written in.
     pub format: ProblemFormat,
 }
@@ -74,6 +75,7 @@ impl Problem {
             order: adapt.order,
             loss: adapt.loss,
             imaml: adapt.imaml.clone(),
+            inner_checkpoint_every: adapt.inner_checkpoint_every,
             format: ProblemFormat::Layered,
         }
     }
@@ -100,35 +102,6 @@ impl Problem {
         }
     }
 
-    /// Parses and validates a problem of any version (version 3 has `model.input`,
-    /// version 2 `model`, version 1 `weight` and `bias`); `source_name` names it in
-    /// errors.
-    pub fn from_json(text: &str, source_name: &str) -> Result<Self> {
-        let json = |e: serde_json::Error| MamlError::json(source_name, &e);
-        let value: serde_json::Value = serde_json::from_str(text).map_err(json)?;
-        let problem = if value.get("model").and_then(|m| m.get("input")).is_some() {
-            serde_json::from_str::<FileV3>(text)
-                .map_err(json)?
-                .into_problem()?
-        } else if value.get("model").is_some() {
-            serde_json::from_str::<FileV2>(text)
-                .map_err(json)?
-                .into_problem()?
-        } else {
-            serde_json::from_str::<FileV1>(text)
-                .map_err(json)?
-                .into_problem()?
-        };
-        problem.validate()?;
-        Ok(problem)
-    }
-
-    /// Reads, parses and validates a problem file of any version.
-    pub fn load(path: impl AsRef<Path>) -> Result<Self> {
-        let path = path.as_ref();
-        Self::from_json(&read_text(path)?, &path.display().to_string())
-    }
-
     /// The inner-loop configuration; for Meta-SGD's per-parameter sizes
     /// ([`InnerLr::PerParameter`]) the step size 1.0 stands in for them.
     pub fn adapt_config(&self) -> AdaptConfig {
@@ -142,6 +115,7 @@ impl Problem {
             .with_loss(self.loss)
             .with_meta_sgd(meta_sgd)
             .with_imaml(self.imaml.clone())
+            .with_inner_checkpoint_every(self.inner_checkpoint_every)
     }
 
     /// Checks the layer list, the step sizes and every task against the model's input
@@ -276,36 +250,6 @@ impl From<AnswerFile> for Answer {
     }
 }
 
-/// A version-1 file: the linear model.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileV1 {
-    weight: Vec<Vec<f64>>,
-    bias: Vec<f64>,
-    tasks: Vec<TaskData>,
-    inner_lr: f64,
-    inner_steps: usize,
-    order: Order,
-    loss: Loss,
-}
-
-impl FileV1 {
-    fn into_problem(self) -> Result<Problem> {
-        let init = LinearWeights {
-            weight: self.weight,
-            bias: self.bias,
-        };
-        init.validate("problem")?;
-        let adapt = AdaptConfig::new(self.inner_lr)
-            .with_inner_steps(self.inner_steps)
-            .with_order(self.order)
-            .with_loss(self.loss);
-        adapt.validate_linear()?;
-        validate_tasks(&self.tasks, init.d_in(), init.d_out())?;
-        Ok(Problem::linear(&init, self.tasks, &adapt))
-    }
-}
-
 /// The model of a version-2 problem (and of version-2 MLP checkpoints): linear layers
 /// with one activation between every two.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -324,210 +268,4 @@ impl ModelSpec {
             layers: self.layers.clone(),
         }
     }
-}
-
-/// Targets of a set: rows (`sse`, `mse`) or class indices (`cross_entropy`).
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum Targets {
-    Rows(Vec<Vec<f64>>),
-    Labels(Vec<f64>),
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SetV2 {
-    x: Vec<Vec<f64>>,
-    #[serde(default)]
-    y: Option<Targets>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct TaskV2 {
-    support: SetV2,
-    query: SetV2,
-}
-
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum InnerLrV2 {
-    Scalar(f64),
-    PerParameter(MlpWeights),
-}
-
-/// A version-2 file: an MLP, Meta-SGD, classification.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileV2 {
-    model: ModelSpec,
-    tasks: Vec<TaskV2>,
-    inner_lr: InnerLrV2,
-    inner_steps: usize,
-    order: Order,
-    loss: Loss,
-    #[serde(default)]
-    imaml: Option<Imaml>,
-}
-
-impl FileV2 {
-    fn into_problem(self) -> Result<Problem> {
-        let weights = self.model.weights();
-        weights.validate("model")?;
-        let inner_lr = match self.inner_lr {
-            InnerLrV2::Scalar(lr) => {
-                check_lr("inner_lr", lr)?;
-                InnerLr::Scalar(lr)
-            }
-            InnerLrV2::PerParameter(sizes) => {
-                sizes.validate("inner_lr")?;
-                weights.check_same_shape(&sizes, "inner_lr")?;
-                InnerLr::PerParameter(sizes.to_layered())
-            }
-        };
-        let tasks = self
-            .tasks
-            .into_iter()
-            .enumerate()
-            .map(|(i, t)| {
-                let at = format!("tasks[{i}]");
-                let (classes, loss) = (weights.d_out(), self.loss);
-                Ok(TaskData {
-                    support: set_data(t.support, loss, classes, &format!("{at}.support"))?,
-                    query: set_data(t.query, loss, classes, &format!("{at}.query"))?,
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        validate_tasks(&tasks, weights.d_in(), weights.d_out())?;
-        Ok(Problem {
-            model: weights.to_spec(self.model.activation),
-            tasks,
-            inner_lr,
-            inner_steps: self.inner_steps,
-            order: self.order,
-            loss: self.loss,
-            imaml: self.imaml,
-            format: ProblemFormat::Mlp,
-        })
-    }
-}
-
-/// A support or query set of a version-3 file: `x [n, C, H, W]` (or `[n, F]`).
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SetV3 {
-    x: Array,
-    #[serde(default)]
-    y: Option<Targets>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct TaskV3 {
-    support: SetV3,
-    query: SetV3,
-}
-
-/// A version-3 file: a layer list (conv nets, batch norm, pooling) on images or vectors.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileV3 {
-    model: LayeredSpec,
-    tasks: Vec<TaskV3>,
-    inner_lr: InnerLr,
-    inner_steps: usize,
-    order: Order,
-    loss: Loss,
-    #[serde(default)]
-    imaml: Option<Imaml>,
-}
-
-impl FileV3 {
-    fn into_problem(self) -> Result<Problem> {
-        let d_out = self.model.validate()?;
-        let input = self.model.input.clone();
-        let d_in: usize = input.iter().product();
-        let rows = |set: SetV3, at: &str| -> Result<SetData> {
-            let n = set.x.shape.first().copied().unwrap_or(0);
-            if n == 0 {
-                return Err(MamlError::Empty {
-                    location: format!("{at}.x"),
-                    detail: "a support or query set needs at least one example",
-                });
-            }
-            let mut shape = vec![n];
-            shape.extend_from_slice(&input);
-            set.x.check(&shape, &format!("{at}.x"))?;
-            let x = set.x.values.chunks(d_in).map(<[f64]>::to_vec).collect();
-            set_data(SetV2 { x, y: set.y }, self.loss, d_out, at)
-        };
-        let tasks = self
-            .tasks
-            .into_iter()
-            .enumerate()
-            .map(|(i, t)| {
-                let at = format!("tasks[{i}]");
-                Ok(TaskData {
-                    support: rows(t.support, &format!("{at}.support"))?,
-                    query: rows(t.query, &format!("{at}.query"))?,
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        Ok(Problem {
-            model: self.model,
-            tasks,
-            inner_lr: self.inner_lr,
-            inner_steps: self.inner_steps,
-            order: self.order,
-            loss: self.loss,
-            imaml: self.imaml,
-            format: ProblemFormat::Layered,
-        })
-    }
-}
-
-/// A set's rows, class labels one-hot encoded into `classes` columns for `cross_entropy`.
-fn set_data(set: SetV2, loss: Loss, classes: usize, at: &str) -> Result<SetData> {
-    let wrong = |detail: String| MamlError::Shape {
-        location: format!("{at}.y"),
-        detail,
-    };
-    let y = match (set.y, loss) {
-        (None, Loss::CrossEntropy) => {
-            return Err(wrong("cross_entropy needs class labels".into()));
-        }
-        (None, _) => None,
-        (Some(Targets::Rows(rows)), Loss::Sse | Loss::Mse) => Some(rows),
-        (Some(Targets::Labels(labels)), Loss::CrossEntropy) => Some(one_hot(&labels, classes, at)?),
-        (Some(Targets::Labels(_)), _) => {
-            return Err(wrong(format!(
-                "class labels given, but the loss {loss} needs target rows [n][out]"
-            )));
-        }
-        (Some(Targets::Rows(_)), Loss::CrossEntropy) => {
-            return Err(wrong(
-                "cross_entropy needs class labels [n], not rows".into(),
-            ));
-        }
-    };
-    Ok(SetData { x: set.x, y })
-}
-
-/// One-hot rows for class labels `0..classes`.
-fn one_hot(labels: &[f64], classes: usize, at: &str) -> Result<Vec<Vec<f64>>> {
-    labels
-        .iter()
-        .enumerate()
-        .map(|(i, &label)| {
-            if label.fract() != 0.0 || label < 0.0 || label >= classes as f64 {
-                return Err(MamlError::Shape {
-                    location: format!("{at}.y[{i}]"),
-                    detail: format!("class label {label} is not an integer in 0..{classes}"),
-                });
-            }
-            let mut row = vec![0.0; classes];
-            row[label as usize] = 1.0;
-            Ok(row)
-        })
-        .collect()
 }

@@ -27,14 +27,16 @@
 
 use burn::prelude::*;
 
-use crate::config::{AdaptConfig, Loss, Order};
+use crate::config::AdaptConfig;
 use crate::data::batch::{MetaBatch, Sets};
 use crate::model::mlp::{Activation, add_task_bias};
 
 mod linear;
 mod matrix;
+mod sweep;
 
-use matrix::{Matrix, minus, one_per_task, outer, outer_sum, row_sum, rows, task_sum};
+use matrix::{Matrix, outer, outer_sum, row_sum, rows};
+use sweep::shard_meta_gradient;
 
 /// One layer's tensors: `W^T [tasks | 1, in, out]` and `b [tasks | 1, 1, out]`.
 pub(crate) type Layer<B> = (Tensor<B, 3>, Tensor<B, 3>);
@@ -179,21 +181,6 @@ fn backward<B: Backend>(
     (grads, Backward { deltas, errors })
 }
 
-/// What `H(θ_i)` needs: `θ_i`, and its support pass and backward pass.
-struct HessianAt<B: Backend> {
-    theta: Vec<Weights<B>>,
-    pass: Pass<B>,
-    back: Backward<B>,
-}
-
-/// What the reverse sweep needs of one inner step `θ_i -> θ_{i+1}`.
-struct Kept<B: Backend> {
-    /// Second order: what the Hessian-vector product at `θ_i` needs.
-    hessian: Option<HessianAt<B>>,
-    /// Meta-SGD: the support gradient `g(θ_i)`, per task.
-    grads: Option<Vec<Weights<B>>>,
-}
-
 /// `H(θ) u`: the Hessian of the support loss at `layers` times the direction `u` (per
 /// task), by the R-operator on the kept pass and backward pass; per task, or summed over
 /// tasks.
@@ -330,138 +317,6 @@ pub(crate) fn meta_gradient<B: Backend>(
         query_losses: Tensor::cat(query_losses, 0),
         grads,
         step_size_grads,
-        fast,
-    }
-}
-
-/// [`meta_gradient`] of the tasks of `batch`, a shard of a meta-batch of `all_tasks`:
-/// its share of the mean over all tasks.
-fn shard_meta_gradient<B: Backend>(
-    layers: Vec<Layer<B>>,
-    activation: Activation,
-    sizes: Option<&[Layer<B>]>,
-    batch: &MetaBatch<B>,
-    config: &AdaptConfig,
-    all_tasks: usize,
-    keep_fast: bool,
-) -> MlpMetaGradient<B> {
-    if sizes.is_none() && layers.len() == 1 && batch.support.loss() != Loss::CrossEntropy {
-        let layer = layers.into_iter().next().expect("one layer");
-        return linear::meta_gradient(layer, batch, config, all_tasks, keep_fast);
-    }
-    let tasks = batch.tasks();
-    let step = match sizes {
-        Some(sizes) => Step::PerParameter(sizes),
-        None => Step::Scalar(config.inner_lr),
-    };
-    let second = config.order == Order::Second;
-    // The inner loop, keeping what the reverse sweep needs at each θ_i (first order
-    // without Meta-SGD: nothing).
-    let mut theta: Vec<Weights<B>> = layers
-        .into_iter()
-        .map(|(w, b)| (Matrix::Dense(w), b))
-        .collect();
-    let mut kept = Vec::with_capacity(config.inner_steps);
-    for _ in 0..config.inner_steps {
-        let pass = forward(&theta, activation, batch.support.x.clone());
-        let delta = batch.support.loss_gradient(pass.out.clone());
-        let (grads, back) = backward(&theta, &pass, delta, true);
-        let next: Vec<Weights<B>> = theta
-            .iter()
-            .zip(&grads)
-            .enumerate()
-            .map(|(l, ((w, b), (g_w, g_b)))| {
-                (
-                    w.minus(times_step_matrix(g_w.clone(), step, l)),
-                    minus(b, times_step(g_b.clone(), step, l, true)),
-                )
-            })
-            .collect();
-        let before = std::mem::replace(&mut theta, next);
-        kept.push(Kept {
-            hessian: second.then_some(HessianAt {
-                theta: before,
-                pass,
-                back,
-            }),
-            grads: sizes.is_some().then_some(grads),
-        });
-    }
-    // The query loss at θ_K and its gradient, scaled by 1 / tasks (the mean).
-    let fast = theta;
-    let pass = forward(&fast, activation, batch.query.x.clone());
-    let query_losses = batch.query.task_losses(pass.out.clone());
-    let delta = batch
-        .query
-        .loss_gradient(pass.out.clone())
-        .div_scalar(all_tasks as f64);
-    // Per task while an inner step still needs `v` per task (its Hessian direction, or
-    // Meta-SGD's `g ⊙ v`); otherwise summed over tasks at once.
-    let per_task = config.inner_steps > 0 && (second || sizes.is_some());
-    let (mut v, _) = backward(&fast, &pass, delta, per_task);
-    // The reverse sweep through the inner steps.
-    let mut size_grads: Option<Vec<Layer<B>>> = None;
-    for (i, kept) in kept.iter().enumerate().rev() {
-        if let Some(grads) = &kept.grads {
-            // dθ_{i+1}/dα = -g(θ_i): accumulate -Σ_t g ⊙ v.
-            let terms: Vec<Layer<B>> = grads
-                .iter()
-                .zip(&v)
-                .map(|((g_w, g_b), (v_w, v_b))| {
-                    (
-                        (g_w.clone().dense() * v_w.clone().dense()).sum_dim(0).neg(),
-                        (g_b.clone() * v_b.clone()).sum_dim(0).neg(),
-                    )
-                })
-                .collect();
-            size_grads = Some(match size_grads {
-                None => terms,
-                Some(acc) => sum_layers(acc, terms),
-            });
-        }
-        if let Some(at) = &kept.hessian {
-            let u: Vec<Weights<B>> = v
-                .iter()
-                .enumerate()
-                .map(|(l, (v_w, v_b))| {
-                    (
-                        times_step_matrix(v_w.clone(), step, l),
-                        times_step(v_b.clone(), step, l, true),
-                    )
-                })
-                .collect();
-            // The first step's product is only needed summed over tasks: `Σ_t v_0`.
-            let last = i == 0;
-            let h = hessian_product(&at.theta, &at.pass, &at.back, &u, &batch.support, !last);
-            v = v
-                .into_iter()
-                .zip(h)
-                .map(|((v_w, v_b), (h_w, h_b))| {
-                    if last {
-                        (
-                            Matrix::Dense(v_w.task_sum() - h_w.dense()),
-                            task_sum(v_b) - h_b,
-                        )
-                    } else {
-                        (v_w.minus(h_w), v_b - h_b)
-                    }
-                })
-                .collect();
-        }
-    }
-    let grads = v
-        .into_iter()
-        .map(|(w, b)| (w.task_sum(), task_sum(b)))
-        .collect();
-    let fast = keep_fast.then(|| {
-        fast.into_iter()
-            .map(|(w, b)| (one_per_task(w.dense(), tasks), one_per_task(b, tasks)))
-            .collect()
-    });
-    MlpMetaGradient {
-        query_losses,
-        grads,
-        step_size_grads: size_grads,
         fast,
     }
 }
