@@ -41,7 +41,8 @@ for k in $steps; do
             --seconds "$seconds" --json $variant "$@" | python3 -c '
 import json, sys
 r = json.load(sys.stdin)
-print(f"{r[\"ms_per_meta_step\"]:,.1f} ms, {r[\"meta_step_heap_bytes\"] / 1048576:,.2f} MiB")')
+ms, heap = r["ms_per_meta_step"], r["meta_step_heap_bytes"] / 1048576
+print(f"{ms:,.1f} ms, {heap:,.2f} MiB")')
         row="$row $cell |"
     done
     echo "$row"

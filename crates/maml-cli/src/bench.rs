@@ -224,7 +224,9 @@ impl BenchJob {
     }
 }
 
-/// Runs `step` for `seconds` after a warm-up, syncing the device every 10 steps:
+/// Runs `step` for `seconds` after a warm-up of at least one step, syncing the device
+/// every 10 steps, or after every step when one takes over 50 ms (a slow configuration
+/// then costs about `seconds` and two steps, not fifteen):
 /// `(steps, seconds, the largest heap a step reported)`.
 fn timed<B: Backend>(
     seconds: f64,
@@ -232,10 +234,16 @@ fn timed<B: Backend>(
     mut step: impl FnMut() -> usize,
 ) -> Result<(usize, f64, usize), CliError> {
     let sync = || B::sync(device).map_err(|e| CliError::Usage(format!("device error: {e:?}")));
-    let mut heap = 0;
     let warm = Instant::now();
+    let mut heap = step();
+    sync()?;
+    let chunk = if warm.elapsed().as_secs_f64() > 0.05 {
+        1
+    } else {
+        10
+    };
     while warm.elapsed().as_secs_f64() < (seconds / 4.0).min(1.0) {
-        for _ in 0..5 {
+        for _ in 0..chunk.min(5) {
             heap = heap.max(step());
         }
         sync()?;
@@ -243,10 +251,10 @@ fn timed<B: Backend>(
     let start = Instant::now();
     let mut steps = 0;
     loop {
-        for _ in 0..10 {
+        for _ in 0..chunk {
             heap = heap.max(step());
         }
-        steps += 10;
+        steps += chunk;
         sync()?;
         if start.elapsed().as_secs_f64() >= seconds {
             break;
