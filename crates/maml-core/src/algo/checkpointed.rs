@@ -66,20 +66,12 @@ fn solve_system<B: Backend, M: Learnable<B>>(
     // one), keeping θ at the start of every segment.
     let mut phi = flatten::<B, M>(template);
     let mut kept = Vec::with_capacity(steps.div_ceil(every));
-    for k in 0..steps {
-        if k % every == 0 {
-            kept.push(phi.clone());
-        }
+    for first in (0..steps).step_by(every) {
+        kept.push(phi.clone());
+        let count = every.min(steps - first);
         let start = load::<B, M>(template, phi);
-        phi = flatten::<B, M>(&adapt_steps::<B, M>(
-            start,
-            support,
-            None,
-            1,
-            &detached_sizes,
-            lr,
-            noop,
-        ));
+        let end = adapt_steps::<B, M>(start, support, None, count, &detached_sizes, lr, noop);
+        phi = flatten::<B, M>(&end);
     }
     // The query loss at θ_K and its gradient.
     let leaves = load::<B, M>(template, phi.clone());
@@ -125,15 +117,16 @@ fn solve_system<B: Backend, M: Learnable<B>>(
 
 /// The meta-gradient of the mean query loss over a meta-batch with respect to the
 /// initial weights `model` (and Meta-SGD's `step_sizes`), first or second order as
-/// `config` says, keeping the fast weights only at every `every`-th inner step (see the
-/// module docs).
+/// `config` says, keeping the fast weights only at every
+/// `config.inner_checkpoint_every`-th inner step (see the module docs; `None`: one
+/// segment of every step).
 pub fn checkpointed_meta_gradient<B: Backend, M: Learnable<B>>(
     model: &M::Meta,
     step_sizes: Option<&M::Meta>,
     batch: &MetaBatch<B>,
     config: &AdaptConfig,
-    every: usize,
 ) -> ModelMetaGradient<B, M> {
+    let every = config.inner_checkpoint_every.unwrap_or(config.inner_steps);
     let tasks = batch.tasks();
     let support = batch.support.lift::<MetaBackend<B>>();
     let support2 = (config.order == Order::Second && config.inner_steps > 0)

@@ -173,8 +173,8 @@ pub(crate) fn meta_gradient_keeping<B: Backend, M: Learnable<B>>(
     };
     analytic.unwrap_or_else(|| {
         let mut gradient = match config.inner_checkpoint_every {
-            Some(every) => super::checkpointed::checkpointed_meta_gradient::<B, M>(
-                model, step_sizes, batch, config, every,
+            Some(_) => super::checkpointed::checkpointed_meta_gradient::<B, M>(
+                model, step_sizes, batch, config,
             ),
             None => autodiff_meta_gradient::<B, M>(model, step_sizes, batch, config),
         };
