@@ -11,7 +11,7 @@
 //! initial weights through every inner step. This module is the only place that nests
 //! the decorator.
 
-use burn::module::{AutodiffModule, Module};
+use burn::module::{AutodiffModule, Module, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
 use burn::prelude::*;
 use burn::tensor::TensorPrimitive;
@@ -247,11 +247,74 @@ fn mlp_meta_gradient<B: Backend, M: Learnable<B>>(
 
 /// The meta-gradient of any model by nested autodiff: the fast weights are lifted to
 /// [`SecondOrder<B>`] for each second-order support gradient (see the module docs).
+///
+/// A task-batched model's meta-batch is one graph. Any other model runs task by task, and
+/// each task gets a graph of its own, from fresh leaves of the initial weights, whose
+/// backward pass gives that task's share of the meta-gradient; the shares are summed.
+/// The numbers are those of one graph over the meta-batch (up to the order of the sums),
+/// but a meta step holds one task's graph at a time, not all of them, and Burn 0.21's
+/// autodiff, which merges the graphs that meet at shared leaves by moving every node of
+/// one into the other, never merges a task into the growing graph of the tasks before it
+/// (that bookkeeping was about a third of a second-order step of the Omniglot network).
 pub fn autodiff_meta_gradient<B: Backend, M: Learnable<B>>(
     model: &M::Meta,
     step_sizes: Option<&M::Meta>,
     batch: &MetaBatch<B>,
     config: &AdaptConfig,
+) -> ModelMetaGradient<B, M> {
+    let tasks = batch.tasks();
+    if batched::<B, M>() || tasks == 1 {
+        return one_graph::<B, M>(model, step_sizes, batch, config, None);
+    }
+    let share = 1.0 / tasks as f64;
+    let mut losses = Vec::with_capacity(tasks);
+    let mut fast = Vec::with_capacity(tasks);
+    let mut total: Option<(GradientsParams, Option<GradientsParams>)> = None;
+    for t in 0..tasks {
+        let task = one_graph::<B, M>(
+            model,
+            step_sizes,
+            &batch.slice(t..t + 1),
+            config,
+            Some(share),
+        );
+        losses.push(task.query_losses);
+        if let Some(Fast::PerTask(mut ms)) = task.fast {
+            fast.append(&mut ms);
+        }
+        total = Some(match total {
+            None => (task.grads, task.step_size_grads),
+            Some((mut grads, mut size_grads)) => {
+                add_grads::<B, M>(&mut grads, task.grads, model);
+                if let (Some(acc), Some(more), Some(sizes)) =
+                    (size_grads.as_mut(), task.step_size_grads, step_sizes)
+                {
+                    add_grads::<B, M>(acc, more, sizes);
+                }
+                (grads, size_grads)
+            }
+        });
+    }
+    let (grads, step_size_grads) = total.expect("a meta-batch has at least one task");
+    let query_losses = Tensor::cat(losses, 0);
+    ModelMetaGradient {
+        meta_loss: query_losses.clone().mean(),
+        query_losses,
+        grads,
+        step_size_grads,
+        fast: Some(Fast::PerTask(fast)),
+    }
+}
+
+/// The meta-gradient over `batch` as one graph: of the mean query loss, or with
+/// `share = Some(s)` of `s` times the sum of the query losses (one task's share of a
+/// larger meta-batch's mean).
+fn one_graph<B: Backend, M: Learnable<B>>(
+    model: &M::Meta,
+    step_sizes: Option<&M::Meta>,
+    batch: &MetaBatch<B>,
+    config: &AdaptConfig,
+    share: Option<f64>,
 ) -> ModelMetaGradient<B, M> {
     // Fresh leaves for every meta-gradient (a reused leaf may have been released by an
     // earlier backward pass's graph clean-up); they keep the parameters' ids.
@@ -261,7 +324,13 @@ pub fn autodiff_meta_gradient<B: Backend, M: Learnable<B>>(
     let query = batch.query.lift::<MetaBackend<B>>();
     let query_losses = fast_query_losses::<B, M>(&fast, &query);
     let meta_loss = query_losses.clone().mean();
-    let mut grads = meta_loss.backward();
+    // `mul_scalar`, not `div_scalar`: Burn 0.21's `div_scalar` backward rounds `1 / n`
+    // to f32.
+    let objective = match share {
+        Some(s) => query_losses.clone().sum().mul_scalar(s),
+        None => meta_loss.clone(),
+    };
+    let mut grads = objective.backward();
     let model_grads = GradientsParams::from_module(&mut grads, &leaves);
     let step_size_grads = size_leaves
         .as_ref()
@@ -277,6 +346,39 @@ pub fn autodiff_meta_gradient<B: Backend, M: Learnable<B>>(
         step_size_grads,
         fast: Some(fast),
     }
+}
+
+/// Adds `more` into `acc`, parameter by parameter (`module`'s ids); a parameter that
+/// neither has a gradient for stays without one.
+fn add_grads<B: Backend, M: Learnable<B>>(
+    acc: &mut GradientsParams,
+    more: GradientsParams,
+    module: &M::Meta,
+) {
+    struct Add<'a, B> {
+        acc: &'a mut GradientsParams,
+        more: GradientsParams,
+        _backend: std::marker::PhantomData<B>,
+    }
+    impl<B: Backend> ModuleVisitor<MetaBackend<B>> for Add<'_, B> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<MetaBackend<B>, D>>) {
+            let sum = match (
+                self.acc.remove::<B, D>(param.id),
+                self.more.remove::<B, D>(param.id),
+            ) {
+                (Some(a), Some(b)) => Some(a + b),
+                (a, b) => a.or(b),
+            };
+            if let Some(g) = sum {
+                self.acc.register::<B, D>(param.id, g);
+            }
+        }
+    }
+    module.visit(&mut Add::<B> {
+        acc,
+        more,
+        _backend: std::marker::PhantomData,
+    });
 }
 
 /// The mean query loss after `k` first-order inner steps from `model` (with Meta-SGD's

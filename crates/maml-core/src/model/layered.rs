@@ -1,10 +1,11 @@
 //! The built-in layered model: a list of conv2d, batch norm, ReLU / tanh, max pooling,
 //! spatial mean, flatten and linear layers, each written with operations Burn 0.21 can
-//! differentiate twice (conv2d, `matmul`, elementwise ops, `reshape`, `max_dim`,
+//! differentiate twice (`select`, `matmul`, elementwise ops, `reshape`, `max_dim`,
 //! `mean_dim`), so MAML's second order runs through every one of them.
 //!
 //! Examples reach the model flattened, `x [tasks, n, C·H·W]` (row-major `[C, H, W]`), as
-//! every model of the seam takes them; the model reshapes them to `[n, C, H, W]`.
+//! every model of the seam takes them; between layers images are channel-major,
+//! `[C, n, H, W]`, and convolutions are a gather of patches and one matrix product.
 //! Batch norm uses the statistics of the images it is given, per task: the support set's
 //! in the inner loop, the query set's for the query loss. The model runs task by task
 //! (its parameters have no task axis), so no statistics mix tasks.
@@ -13,8 +14,6 @@ use burn::module::{Module, Param};
 use burn::nn::{Relu, Tanh};
 use burn::prelude::*;
 use burn::tensor::activation;
-use burn::tensor::module::conv2d;
-use burn::tensor::ops::ConvOptions;
 
 use crate::data::layers::{Array, LayerSpec, LayerWeights, LayeredSpec, LayeredWeights};
 use crate::error::Result;
@@ -91,33 +90,104 @@ pub enum Layer<B: Backend> {
     Linear(DenseLayer<B>),
 }
 
-/// A tensor between layers: images or vectors.
+/// A tensor between layers: images, channel-major `[C, n, H, W]`, or vectors `[n, F]`.
+///
+/// Channel-major images keep every tensor of the forward pass and of both backward levels
+/// contiguous: a convolution is one matrix product `[O, C·k·k] x [C·k·k, n·H'·W']` that
+/// yields `[O, n·H'·W']`, batch norm's statistics are per-row scalars of `[C, n·H·W]`,
+/// and nothing is transposed between layers.
 enum Activations<B: Backend> {
     Images(Tensor<B, 4>),
     Vectors(Tensor<B, 2>),
+}
+
+/// The input pixel each entry of the patch matrix reads, for [`conv2d_channel_major`]:
+/// for every kernel offset `(i, j)`, image and output position (row-major
+/// `[k·k, n·H'·W']`), its index in the image-major rows `n·H·W`, or `None` where it falls
+/// in the zero padding.
+fn patch_positions(
+    [n, h, w]: [usize; 3],
+    kernel: usize,
+    stride: usize,
+    padding: usize,
+    [h_out, w_out]: [usize; 2],
+) -> Vec<Option<usize>> {
+    let mut positions = Vec::with_capacity(kernel * kernel * n * h_out * w_out);
+    for i in 0..kernel {
+        for j in 0..kernel {
+            for image in 0..n {
+                for y in 0..h_out {
+                    let row = (y * stride + i).checked_sub(padding).filter(|&r| r < h);
+                    for x in 0..w_out {
+                        let col = (x * stride + j).checked_sub(padding).filter(|&c| c < w);
+                        positions.push(row.zip(col).map(|(r, c)| (image * h + r) * w + c));
+                    }
+                }
+            }
+        }
+    }
+    positions
+}
+
+/// A 2-D convolution of channel-major images, `x [C, n, H, W] -> [O, n, H', W']`: a
+/// gather of the patches (`select`, whose backward is `select_add`, whose backward is
+/// `select` again), zeros where the kernel reads the padding (a constant 0/1 mask), and
+/// one matrix product `[O, C·k·k] x [C·k·k, n·H'·W']`.
+///
+/// Burn's `conv2d` can be differentiated twice too, but its backward ops hand swapped
+/// (non-contiguous) views to the backend, which Flex copies and adds element by element;
+/// here every tensor of both backward levels is contiguous and the work is matrix
+/// products (docs/benchmarks.md, "omniglot-conv"). The padding is a mask rather than a
+/// column of zeros joined with `cat`: that form gave wrong gradients now and then when two
+/// threads ran backward passes at once (Burn 0.21's autodiff graphs are process-global).
+fn conv2d_channel_major<B: Backend>(x: Tensor<B, 4>, conv: &Conv2dLayer<B>) -> Tensor<B, 4> {
+    let [c, n, h, w] = x.dims();
+    let [o, _, k, _] = conv.weight.dims();
+    let (s, p) = (conv.stride, conv.padding);
+    let out = [(h + 2 * p - k) / s + 1, (w + 2 * p - k) / s + 1];
+    let device = x.device();
+    let positions = patch_positions([n, h, w], k, s, p, out);
+    let count = positions.len();
+    // Dtypes spelled out: a tensor made without one takes the device's default, which
+    // another backend type on the same device (f32 and f64 ndarray) may have fixed.
+    let indices: Vec<i64> = positions.iter().map(|i| i.unwrap_or(0) as i64).collect();
+    let int_dtype = <B::IntElem as burn::tensor::Element>::dtype();
+    let indices =
+        Tensor::<B, 1, Int>::from_data(TensorData::new(indices, [count]), (&device, int_dtype));
+    let rows: Tensor<B, 2> = x.reshape([c, n * h * w]);
+    let patches = rows.select(1, indices);
+    let patches = if positions.iter().all(Option::is_some) {
+        patches
+    } else {
+        let mask: Vec<f64> = positions
+            .iter()
+            .map(|i| if i.is_some() { 1.0 } else { 0.0 })
+            .collect();
+        let dtype = patches.dtype();
+        patches * Tensor::<B, 2>::from_data(TensorData::new(mask, [1, count]), (&device, dtype))
+    };
+    let patches = patches.reshape([c * k * k, n * out[0] * out[1]]);
+    let y =
+        conv.weight.val().reshape([o, c * k * k]).matmul(patches) + conv.bias.val().reshape([o, 1]);
+    y.reshape([o, n, out[0], out[1]])
 }
 
 impl<B: Backend> Layer<B> {
     fn forward(&self, h: Activations<B>) -> Activations<B> {
         use Activations::{Images, Vectors};
         match (self, h) {
-            (Layer::Conv2d(c), Images(x)) => {
-                let options = ConvOptions::new([c.stride; 2], [c.padding; 2], [1, 1], 1);
-                Images(conv2d(x, c.weight.val(), Some(c.bias.val()), options))
-            }
+            (Layer::Conv2d(conv), Images(x)) => Images(conv2d_channel_major(x, conv)),
             (Layer::BatchNorm(bn), Images(x)) => {
-                // On channel-major rows `[C, n·H·W]` every statistic is one number per
-                // row, a broadcast that Flex runs on its SIMD path, forward and in both
-                // backward levels; `[n, C, H, W]` against `[1, C, 1, 1]` went through
-                // its strided iterator element by element (most of a meta step).
-                let [n, c, h, w] = x.dims();
-                let rows: Tensor<B, 2> = x.swap_dims(0, 1).reshape([c, n * h * w]);
+                // Rows `[C, n·H·W]`: every statistic is one number per row, a broadcast
+                // that Flex runs on its SIMD path, forward and in both backward levels.
+                let [c, n, h, w] = x.dims();
+                let rows: Tensor<B, 2> = x.reshape([c, n * h * w]);
                 let mean = rows.clone().mean_dim(1);
                 let centred = rows - mean;
                 let var = (centred.clone() * centred.clone()).mean_dim(1);
                 let normed = centred / var.add_scalar(BATCH_NORM_EPS).sqrt();
                 let out = normed * bn.weight.val().reshape([c, 1]) + bn.bias.val().reshape([c, 1]);
-                Images(out.reshape([c, n, h, w]).swap_dims(0, 1))
+                Images(out.reshape([c, n, h, w]))
             }
             (Layer::BatchNorm(bn), Vectors(x)) => {
                 let [_, f] = x.dims();
@@ -132,7 +202,7 @@ impl<B: Backend> Layer<B> {
             (Layer::Tanh(_), Images(x)) => Images(activation::tanh(x)),
             (Layer::Tanh(_), Vectors(x)) => Vectors(activation::tanh(x)),
             (Layer::MaxPool2d(p), Images(x)) => {
-                let [n, c, h, w] = x.dims();
+                let [c, n, h, w] = x.dims();
                 let k = p.kernel;
                 let (h2, w2) = (h / k, w / k);
                 // Rows, then columns: each a split of one axis and a `max_dim`. The
@@ -142,26 +212,26 @@ impl<B: Backend> Layer<B> {
                 let x = if h2 * k == h {
                     x
                 } else {
-                    x.slice([0..n, 0..c, 0..h2 * k, 0..w]).mul_scalar(1.0)
+                    x.slice([0..c, 0..n, 0..h2 * k, 0..w]).mul_scalar(1.0)
                 };
-                let rows: Tensor<B, 5> = x.reshape([n, c, h2, k, w]);
-                let x: Tensor<B, 4> = rows.max_dim(3).reshape([n, c, h2, w]);
+                let rows: Tensor<B, 5> = x.reshape([c, n, h2, k, w]);
+                let x: Tensor<B, 4> = rows.max_dim(3).reshape([c, n, h2, w]);
                 let x = if w2 * k == w {
                     x
                 } else {
-                    x.slice([0..n, 0..c, 0..h2, 0..w2 * k]).mul_scalar(1.0)
+                    x.slice([0..c, 0..n, 0..h2, 0..w2 * k]).mul_scalar(1.0)
                 };
-                let cols: Tensor<B, 5> = x.reshape([n, c, h2, w2, k]);
-                Images(cols.max_dim(4).reshape([n, c, h2, w2]))
+                let cols: Tensor<B, 5> = x.reshape([c, n, h2, w2, k]);
+                Images(cols.max_dim(4).reshape([c, n, h2, w2]))
             }
             (Layer::MeanSpatial(_), Images(x)) => {
-                let [n, c, h, w] = x.dims();
-                let positions: Tensor<B, 3> = x.reshape([n, c, h * w]);
-                Vectors(positions.mean_dim(2).reshape([n, c]))
+                let [c, n, h, w] = x.dims();
+                let positions: Tensor<B, 3> = x.reshape([c, n, h * w]);
+                Vectors(positions.mean_dim(2).reshape([c, n]).transpose())
             }
             (Layer::Flatten(_), Images(x)) => {
-                let [n, c, h, w] = x.dims();
-                Vectors(x.reshape([n, c * h * w]))
+                let [c, n, h, w] = x.dims();
+                Vectors(x.swap_dims(0, 1).reshape([n, c * h * w]))
             }
             (Layer::Linear(d), Vectors(x)) => {
                 let [o, _] = d.weight.dims();
@@ -299,7 +369,10 @@ impl<B: Backend> Layered<B> {
     pub fn forward_task(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
         let [n, _] = x.dims();
         let start = match self.input[..] {
-            [c, h, w] => Activations::Images(x.reshape([n, c, h, w])),
+            [c, h, w] => {
+                let images: Tensor<B, 3> = x.reshape([n, c, h * w]);
+                Activations::Images(images.swap_dims(0, 1).reshape([c, n, h, w]))
+            }
             _ => Activations::Vectors(x),
         };
         match self.layers.iter().fold(start, |h, layer| layer.forward(h)) {
