@@ -451,6 +451,7 @@ pub fn eval(args: EvalArgs) -> Result<(), CliError> {
                 queries: args.queries.unwrap_or(trained.queries),
                 rotations: args.rotations,
                 alphabets: args.alphabets.clone(),
+                shift: 0,
             })
         }
         None => None,

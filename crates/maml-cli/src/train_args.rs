@@ -60,6 +60,10 @@ pub struct ImageArgs {
     /// Only these alphabets, comma-separated (default: all): a split by alphabet.
     #[arg(long, value_delimiter = ',')]
     pub alphabets: Vec<String>,
+    /// Augmentation at meta-training: move every sampled image by up to this many pixels
+    /// in each direction, at random (0: none).
+    #[arg(long, default_value_t = 0)]
+    pub shift: usize,
     /// Filters of every conv layer [default: conv4 64, conv4-pool 32].
     #[arg(long)]
     pub filters: Option<usize>,
@@ -78,6 +82,7 @@ impl ImageArgs {
             queries: self.queries,
             rotations: self.rotations,
             alphabets: self.alphabets.clone(),
+            shift: self.shift,
         })
     }
 }
@@ -361,7 +366,8 @@ pub struct TrainArgs {
     pub divergence_threshold: Threshold,
     /// Data-parallel workers in this process (threads on burn-collective): each meta
     /// step's tasks are split over them and their meta-gradients all-reduced. Runs on
-    /// the model-agnostic core (a linear model as a one-layer MLP).
+    /// the model-agnostic core (a linear model as a one-layer MLP). Threads share Burn's
+    /// autodiff graph registry; MPI processes (--mpi) scale better on one machine.
     #[arg(long, default_value_t = 1, value_parser = parse_workers)]
     pub workers: usize,
     /// Train as one process of an MPI job (`mpirun -np M maml train ... --mpi`): each

@@ -45,9 +45,14 @@ fn conv4_trains_on_omniglot_resumes_and_evaluates_on_tasks_and_runs() {
     let out = dir.to_str().unwrap();
     let zip = data("images.zip");
     let mut args = TRAIN.to_vec();
-    args.extend(["--model", "conv4", "--ways", "3", "--shots", "1"]);
+    args.extend([
+        "--model", "conv4", "--ways", "3", "--shots", "1", "--shift", "1",
+    ]);
     args.extend(["--data", &zip, "--meta-steps", "4", "--out", out]);
     ok(&maml(&args));
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["tasks"]["shift"], 1, "{config}");
     let checkpoint: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("checkpoint.json")).unwrap())
             .unwrap();

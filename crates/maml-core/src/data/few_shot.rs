@@ -4,12 +4,13 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use rand::Rng;
 use rand::rngs::StdRng;
 use rand::seq::index::sample;
 use serde::{Deserialize, Serialize};
 
 use crate::data::families::TaskFamily;
-use crate::data::images::{IMAGE_SHAPE, ImageClasses};
+use crate::data::images::{IMAGE_SHAPE, ImageClasses, SIDE, translate};
 use crate::data::{SetData, TaskData};
 use crate::error::{MamlError, Result};
 
@@ -31,26 +32,37 @@ pub struct ImageSource {
     /// Only these alphabets (all when empty): a split by alphabet.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub alphabets: Vec<String>,
+    /// Augmentation: every sampled image moved by a random whole number of pixels, up to
+    /// this many in each direction (0: none), the uncovered border left blank.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub shift: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 impl ImageSource {
     /// Reads the classes and checks that every task can be drawn.
     pub fn family(&self) -> Result<FewShotFamily> {
         let classes = ImageClasses::load(Path::new(&self.data), &self.alphabets, self.rotations)?;
-        FewShotFamily::new(Arc::new(classes), self.ways, self.shots, self.queries)
+        FewShotFamily::new(Arc::new(classes), self.ways, self.shots, self.queries)?
+            .with_shift(self.shift)
     }
 }
 
 /// N-way K-shot tasks with Q queries per class: each task picks `ways` distinct classes
 /// in a random order (class `i` of the task is label `i`, so labels are shuffled per
 /// task), then `shots + queries` distinct images of each; support and query rows are
-/// grouped by label, targets one-hot.
+/// grouped by label, targets one-hot. With a shift, every drawn image is then
+/// translated at random ([`FewShotFamily::with_shift`]).
 #[derive(Debug, Clone)]
 pub struct FewShotFamily {
     classes: Arc<ImageClasses>,
     ways: usize,
     shots: usize,
     queries: usize,
+    shift: usize,
 }
 
 impl FewShotFamily {
@@ -99,7 +111,23 @@ impl FewShotFamily {
             ways,
             shots,
             queries,
+            shift: 0,
         })
+    }
+
+    /// Moves every drawn image by `(dy, dx)` pixels, each drawn uniformly from
+    /// `-shift..=shift`, filling the uncovered border with background (0). A shift of
+    /// the image's side or more, which could move a whole image out, is an error.
+    pub fn with_shift(mut self, shift: usize) -> Result<Self> {
+        if shift >= SIDE {
+            return Err(MamlError::InvalidHyperparameter {
+                name: "shift",
+                value: shift.to_string(),
+                reason: "must be less than the side of the images, 28",
+            });
+        }
+        self.shift = shift;
+        Ok(self)
     }
 
     /// The classes tasks are drawn from.
@@ -141,7 +169,14 @@ impl TaskFamily for FewShotFamily {
                         } else {
                             &mut query
                         };
-                        set.x.push(class.images[image].clone());
+                        let image = &class.images[image];
+                        set.x.push(if self.shift == 0 {
+                            image.clone()
+                        } else {
+                            let s = self.shift as i64;
+                            let (dy, dx) = (rng.random_range(-s..=s), rng.random_range(-s..=s));
+                            translate(image, dy, dx)
+                        });
                         set.y
                             .as_mut()
                             .expect("targets set above")

@@ -145,6 +145,22 @@ pub fn rotate(image: &[f64], quarters: usize) -> Vec<f64> {
     out
 }
 
+/// A `28·28` example moved `dy` pixels down and `dx` right; pixels moved in from outside
+/// are background (0).
+pub fn translate(image: &[f64], dy: i64, dx: i64) -> Vec<f64> {
+    let side = SIDE as i64;
+    let mut out = vec![0.0; image.len()];
+    for i in 0..side {
+        for j in 0..side {
+            let (from_i, from_j) = (i - dy, j - dx);
+            if (0..side).contains(&from_i) && (0..side).contains(&from_j) {
+                out[(i * side + j) as usize] = image[(from_i * side + from_j) as usize];
+            }
+        }
+    }
+    out
+}
+
 /// One class of images.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ImageClass {

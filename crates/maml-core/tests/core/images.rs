@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use burn::prelude::*;
 use burn_ndarray::NdArray;
-use maml_core::data::images::{SIDE, decode_png, rotate};
+use maml_core::data::images::{SIDE, decode_png, rotate, translate};
 use maml_core::train::trainer::step_rng;
 use maml_core::{
     AdaptConfig, FewShotFamily, ImageClasses, LayerSpec, Layered, LayeredSpec, Loss, Sets,
@@ -186,6 +186,58 @@ fn n_way_k_shot_tasks_are_reproducible_with_distinct_images_per_class() {
     assert!(
         first_class_of_label0.len() > 3,
         "labels are shuffled across tasks"
+    );
+}
+
+#[test]
+fn translate_moves_ink_and_blanks_the_uncovered_border() {
+    let mut image = vec![0.0; SIDE * SIDE];
+    image[5 * SIDE + 7] = 1.0;
+    image[27 * SIDE + 27] = 0.5;
+    let moved = translate(&image, 2, -3);
+    let ink: Vec<usize> = (0..SIDE * SIDE).filter(|&i| moved[i] != 0.0).collect();
+    // (5, 7) goes to (7, 4); the corner pixel leaves the image.
+    assert_eq!(ink, [7 * SIDE + 4]);
+    assert_eq!(translate(&image, 0, 0), image);
+}
+
+/// With a shift, every drawn image is one of the data's moved by at most `shift` pixels
+/// each way, and not all of them stay in place; the same seed draws the same moves.
+#[test]
+fn shifted_tasks_hold_moved_copies_of_the_data() {
+    let classes = Arc::new(ImageClasses::load(&data().join("images"), &[], false).unwrap());
+    let err = FewShotFamily::new(classes.clone(), 3, 1, 2)
+        .unwrap()
+        .with_shift(28)
+        .expect_err("a shift of the whole side")
+        .to_string();
+    assert!(err.contains("shift = 28"), "{err}");
+    let family = FewShotFamily::new(classes.clone(), 3, 1, 2)
+        .unwrap()
+        .with_shift(2)
+        .unwrap();
+    let tasks = family.sample(8, &mut step_rng(5, 0));
+    assert_eq!(tasks, family.sample(8, &mut step_rng(5, 0)));
+    let moves: Vec<(i64, i64)> = tasks
+        .iter()
+        .flat_map(|t| t.support.x.iter().chain(&t.query.x))
+        .map(|x| {
+            classes
+                .classes
+                .iter()
+                .flat_map(|c| &c.images)
+                .find_map(|image| {
+                    (-2..=2)
+                        .flat_map(|dy| (-2..=2).map(move |dx| (dy, dx)))
+                        .find(|&(dy, dx)| translate(image, dy, dx) == *x)
+                })
+                .expect("a drawn image is a data image moved by at most 2 pixels")
+        })
+        .collect();
+    assert_eq!(moves.len(), 8 * 9);
+    assert!(
+        moves.iter().filter(|&&m| m != (0, 0)).count() > 30,
+        "{moves:?}"
     );
 }
 
