@@ -196,5 +196,12 @@ fn bad_image_runs_are_refused_with_the_value_named() {
         "--loss cross_entropy",
     );
     fails(&["--model", "mlp", "--data", &images], "conv4");
+    // Refused before the run folder gets a configuration.
+    let _ = std::fs::remove_file(dir.join("config.json"));
+    fails(&[&conv[..], &["--shift", "28"]].concat(), "shift = 28");
+    assert!(
+        !dir.join("config.json").exists(),
+        "a refused run wrote its config"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -42,7 +42,24 @@ fn is_zero(n: &usize) -> bool {
     *n == 0
 }
 
+/// Refuses a shift of the images' side or more, which could move a whole image out.
+fn check_shift(shift: usize) -> Result<()> {
+    if shift >= SIDE {
+        return Err(MamlError::InvalidHyperparameter {
+            name: "shift",
+            value: shift.to_string(),
+            reason: "must be less than the side of the images, 28",
+        });
+    }
+    Ok(())
+}
+
 impl ImageSource {
+    /// Checks what can be checked without reading the images (the shift).
+    pub fn validate(&self) -> Result<()> {
+        check_shift(self.shift)
+    }
+
     /// Reads the classes and checks that every task can be drawn.
     pub fn family(&self) -> Result<FewShotFamily> {
         let classes = ImageClasses::load(Path::new(&self.data), &self.alphabets, self.rotations)?;
@@ -119,13 +136,7 @@ impl FewShotFamily {
     /// `-shift..=shift`, filling the uncovered border with background (0). A shift of
     /// the image's side or more, which could move a whole image out, is an error.
     pub fn with_shift(mut self, shift: usize) -> Result<Self> {
-        if shift >= SIDE {
-            return Err(MamlError::InvalidHyperparameter {
-                name: "shift",
-                value: shift.to_string(),
-                reason: "must be less than the side of the images, 28",
-            });
-        }
+        check_shift(shift)?;
         self.shift = shift;
         Ok(self)
     }

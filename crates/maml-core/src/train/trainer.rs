@@ -171,6 +171,9 @@ impl TrainConfig {
                 reason: "must be at least 1",
             });
         }
+        if let TaskSource::Omniglot(source) = &self.tasks {
+            source.validate()?;
+        }
         Ok(())
     }
 }
