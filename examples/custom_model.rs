@@ -79,7 +79,7 @@ fn run<B: Backend>(device: &B::Device) -> ExitCode {
     };
     let mut rng = rand::rngs::StdRng::seed_from_u64(0);
     let eval_tasks = family.sample(100, &mut rng);
-    let eval = MetaBatch::<B>::from_tasks(&eval_tasks, 1, Loss::Mse, device);
+    let eval = MetaBatch::<B>::from_tasks(&eval_tasks, 1, device);
     let curve_adapt = adapt.clone().with_inner_steps(5);
     let before = model_adaptation_curve::<B, SineNet<SecondOrder<B>>>(
         learner.model(),
@@ -90,7 +90,7 @@ fn run<B: Backend>(device: &B::Device) -> ExitCode {
     emit("meta-training SineNet (1-32-1 tanh, task by task) on sinusoids, second order");
     for step in 0..=600 {
         let tasks = family.sample(10, &mut rng);
-        let batch = MetaBatch::<B>::from_tasks(&tasks, 1, Loss::Mse, device);
+        let batch = MetaBatch::<B>::from_tasks(&tasks, 1, device);
         let gradient = learner.step(&batch);
         if step % 100 == 0 {
             let loss: f64 = gradient.meta_loss.into_scalar().elem();

@@ -48,5 +48,7 @@ mod reference;
 mod reference_conv;
 #[path = "../cases/reference_mlp.rs"]
 mod reference_mlp;
+#[path = "../cases/reference_nn.rs"]
+mod reference_nn;
 #[path = "../cases/training.rs"]
 mod training;

@@ -9,12 +9,12 @@ use maml_burn::maml_core::{Answer, Problem, solve};
 
 use crate::common::{assert_answer_close, is_cubecl, tolerance};
 
-fn data_dir() -> std::path::PathBuf {
+pub(crate) fn data_dir() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/data-conv")
 }
 
 /// The problems' names, sorted.
-fn conv_problems() -> Vec<String> {
+pub(crate) fn conv_problems() -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(data_dir())
         .expect("tests/data-conv exists in the repository")
         .filter_map(|e| {

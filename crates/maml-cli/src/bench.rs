@@ -124,19 +124,17 @@ struct BenchJob {
 impl BenchJob {
     fn batch<B: Backend>(&mut self, device: &B::Device) -> MetaBatch<B> {
         match self.config {
-            BenchConfig::Linreg16 => self.family.sample_batch::<B, _>(
-                self.tasks,
-                self.meta.adapt.loss,
-                &mut self.rng,
-                device,
-            ),
+            BenchConfig::Linreg16 => {
+                self.family
+                    .sample_batch::<B, _>(self.tasks, &mut self.rng, device)
+            }
             BenchConfig::Sinusoid | BenchConfig::OmniglotConv => {
                 unreachable!("run_sinusoid and run_omniglot make their own tasks")
             }
             BenchConfig::Seed => {
                 // The same task every step: built once (see `run`).
                 let tasks = SeedFamily.sample(1, &mut rand_rng());
-                MetaBatch::from_tasks(&tasks, 1, Loss::Sse, device)
+                MetaBatch::from_tasks(&tasks, 1, device)
             }
         }
     }
@@ -156,10 +154,8 @@ impl BenchJob {
             .with_gradient_path(self.gradient);
         let mut rng = rand_rng();
         let tasks = self.tasks;
-        let loss = self.meta.adapt.loss;
         let (steps, seconds, heap) = timed::<B>(self.seconds, device, || {
-            let batch =
-                MetaBatch::<B>::from_tasks(&family.sample(tasks, &mut rng), 1, loss, device);
+            let batch = MetaBatch::<B>::from_tasks(&family.sample(tasks, &mut rng), 1, device);
             let base = crate::alloc::HEAP.live();
             crate::alloc::HEAP.reset_peak();
             learner.step(&batch);
@@ -213,7 +209,7 @@ impl BenchJob {
                 query: set(queries),
             })
             .collect();
-        let batch = MetaBatch::<B>::from_tasks(&tasks, ways, self.meta.adapt.loss, device);
+        let batch = MetaBatch::<B>::from_tasks(&tasks, ways, device);
         let (steps, seconds, heap) = timed::<B>(self.seconds, device, || {
             let base = crate::alloc::HEAP.live();
             crate::alloc::HEAP.reset_peak();

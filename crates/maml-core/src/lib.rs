@@ -10,6 +10,9 @@
 //! - [`model`]: the seam ([`MetaModel`]: any `#[derive(Module)]` with a forward pass over
 //!   a meta-batch) and the built-in models (the linear model, the MLP, the layered model
 //!   of conv nets);
+//! - [`nn`]: twice-differentiable layers with `burn::nn`'s shape of API (`Linear`,
+//!   `Conv2d`, `BatchNorm` on the batch's statistics, pooling, `Flatten`), for models of
+//!   the seam;
 //! - [`algo`]: the inner loop and the meta-gradient, by nested autodiff (second order:
 //!   [`SecondOrder`] = `Autodiff<Autodiff<B>>`) or by a model's hand-derived road;
 //! - [`train`]: the trainer (divergence guard, resume, checkpoints, evaluation) and
@@ -19,11 +22,18 @@
 //!   closed form (independent checks), and everything the seed prints of a meta step.
 
 pub mod algo;
+
+// The README's first program, run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeDoctests;
+
 pub mod closed_form;
 pub mod config;
 pub mod data;
 pub mod error;
 pub mod model;
+pub mod nn;
 pub mod trace;
 pub mod train;
 
@@ -32,7 +42,7 @@ pub use algo::learn::{
     Fast, ModelMetaGradient, adapt_model, autodiff_meta_gradient, model_adaptation_curve,
     model_meta_gradient, model_meta_gradient_by, query_accuracies,
 };
-pub use algo::learner::ModelLearner;
+pub use algo::learner::{ConfiguredOptimizer, MetaLoss, ModelLearner};
 pub use config::{
     AdaptConfig, Algorithm, GradientPath, Imaml, Loss, MetaConfig, MetaOptimizer, Order,
 };

@@ -79,7 +79,8 @@ pub fn trace_meta_step<B: Backend>(
     let weights = MlpWeights {
         layers: vec![initial.clone()],
     };
-    let batch = MetaBatch::<B>::from_tasks(tasks, initial.d_out(), config.adapt.loss, device);
+    let batch =
+        MetaBatch::<B>::from_tasks(tasks, initial.d_out(), device).with_loss(config.adapt.loss);
     let recording = record_inner_loop(&weights, &batch, &config, device);
 
     let model = Mlp::<B>::from_weights(&weights, Activation::Relu, device);

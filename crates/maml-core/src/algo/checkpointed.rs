@@ -127,6 +127,7 @@ pub fn checkpointed_meta_gradient<B: Backend, M: Learnable<B>>(
     config: &AdaptConfig,
 ) -> ModelMetaGradient<B, M> {
     let every = config.inner_checkpoint_every.unwrap_or(config.inner_steps);
+    let batch = &batch.with_loss(config.loss);
     let tasks = batch.tasks();
     let support = batch.support.lift::<MetaBackend<B>>();
     let support2 = (config.order == Order::Second && config.inner_steps > 0)

@@ -4,7 +4,7 @@
 use burn::optim::GradientsParams;
 use burn::prelude::*;
 
-use crate::model::Learnable;
+use crate::model::{Learnable, MetaModel};
 
 /// Fast weights after the inner loop.
 #[derive(Debug, Clone)]
@@ -13,6 +13,27 @@ pub enum Fast<M> {
     Batched(M),
     /// Any other model: one module per task.
     PerTask(Vec<M>),
+}
+
+impl<M> Fast<M> {
+    /// Each task's predictions by its own fast weights, `x [tasks, n, in] ->
+    /// [tasks, n, out]` (task `t` of `x` goes through task `t`'s weights).
+    pub fn forward<B: Backend>(&self, x: Tensor<B, 3>) -> Tensor<B, 3>
+    where
+        M: MetaModel<B>,
+    {
+        match self {
+            Fast::Batched(model) => model.forward(x),
+            Fast::PerTask(models) => Tensor::cat(
+                models
+                    .iter()
+                    .enumerate()
+                    .map(|(t, model)| model.forward(x.clone().slice(t..t + 1)))
+                    .collect(),
+                0,
+            ),
+        }
+    }
 }
 
 /// A meta-gradient of any model. Tensors are lazy: reading one syncs with the device.

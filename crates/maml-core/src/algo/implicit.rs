@@ -158,6 +158,7 @@ pub fn implicit_meta_gradient<B: Backend, M: Learnable<B>>(
         .imaml
         .as_ref()
         .expect("implicit_meta_gradient is called for an iMAML configuration");
+    let batch = &batch.with_loss(config.loss);
     let tasks = batch.tasks();
     let support = batch.support.lift::<MetaBackend<B>>();
     let query = batch.query.lift::<MetaBackend<B>>();

@@ -59,7 +59,7 @@ pub(crate) fn adapt_observed<B: Backend, M: Learnable<B>>(
     observe: &mut Observer<'_, B, M>,
 ) -> Fast<M::Meta> {
     let sizes = step_sizes.map(collect::<B, M>).unwrap_or_default();
-    let support1 = support.lift::<MetaBackend<B>>();
+    let support1 = support.with_loss(config.loss).lift::<MetaBackend<B>>();
     let support2 = (config.order == Order::Second && config.inner_steps > 0)
         .then(|| support1.lift::<SecondOrder<B>>());
     let tasks = support.tasks();
@@ -158,6 +158,7 @@ pub(crate) fn meta_gradient_keeping<B: Backend, M: Learnable<B>>(
     config: &AdaptConfig,
     keep_fast: bool,
 ) -> ModelMetaGradient<B, M> {
+    let batch = &batch.with_loss(config.loss);
     if config.imaml.is_some() {
         let mut gradient = super::implicit::implicit_meta_gradient::<B, M>(model, batch, config);
         if !keep_fast {
@@ -262,6 +263,7 @@ pub fn autodiff_meta_gradient<B: Backend, M: Learnable<B>>(
     batch: &MetaBatch<B>,
     config: &AdaptConfig,
 ) -> ModelMetaGradient<B, M> {
+    let batch = &batch.with_loss(config.loss);
     let tasks = batch.tasks();
     if batched::<B, M>() || tasks == 1 {
         return one_graph::<B, M>(model, step_sizes, batch, config, None);
@@ -390,6 +392,7 @@ pub fn model_adaptation_curve<B: Backend, M: Learnable<B>>(
     config: &AdaptConfig,
 ) -> Vec<f64> {
     let detach = |m: &M::Meta| <M::Meta as AutodiffModule<MetaBackend<B>>>::from_inner(m.valid());
+    let batch = batch.with_loss(config.loss);
     let query = batch.query.lift::<MetaBackend<B>>();
     let support = batch.support.lift::<MetaBackend<B>>();
     let sizes = step_sizes

@@ -1,73 +1,225 @@
-//! The meta-learner: [`ModelLearner`] takes meta-gradients of any model
-//! ([`crate::algo::learn`]) and updates the initial weights (and Meta-SGD's step sizes)
-//! with Burn's SGD or Adam, on one machine or as one worker of a data-parallel step.
+//! The meta-learner: [`ModelLearner`] adapts any model to a task ([`ModelLearner::adapt`]),
+//! gives the meta-loss of a meta-batch tracked back to its initial weights
+//! ([`ModelLearner::meta_loss`]), and takes meta steps ([`ModelLearner::step`]): the
+//! meta-gradient ([`crate::algo::learn`]), then an update of the initial weights (and
+//! Meta-SGD's step sizes) by any `burn::optim` optimizer with any Burn learning-rate
+//! scheduler, on one machine or as one worker of a data-parallel step.
 
 use burn::module::{AutodiffModule, Module};
 use burn::optim::adaptor::OptimizerAdaptor;
-use burn::optim::{Adam, AdamConfig, GradientsParams, Optimizer, Sgd, SgdConfig};
+use burn::optim::lr_scheduler::LrScheduler;
+use burn::optim::{
+    Adam, AdamConfig, GradientsParams, LearningRate, MultiGradientsParams, Optimizer, Sgd,
+    SgdConfig,
+};
 use burn::prelude::*;
 
-use crate::algo::learn::{ModelMetaGradient, meta_gradient_keeping};
-use crate::config::{GradientPath, MetaConfig, MetaOptimizer};
-use crate::data::batch::MetaBatch;
+use crate::algo::learn::{
+    ModelMetaGradient, adapt_model, fast_query_losses, meta_gradient_keeping,
+};
+use crate::config::{AdaptConfig, GradientPath, MetaConfig, MetaOptimizer, Order};
+use crate::data::batch::{MetaBatch, Sets};
 use crate::error::Result;
-use crate::model::{Fill, Learnable, MetaBackend, Untracked};
+use crate::model::{Fill, FreshLeaves, Learnable, MetaBackend, Untracked};
 
+use super::gradient::Fast;
+
+/// The meta-optimiser named by [`MetaConfig::meta_optimizer`] (Burn's SGD or Adam with
+/// their defaults), for a learner configured by a [`MetaConfig`]
+/// ([`ModelLearner::new`]). Any other `burn::optim` optimizer is passed to
+/// [`ModelLearner::with_optimizer`] as it is. Its record is empty: training checkpoints
+/// store the weights, not the optimiser's moments.
 #[derive(Clone)]
-enum Optim<B: Backend, M: AutodiffModule<MetaBackend<B>>> {
+pub enum ConfiguredOptimizer<B: Backend, M: AutodiffModule<MetaBackend<B>>> {
+    /// Plain gradient descent.
     Sgd(OptimizerAdaptor<Sgd<B>, M, MetaBackend<B>>),
+    /// Adam.
     Adam(OptimizerAdaptor<Adam, M, MetaBackend<B>>),
 }
 
-impl<B: Backend, M: AutodiffModule<MetaBackend<B>>> Optim<B, M> {
-    fn new(kind: MetaOptimizer) -> Self {
+impl<B: Backend, M: AutodiffModule<MetaBackend<B>>> ConfiguredOptimizer<B, M> {
+    /// The optimiser of `kind`, with Burn's defaults.
+    pub fn new(kind: MetaOptimizer) -> Self {
         match kind {
             MetaOptimizer::Sgd => Self::Sgd(SgdConfig::new().init()),
             MetaOptimizer::Adam => Self::Adam(AdamConfig::new().init()),
         }
     }
+}
 
-    fn step(&mut self, lr: f64, module: M, grads: GradientsParams) -> M {
+impl<B: Backend, M: AutodiffModule<MetaBackend<B>>> Optimizer<M, MetaBackend<B>>
+    for ConfiguredOptimizer<B, M>
+{
+    type Record = ();
+
+    fn step(&mut self, lr: LearningRate, module: M, grads: GradientsParams) -> M {
         match self {
             Self::Sgd(o) => o.step(lr, module, grads),
             Self::Adam(o) => o.step(lr, module, grads),
         }
     }
+
+    fn step_multi(&mut self, lr: LearningRate, module: M, grads: MultiGradientsParams) -> M {
+        match self {
+            Self::Sgd(o) => o.step_multi(lr, module, grads),
+            Self::Adam(o) => o.step_multi(lr, module, grads),
+        }
+    }
+
+    fn to_record(&self) -> Self::Record {}
+
+    fn load_record(self, _record: Self::Record) -> Self {
+        self
+    }
+}
+
+/// The meta-loss of a meta-batch ([`ModelLearner::meta_loss`]), tracked back to the
+/// learner's initial weights (and Meta-SGD's step sizes).
+pub struct MetaLoss<B: Backend, M: Learnable<B>> {
+    /// The mean query loss of the fast weights over the tasks, `[1]`, on the meta
+    /// backend: replace it by any objective built from it ([`Self::map`]).
+    pub loss: Tensor<MetaBackend<B>, 1>,
+    query_losses: Tensor<MetaBackend<B>, 1>,
+    leaves: M::Meta,
+    size_leaves: Option<M::Meta>,
+}
+
+impl<B: Backend, M: Learnable<B>> MetaLoss<B, M> {
+    /// The objective replaced by `f(loss)`, for example the meta-loss plus a penalty.
+    pub fn map(
+        self,
+        f: impl FnOnce(Tensor<MetaBackend<B>, 1>) -> Tensor<MetaBackend<B>, 1>,
+    ) -> Self {
+        Self {
+            loss: f(self.loss),
+            ..self
+        }
+    }
+
+    /// The objective's gradient with respect to the initial weights (and step sizes),
+    /// for [`ModelLearner::apply`].
+    pub fn backward(self) -> ModelMetaGradient<B, M> {
+        let mut grads = self.loss.backward();
+        let model_grads = GradientsParams::from_module(&mut grads, &self.leaves);
+        let step_size_grads = self
+            .size_leaves
+            .as_ref()
+            .map(|s| GradientsParams::from_module(&mut grads, s));
+        ModelMetaGradient {
+            meta_loss: self.loss.inner(),
+            query_losses: self.query_losses.inner(),
+            grads: model_grads,
+            step_size_grads,
+            fast: None,
+        }
+    }
 }
 
 /// Meta-learns the initial weights of any model `M` (named at the top of the autodiff
-/// stack, `Model<SecondOrder<B>>`: see [`Learnable`]), and with `config.adapt.meta_sgd`
-/// one inner step size per parameter entry (Meta-SGD, Li et al. 2017).
-pub struct ModelLearner<B: Backend, M: Learnable<B>> {
+/// stack, `Model<SecondOrder<B>>`: see [`Learnable`]), and with `adapt.meta_sgd` one
+/// inner step size per parameter entry (Meta-SGD, Li et al. 2017), with the optimiser
+/// `O` (any `burn::optim` optimizer of the initial weights) at the learning rate of the
+/// scheduler `S` (a number, or any `burn::optim::lr_scheduler`).
+///
+/// ```
+/// use burn_ndarray::NdArray;
+/// use burn::optim::AdamConfig;
+/// use burn::prelude::*;
+/// use maml_core::nn::{Linear, LinearConfig};
+/// use maml_core::{AdaptConfig, Loss, MetaBatch, MetaModel, ModelLearner, SecondOrder};
+///
+/// #[derive(Module, Debug)]
+/// struct Net<B: Backend> {
+///     layer: Linear<B>,
+/// }
+///
+/// impl<B: Backend> MetaModel<B> for Net<B> {
+///     fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+///         self.layer.forward(x)
+///     }
+/// }
+///
+/// let device = Default::default();
+/// let net = Net { layer: LinearConfig::new(2, 1).init::<NdArray>(&device) };
+/// let adapt = AdaptConfig::new(0.1).with_loss(Loss::Mse); // the loss, named once
+/// let mut learner = ModelLearner::<NdArray, Net<SecondOrder<NdArray>>, _, _>::with_optimizer(
+///     net, adapt, AdamConfig::new().init(), 1e-2,
+/// )
+/// .unwrap();
+/// let x = Tensor::<NdArray, 3>::ones([4, 5, 2], &device); // [tasks, n, in]
+/// let y = Tensor::<NdArray, 3>::zeros([4, 5, 1], &device); // [tasks, n, out]
+/// let batch = MetaBatch::from_tensors(x.clone(), y.clone(), x, y);
+/// let adapted = learner.adapt(&batch.support);             // fast weights per task
+/// assert_eq!(adapted.forward(batch.query.x.clone()).dims(), [4, 5, 1]);
+/// let before: f64 = learner.meta_loss(&batch).loss.into_scalar().elem();
+/// learner.step(&batch);                                    // meta-gradient + Adam step
+/// let after: f64 = learner.meta_loss(&batch).loss.into_scalar().elem();
+/// assert!(after < before);
+/// ```
+pub struct ModelLearner<
+    B: Backend,
+    M: Learnable<B>,
+    O = ConfiguredOptimizer<B, <M as Learnable<B>>::Meta>,
+    S = LearningRate,
+> where
+    O: Optimizer<M::Meta, MetaBackend<B>>,
+    S: LrScheduler,
+{
     model: M::Meta,
     step_sizes: Option<M::Meta>,
-    optim: Optim<B, M::Meta>,
-    size_optim: Optim<B, M::Meta>,
-    config: MetaConfig,
+    optim: O,
+    size_optim: O,
+    scheduler: S,
+    adapt: AdaptConfig,
     path: GradientPath,
 }
 
 impl<B: Backend, M: Learnable<B>> ModelLearner<B, M> {
     /// A learner starting from the initial weights `model` (on `B`; lifted to the meta
-    /// backend with its parameter ids), after checking `config`. Meta-SGD's step sizes
-    /// start at `config.adapt.inner_lr`.
+    /// backend with its parameter ids), after checking `config`, with the optimiser and
+    /// constant learning rate it names. Meta-SGD's step sizes start at
+    /// `config.adapt.inner_lr`.
     pub fn new(model: M::Plain, config: MetaConfig) -> Result<Self> {
         config.validate()?;
+        let optimizer = ConfiguredOptimizer::new(config.meta_optimizer);
+        Self::with_optimizer(model, config.adapt, optimizer, config.meta_lr)
+    }
+}
+
+impl<B, M, O, S> ModelLearner<B, M, O, S>
+where
+    B: Backend,
+    M: Learnable<B>,
+    O: Optimizer<M::Meta, MetaBackend<B>>,
+    S: LrScheduler,
+{
+    /// A learner starting from the initial weights `model` (on `B`), adapting as `adapt`
+    /// says (checked here), updated by `optimizer` (any `burn::optim` optimizer, e.g.
+    /// `AdamConfig::new().with_grad_clipping(..).init()`) at the learning rate of
+    /// `scheduler` (a number or a Burn scheduler, stepped once per meta step). Meta-SGD's
+    /// step sizes get a copy of the optimiser of their own.
+    pub fn with_optimizer(
+        model: M::Plain,
+        adapt: AdaptConfig,
+        optimizer: O,
+        scheduler: S,
+    ) -> Result<Self> {
+        adapt.validate()?;
         // Stored untracked: every meta-gradient takes fresh leaves of its own, and a
         // stored leaf would be re-registered in Burn's autodiff graph at every optimiser
         // step, which only a backward pass frees (the MLP's path runs none).
         let model =
             <M::Meta as AutodiffModule<MetaBackend<B>>>::from_inner(model).map(&mut Untracked);
-        let step_sizes = config
-            .adapt
+        let step_sizes = adapt
             .meta_sgd
-            .then(|| model.clone().map(&mut Fill(config.adapt.inner_lr)));
+            .then(|| model.clone().map(&mut Fill(adapt.inner_lr)));
         Ok(Self {
-            optim: Optim::new(config.meta_optimizer),
-            size_optim: Optim::new(config.meta_optimizer),
+            size_optim: optimizer.clone(),
+            optim: optimizer,
+            scheduler,
             model,
             step_sizes,
-            config,
+            adapt,
             path: GradientPath::Auto,
         })
     }
@@ -84,9 +236,9 @@ impl<B: Backend, M: Learnable<B>> ModelLearner<B, M> {
         self
     }
 
-    /// The configuration.
-    pub fn config(&self) -> &MetaConfig {
-        &self.config
+    /// How the learner adapts to a task.
+    pub fn adapt_config(&self) -> &AdaptConfig {
+        &self.adapt
     }
 
     /// The current initial weights, on the meta backend.
@@ -97,6 +249,46 @@ impl<B: Backend, M: Learnable<B>> ModelLearner<B, M> {
     /// Meta-SGD's step sizes, if learned.
     pub fn step_sizes(&self) -> Option<&M::Meta> {
         self.step_sizes.as_ref()
+    }
+
+    /// The optimiser (its state: `Optimizer::to_record`).
+    pub fn optimizer(&self) -> &O {
+        &self.optim
+    }
+
+    /// Adapts the initial weights to each task of `support` (`x [tasks, n, in]`): the
+    /// inner loop's steps, giving each task's fast weights on `B`, for predictions on that
+    /// task ([`Fast::forward`]). The values are those the meta-gradient adapts through,
+    /// taken without the second-order graph.
+    pub fn adapt(&self, support: &Sets<B>) -> Fast<M::Plain> {
+        let first = self.adapt.clone().with_order(Order::First);
+        match adapt_model::<B, M>(&self.model, self.step_sizes.as_ref(), support, &first) {
+            Fast::Batched(m) => Fast::Batched(m.valid()),
+            Fast::PerTask(ms) => Fast::PerTask(ms.iter().map(AutodiffModule::valid).collect()),
+        }
+    }
+
+    /// The meta-loss of `batch` (the mean query loss of the fast weights adapted on the
+    /// support sets), tracked back to the initial weights through the inner loop by
+    /// nested autodiff, first or second order as configured: [`MetaLoss::backward`] gives
+    /// the meta-gradient that [`Self::apply`] applies. [`Self::step`] does both, by the
+    /// fastest road the model and configuration allow.
+    pub fn meta_loss(&self, batch: &MetaBatch<B>) -> MetaLoss<B, M> {
+        let leaves = self.model.clone().map(&mut FreshLeaves);
+        let size_leaves = self
+            .step_sizes
+            .as_ref()
+            .map(|s| s.clone().map(&mut FreshLeaves));
+        let batch = batch.with_loss(self.adapt.loss);
+        let fast = adapt_model::<B, M>(&leaves, size_leaves.as_ref(), &batch.support, &self.adapt);
+        let query = batch.query.lift::<MetaBackend<B>>();
+        let query_losses = fast_query_losses::<B, M>(&fast, &query);
+        MetaLoss {
+            loss: query_losses.clone().mean(),
+            query_losses,
+            leaves,
+            size_leaves,
+        }
     }
 
     /// The meta-gradient at the current weights, with the fast weights, without an
@@ -111,7 +303,7 @@ impl<B: Backend, M: Learnable<B>> ModelLearner<B, M> {
             &self.model,
             self.step_sizes.as_ref(),
             batch,
-            &self.config.adapt,
+            &self.adapt,
             keep_fast,
         )
     }
@@ -131,9 +323,10 @@ impl<B: Backend, M: Learnable<B>> ModelLearner<B, M> {
         self.update(grads, gradient.step_size_grads.take());
     }
 
-    /// The meta-optimiser's step on the initial weights (and the step sizes).
+    /// The meta-optimiser's step on the initial weights (and the step sizes), at the
+    /// scheduler's next learning rate.
     fn update(&mut self, grads: GradientsParams, size_grads: Option<GradientsParams>) {
-        let lr = self.config.meta_lr;
+        let lr = self.scheduler.step();
         self.model = self.optim.step(lr, self.model.clone(), grads);
         if let Some(grads) = size_grads
             && let Some(sizes) = self.step_sizes.take()
@@ -185,7 +378,13 @@ impl<B: Backend> burn::module::ModuleVisitor<MetaBackend<B>> for Unflatten<B> {
     }
 }
 
-impl<B: Backend, M: Learnable<B>> ModelLearner<B, M> {
+impl<B, M, O, S> ModelLearner<B, M, O, S>
+where
+    B: Backend,
+    M: Learnable<B>,
+    O: Optimizer<M::Meta, MetaBackend<B>>,
+    S: LrScheduler,
+{
     /// One data-parallel meta step on this worker's shard of a meta-batch: the shard's
     /// meta-gradient, scaled by `weight` (the shard's share of the tasks, `n_i / n`),
     /// is flattened into one `[params + 1]` tensor (the scaled meta-loss last) and summed

@@ -32,14 +32,16 @@ pub struct Sets<B: Backend> {
     pub mask: Option<Tensor<B, 3>>,
     /// Each task's number of real rows.
     rows: Vec<usize>,
-    loss: Loss,
-    scale: Scale<B>,
+    /// The loss and each task's scale, set by [`Sets::with_loss`]: the learner applies its
+    /// configuration's loss ([`crate::config::AdaptConfig::loss`]) before scoring.
+    loss: Option<(Loss, Scale<B>)>,
+    d_out: usize,
 }
 
 impl<B: Backend> Sets<B> {
     /// Batches one set per task (validated: same `in` / `out`, at least one row), in the
     /// backend's own precision.
-    pub fn from_sets(sets: &[&SetData], d_out: usize, loss: Loss, device: &B::Device) -> Self {
+    pub fn from_sets(sets: &[&SetData], d_out: usize, device: &B::Device) -> Self {
         let tasks = sets.len();
         let d_in = sets[0].x[0].len();
         let n = sets.iter().map(|s| s.len()).max().unwrap_or(0);
@@ -67,25 +69,48 @@ impl<B: Backend> Sets<B> {
             x: tensor(x, [tasks, n, d_in]),
             y: any_target.then(|| tensor(y, [tasks, n, d_out])),
             mask: ragged.then(|| tensor(mask, [tasks, n, 1])),
-            scale: scale(loss, &rows, d_out, device),
             rows,
-            loss,
+            loss: None,
+            d_out,
         }
     }
 
-    /// Equal-sized sets given as tensors: `x [tasks, n, in]`, `y [tasks, n, out]`.
-    pub fn from_tensors(x: Tensor<B, 3>, y: Option<Tensor<B, 3>>, loss: Loss) -> Self {
+    /// Equal-sized sets given as tensors: `x [tasks, n, in]`, targets `y [tasks, n, out]`
+    /// (one-hot rows for cross-entropy).
+    pub fn from_tensors(x: Tensor<B, 3>, y: Option<Tensor<B, 3>>) -> Self {
         let [tasks, n, _] = x.dims();
         let d_out = y.as_ref().map_or(1, |y| y.dims()[2]);
-        let device = x.device();
         Self {
             x,
             y,
             mask: None,
             rows: vec![n; tasks],
-            loss,
-            scale: scale(loss, &vec![n; tasks], d_out, &device),
+            loss: None,
+            d_out,
         }
+    }
+
+    /// The same sets scored with `loss` (cheap: tensors are shared). The learner and
+    /// every function that takes an [`crate::config::AdaptConfig`] apply its loss
+    /// themselves.
+    pub fn with_loss(&self, loss: Loss) -> Self {
+        if matches!(&self.loss, Some((l, _)) if *l == loss) {
+            return self.clone();
+        }
+        let scale = scale(loss, &self.rows, self.d_out, &self.x.device());
+        Self {
+            loss: Some((loss, scale)),
+            ..self.clone()
+        }
+    }
+
+    /// The loss and scale, set by [`Self::with_loss`].
+    fn scored(&self) -> (Loss, &Scale<B>) {
+        let (loss, scale) = self
+            .loss
+            .as_ref()
+            .expect("the learner applies its AdaptConfig's loss to a batch (Sets::with_loss) before scoring it");
+        (*loss, scale)
     }
 
     /// Number of tasks.
@@ -93,15 +118,16 @@ impl<B: Backend> Sets<B> {
         self.x.dims()[0]
     }
 
-    /// The loss.
-    pub fn loss(&self) -> Loss {
-        self.loss
+    /// The loss applied by [`Self::with_loss`], if any.
+    pub fn loss(&self) -> Option<Loss> {
+        self.loss.as_ref().map(|(l, _)| *l)
     }
 
     /// Each row's loss summed over outputs, masked, `[tasks, n, 1]`, and the uniform
     /// factor still to apply.
     fn row_losses(&self, pred: Tensor<B, 3>) -> (Tensor<B, 3>, f64) {
-        let per_element = match self.loss {
+        let (loss, scale) = self.scored();
+        let per_element = match loss {
             Loss::Sse | Loss::Mse => {
                 let residual = match &self.y {
                     Some(y) => pred - y.clone(),
@@ -122,7 +148,7 @@ impl<B: Backend> Sets<B> {
         if let Some(mask) = &self.mask {
             rows = rows * mask.clone();
         }
-        match &self.scale {
+        match scale {
             Scale::Uniform(s) => (rows, *s),
             Scale::PerTask(s) => (rows * s.clone().reshape([self.tasks(), 1, 1]), 1.0),
         }
@@ -170,7 +196,7 @@ impl<B: Backend> Sets<B> {
     /// hand-derived MLP gradients of [`crate::algo::analytic`]). Squared error: `2 (pred - y)`;
     /// cross-entropy: `softmax(pred) Σ_j y_j - y`; masked and scaled as the loss.
     pub(crate) fn loss_gradient(&self, pred: Tensor<B, 3>) -> Tensor<B, 3> {
-        let grad = match self.loss {
+        let grad = match self.scored().0 {
             Loss::Sse | Loss::Mse => match &self.y {
                 Some(y) => (pred - y.clone()).mul_scalar(2.0),
                 None => pred.mul_scalar(2.0),
@@ -187,7 +213,7 @@ impl<B: Backend> Sets<B> {
     /// `2 r`; cross-entropy: `(p ⊙ r - p (p · r)) Σ_j y_j` with `p = softmax(pred)` (the
     /// softmax Jacobian, per row); masked and scaled as the loss.
     pub(crate) fn loss_hessian_product(&self, pred: Tensor<B, 3>, r: Tensor<B, 3>) -> Tensor<B, 3> {
-        let product = match self.loss {
+        let product = match self.scored().0 {
             Loss::Sse | Loss::Mse => r.mul_scalar(2.0),
             Loss::CrossEntropy => match &self.y {
                 Some(y) => {
@@ -207,7 +233,7 @@ impl<B: Backend> Sets<B> {
             Some(mask) => t * mask.clone(),
             None => t,
         };
-        match &self.scale {
+        match self.scored().1 {
             Scale::Uniform(s) if *s == 1.0 => t,
             Scale::Uniform(s) => t.mul_scalar(*s),
             Scale::PerTask(s) => t * s.clone().reshape([self.tasks(), 1, 1]),
@@ -221,11 +247,14 @@ impl<B: Backend> Sets<B> {
             y: self.y.clone().map(Tensor::from_inner),
             mask: self.mask.clone().map(Tensor::from_inner),
             rows: self.rows.clone(),
-            loss: self.loss,
-            scale: match &self.scale {
-                Scale::Uniform(s) => Scale::Uniform(*s),
-                Scale::PerTask(s) => Scale::PerTask(Tensor::from_inner(s.clone())),
-            },
+            loss: self.loss.as_ref().map(|(loss, scale)| {
+                let scale = match scale {
+                    Scale::Uniform(s) => Scale::Uniform(*s),
+                    Scale::PerTask(s) => Scale::PerTask(Tensor::from_inner(s.clone())),
+                };
+                (*loss, scale)
+            }),
+            d_out: self.d_out,
         }
     }
 
@@ -236,11 +265,14 @@ impl<B: Backend> Sets<B> {
             y: self.y.clone().map(|y| y.slice(range.clone())),
             mask: self.mask.clone().map(|m| m.slice(range.clone())),
             rows: self.rows[range.clone()].to_vec(),
-            loss: self.loss,
-            scale: match &self.scale {
-                Scale::Uniform(v) => Scale::Uniform(*v),
-                Scale::PerTask(t) => Scale::PerTask(t.clone().slice(range)),
-            },
+            loss: self.loss.as_ref().map(|(loss, scale)| {
+                let scale = match scale {
+                    Scale::Uniform(v) => Scale::Uniform(*v),
+                    Scale::PerTask(t) => Scale::PerTask(t.clone().slice(range)),
+                };
+                (*loss, scale)
+            }),
+            d_out: self.d_out,
         }
     }
 }
@@ -290,13 +322,36 @@ pub struct MetaBatch<B: Backend> {
 }
 
 impl<B: Backend> MetaBatch<B> {
-    /// Batches validated tasks.
-    pub fn from_tasks(tasks: &[TaskData], d_out: usize, loss: Loss, device: &B::Device) -> Self {
+    /// Batches validated tasks given as host rows, with `d_out` outputs per row.
+    pub fn from_tasks(tasks: &[TaskData], d_out: usize, device: &B::Device) -> Self {
         let support: Vec<_> = tasks.iter().map(|t| &t.support).collect();
         let query: Vec<_> = tasks.iter().map(|t| &t.query).collect();
         Self {
-            support: Sets::from_sets(&support, d_out, loss, device),
-            query: Sets::from_sets(&query, d_out, loss, device),
+            support: Sets::from_sets(&support, d_out, device),
+            query: Sets::from_sets(&query, d_out, device),
+        }
+    }
+
+    /// A meta-batch of equal-sized tasks given as tensors: support `x [tasks, n, in]` and
+    /// targets `y [tasks, n, out]`, query `x [tasks, m, in]` and `y [tasks, m, out]`
+    /// (one-hot rows for cross-entropy).
+    pub fn from_tensors(
+        support_x: Tensor<B, 3>,
+        support_y: Tensor<B, 3>,
+        query_x: Tensor<B, 3>,
+        query_y: Tensor<B, 3>,
+    ) -> Self {
+        Self {
+            support: Sets::from_tensors(support_x, Some(support_y)),
+            query: Sets::from_tensors(query_x, Some(query_y)),
+        }
+    }
+
+    /// The same batch scored with `loss` ([`Sets::with_loss`]).
+    pub fn with_loss(&self, loss: Loss) -> Self {
+        Self {
+            support: self.support.with_loss(loss),
+            query: self.query.with_loss(loss),
         }
     }
 

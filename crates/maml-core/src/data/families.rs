@@ -240,7 +240,6 @@ impl LinearFamily {
     pub fn sample_batch<B: burn::prelude::Backend, R: rand::Rng>(
         &self,
         tasks: usize,
-        loss: crate::config::Loss,
         rng: &mut R,
         device: &B::Device,
     ) -> crate::data::batch::MetaBatch<B> {
@@ -267,7 +266,7 @@ impl LinearFamily {
             if self.noise > 0.0 {
                 y = y + normal([tasks, n, self.d_out], 0.0, self.noise);
             }
-            crate::data::batch::Sets::from_tensors(x, Some(y), loss)
+            crate::data::batch::Sets::from_tensors(x, Some(y))
         };
         let support = set(self.support_shots);
         let query = set(self.query_shots);

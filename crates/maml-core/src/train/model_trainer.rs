@@ -97,12 +97,8 @@ impl<B: Backend, M: BuiltIn<B>> ModelTrainer<B, M> {
     }
 
     fn batch(&self, tasks: &[TaskData]) -> MetaBatch<B> {
-        MetaBatch::from_tasks(
-            tasks,
-            self.family.d_out(),
-            self.config.meta.adapt.loss,
-            &self.device,
-        )
+        MetaBatch::from_tasks(tasks, self.family.d_out(), &self.device)
+            .with_loss(self.config.meta.adapt.loss)
     }
 
     /// One meta step. A non-finite meta-loss, or one above the divergence threshold, is
@@ -251,7 +247,7 @@ pub fn eval_curve<B: Backend, M: BuiltIn<B>>(
     let (d_out, initial, sizes) = prepare::<B, M>(model, step_sizes, tasks, adapt, device)?;
     let mut sums = vec![0.0; adapt.inner_steps + 1];
     for chunk in tasks.chunks(EVAL_CHUNK) {
-        let batch = MetaBatch::<B>::from_tasks(chunk, d_out, adapt.loss, device);
+        let batch = MetaBatch::<B>::from_tasks(chunk, d_out, device).with_loss(adapt.loss);
         let curve = crate::algo::learn::model_adaptation_curve::<B, M>(
             &initial,
             sizes.as_ref(),
@@ -279,7 +275,7 @@ pub fn eval_accuracy<B: Backend, M: BuiltIn<B>>(
     let adapt = adapt.clone().with_order(Order::First);
     let mut out = Vec::with_capacity(tasks.len());
     for chunk in tasks.chunks(EVAL_CHUNK) {
-        let batch = MetaBatch::<B>::from_tasks(chunk, d_out, adapt.loss, device);
+        let batch = MetaBatch::<B>::from_tasks(chunk, d_out, device).with_loss(adapt.loss);
         let fast = crate::algo::learn::adapt_model::<B, M>(
             &initial,
             sizes.as_ref(),
@@ -315,7 +311,8 @@ pub fn adapted_predictions<B: Backend, M: BuiltIn<B>>(
     };
     let d_out = check_eval(model, step_sizes, std::slice::from_ref(&probe), adapt)?;
     check_device_precision::<B>(device)?;
-    let batch = MetaBatch::<B>::from_tasks(std::slice::from_ref(&probe), d_out, adapt.loss, device);
+    let batch = MetaBatch::<B>::from_tasks(std::slice::from_ref(&probe), d_out, device)
+        .with_loss(adapt.loss);
     let initial = lift::<B, M>(model, device)?;
     let sizes = step_sizes.map(|s| lift::<B, M>(s, device)).transpose()?;
     let mut out = Vec::new();

@@ -36,7 +36,7 @@ pub fn solve_by<B: Backend>(
     let d_out = problem.validate()?;
     check_device_precision::<B>(device)?;
     let config = MetaConfig::new(problem.adapt_config());
-    let batch = MetaBatch::<B>::from_tasks(&problem.tasks, d_out, problem.loss, device);
+    let batch = MetaBatch::<B>::from_tasks(&problem.tasks, d_out, device);
     let sizes = match &problem.inner_lr {
         InnerLr::PerParameter(sizes) => Some(sizes),
         InnerLr::Scalar(_) => None,

@@ -284,7 +284,7 @@ fn accuracy_is_the_share_of_rows_classified_right() {
         ]],
         &device,
     );
-    let sets = Sets::from_tensors(x.clone(), Some(y), Loss::CrossEntropy);
+    let sets = Sets::from_tensors(x.clone(), Some(y)).with_loss(Loss::CrossEntropy);
     let accuracy = sets.task_accuracies(x).into_data().to_vec::<f32>().unwrap();
     assert_eq!(accuracy, [0.5]);
 

@@ -5,6 +5,7 @@
 
 mod closed_form;
 mod images;
+mod nn;
 mod properties_f32;
 mod props;
 mod python_repr;

@@ -21,7 +21,12 @@ proptest! {
     }
 
     #[test]
-    fn orders_agree_without_inner_steps(c in props::case()) {
-        props::orders_agree_without_inner_steps::<B>(&c)?;
+    fn orders_differ_by_the_support_hessian(c in props::case()) {
+        props::orders_differ_by_the_support_hessian::<B>(&c, 1e-3)?;
+    }
+
+    #[test]
+    fn hand_derived_matches_closed_form(c in props::case()) {
+        props::hand_derived_matches_closed_form::<B>(&c, 5e-4)?;
     }
 }

@@ -70,9 +70,18 @@ pub fn case() -> impl Strategy<Value = Case> {
 }
 
 pub fn auto<B: Backend>(c: &Case, config: &AdaptConfig) -> maml_core::LinearAnswer {
+    by::<B>(c, config, GradientPath::Auto)
+}
+
+/// The answer by `path` (`Autodiff`: nested autodiff; `Auto`: the hand-derived road).
+pub fn by<B: Backend>(
+    c: &Case,
+    config: &AdaptConfig,
+    path: GradientPath,
+) -> maml_core::LinearAnswer {
     let device = Default::default();
     let problem = Problem::linear(&c.init, c.tasks.clone(), config);
-    solve_by::<B>(&problem, GradientPath::Auto, &device)
+    solve_by::<B>(&problem, path, &device)
         .expect("a valid linear problem")
         .to_linear()
         .expect("the linear model's answer has its layout")
@@ -82,9 +91,25 @@ pub fn rel(a: &LinearWeights, b: &LinearWeights) -> f64 {
     a.max_abs_diff(b) / b.max_abs().max(1e-9)
 }
 
-/// Automatic = closed form.
+/// Nested autodiff = closed form.
 pub fn autodiff_matches_closed_form<B: Backend>(c: &Case, tol: f64) -> Result<(), TestCaseError> {
-    let a = auto::<B>(c, &c.config);
+    matches_closed_form::<B>(c, GradientPath::Autodiff, tol)
+}
+
+/// The linear model's hand-derived road = closed form.
+pub fn hand_derived_matches_closed_form<B: Backend>(
+    c: &Case,
+    tol: f64,
+) -> Result<(), TestCaseError> {
+    matches_closed_form::<B>(c, GradientPath::Auto, tol)
+}
+
+fn matches_closed_form<B: Backend>(
+    c: &Case,
+    path: GradientPath,
+    tol: f64,
+) -> Result<(), TestCaseError> {
+    let a = by::<B>(c, &c.config, path);
     let m = closed_form::meta_gradient(&c.init, &c.tasks, &c.config);
     prop_assert!(
         rel(&a.meta_grad, &m.meta_grad) <= tol,
@@ -120,11 +145,68 @@ pub fn batched_equals_per_task<B: Backend>(c: &Case, tol: f64) -> Result<(), Tes
     Ok(())
 }
 
-/// With no inner step there is no inner gradient to differentiate: the orders agree.
-pub fn orders_agree_without_inner_steps<B: Backend>(c: &Case) -> Result<(), TestCaseError> {
-    let config = c.config.clone().with_inner_steps(0);
-    let first = auto::<B>(c, &config.clone().with_order(Order::First));
-    let second = auto::<B>(c, &config.with_order(Order::Second));
-    prop_assert_eq!(first.meta_grad, second.meta_grad);
+/// `H v` for the support loss of one task of the linear model, `v` in its layout: the
+/// loss is `s Σ_rows Σ_o (w_o · x + b_o - y_o)²`, so `(H v)_o = 2 s Σ_rows z (z · v_o)`
+/// with `z = [x; 1]`, `v_o = [v's weight row o; v's bias o]`, `s` 1 (sse) or
+/// `1 / (rows · outputs)` (mse).
+fn support_hessian_times(task: &TaskData, loss: Loss, v: &LinearWeights) -> LinearWeights {
+    let (d_in, d_out) = (v.d_in(), v.d_out());
+    let rows = task.support.x.len();
+    let s = match loss {
+        Loss::Mse => 1.0 / (rows * d_out) as f64,
+        _ => 1.0,
+    };
+    let mut out = LinearWeights::from_flat(&vec![0.0; d_in * d_out], &vec![0.0; d_out], d_in);
+    for x in &task.support.x {
+        for o in 0..d_out {
+            let zv: f64 = x.iter().zip(&v.weight[o]).map(|(a, b)| a * b).sum::<f64>() + v.bias[o];
+            for (w, xi) in out.weight[o].iter_mut().zip(x) {
+                *w += 2.0 * s * xi * zv;
+            }
+            out.bias[o] += 2.0 * s * zv;
+        }
+    }
+    out
+}
+
+/// The orders differ by exactly the inner gradient's derivative: after one inner step of
+/// size α, each task's second-order meta-gradient is `(I - α H_support) g` with `g` its
+/// first-order one (both by nested autodiff, which reads the order; `H` by hand).
+pub fn orders_differ_by_the_support_hessian<B: Backend>(
+    c: &Case,
+    tol: f64,
+) -> Result<(), TestCaseError> {
+    let config = c.config.clone().with_inner_steps(1);
+    let path = GradientPath::Autodiff;
+    for task in &c.tasks {
+        let single = Case {
+            tasks: vec![task.clone()],
+            ..c.clone()
+        };
+        let first = by::<B>(&single, &config.clone().with_order(Order::First), path).meta_grad;
+        let second = by::<B>(&single, &config.clone().with_order(Order::Second), path).meta_grad;
+        let h = support_hessian_times(task, config.loss, &first);
+        let lr = config.inner_lr;
+        let expected = LinearWeights {
+            weight: first
+                .weight
+                .iter()
+                .zip(&h.weight)
+                .map(|(g, h)| g.iter().zip(h).map(|(g, h)| g - lr * h).collect())
+                .collect(),
+            bias: first
+                .bias
+                .iter()
+                .zip(&h.bias)
+                .map(|(g, h)| g - lr * h)
+                .collect(),
+        };
+        prop_assert!(
+            rel(&second, &expected) <= tol,
+            "{:?} vs {:?}",
+            second,
+            expected
+        );
+    }
     Ok(())
 }

@@ -152,7 +152,7 @@ pub(super) fn shard_meta_gradient<B: Backend>(
     all_tasks: usize,
     keep_fast: bool,
 ) -> MlpMetaGradient<B> {
-    if sizes.is_none() && layers.len() == 1 && batch.support.loss() != Loss::CrossEntropy {
+    if sizes.is_none() && layers.len() == 1 && batch.support.loss() != Some(Loss::CrossEntropy) {
         let layer = layers.into_iter().next().expect("one layer");
         return linear::meta_gradient(layer, batch, config, all_tasks, keep_fast);
     }
