@@ -17,13 +17,14 @@ use burn::optim::AdamConfig;
 use burn::prelude::*;
 use burn::tensor::activation::relu;
 use burn_ndarray::NdArray;
+use maml_burn::maml_core::data::few_shot::FewShotFamily;
+use maml_burn::maml_core::data::images::ImageClasses;
 use maml_burn::maml_core::nn::{
     BatchNorm, BatchNormConfig, Conv2d, Conv2dConfig, GlobalAvgPool2d, Linear, LinearConfig,
     MaxPool2d, MaxPool2dConfig,
 };
 use maml_burn::maml_core::{
-    AdaptConfig, FewShotFamily, ImageClasses, Loss, MetaBatch, MetaModel, ModelLearner, Order,
-    SecondOrder, TaskFamily,
+    AdaptConfig, Loss, MetaBatch, MetaModel, ModelLearner, Order, SecondOrder, TaskFamily,
 };
 use rand::SeedableRng;
 

@@ -1,6 +1,8 @@
 //! Meta-learn your own Burn module: a small network defined here, with its own forward
 //! pass, meta-trained with exact second-order MAML on the MAML paper's sinusoids, on the
-//! CPU (ndarray). `cargo run --release --example custom_model`.
+//! CPU (ndarray), with Burn's Adam, through the library's `Trainer`: 300 meta steps, a
+//! checkpoint, a stop, a resume into a new trainer, 300 more, and the adaptation curve on
+//! fresh tasks before and after. `cargo run --release --example custom_model`.
 //!
 //! What a module needs: `#[derive(Module)]`, generic over `B: Backend`, and
 //! [`MetaModel`]'s `forward` over a meta-batch, `x [tasks, n, in] -> [tasks, n, out]`,
@@ -12,16 +14,19 @@
 use std::process::ExitCode;
 
 use burn::module::{Module, Param};
+use burn::optim::AdamConfig;
+use burn::optim::adaptor::OptimizerAdaptor;
 use burn::prelude::*;
 use burn::tensor::Distribution;
 use burn::tensor::activation::tanh;
-use maml_burn::backend::{Cpu, on_cpu_pool};
-use maml_burn::emit;
+use burn_ndarray::NdArray;
+use maml_burn::maml_core::data::families::SinusoidFamily;
 use maml_burn::maml_core::{
-    AdaptConfig, Loss, MetaBatch, MetaConfig, MetaModel, MetaOptimizer, ModelLearner, Order,
-    SecondOrder, SinusoidFamily, TaskFamily, model_adaptation_curve,
+    self, AdaptConfig, Loss, MamlError, MetaBackend, MetaModel, ModelLearner, Order, SecondOrder,
+    TaskFamily, Trainer, TrainerConfig,
 };
 use rand::SeedableRng;
+use rand::rngs::StdRng;
 
 /// `y = tanh(x W1 + b1) W2 + b2`, with its parameters as plain matrices.
 #[derive(Module, Debug)]
@@ -58,63 +63,78 @@ impl<B: Backend> MetaModel<B> for SineNet<B> {
     }
 }
 
-fn run<B: Backend>(device: &B::Device) -> ExitCode {
-    let family = SinusoidFamily::default();
+/// Burn's Adam over `SineNet`'s initial weights (on the meta backend).
+type Adam<B> = OptimizerAdaptor<burn::optim::Adam, SineNet<MetaBackend<B>>, MetaBackend<B>>;
+
+/// A trainer of `SineNet` with Burn's Adam at 0.003, from weights drawn with `seed`.
+fn sine_trainer<B: Backend>(
+    seed: u64,
+    device: &B::Device,
+) -> maml_core::Result<Trainer<B, SineNet<SecondOrder<B>>, Adam<B>>> {
+    // The loss is named once, here.
     let adapt = AdaptConfig::new(0.01)
         .with_inner_steps(1)
         .with_order(Order::Second)
         .with_loss(Loss::Mse);
-    let config = MetaConfig::new(adapt.clone())
-        .with_meta_lr(0.003)
-        .with_meta_optimizer(MetaOptimizer::Adam);
-    B::seed(device, 0);
-    // The learner is named at the top of the autodiff stack: `SineNet<SecondOrder<B>>`.
-    let learner = ModelLearner::<B, SineNet<SecondOrder<B>>>::new(SineNet::new(32, device), config);
-    let mut learner = match learner {
-        Ok(learner) => learner,
-        Err(err) => {
-            eprintln!("error: {err}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let mut rng = rand::rngs::StdRng::seed_from_u64(0);
-    let eval_tasks = family.sample(100, &mut rng);
-    let eval = MetaBatch::<B>::from_tasks(&eval_tasks, 1, device);
-    let curve_adapt = adapt.clone().with_inner_steps(5);
-    let before = model_adaptation_curve::<B, SineNet<SecondOrder<B>>>(
-        learner.model(),
-        None,
-        &eval,
-        &curve_adapt,
-    );
-    emit("meta-training SineNet (1-32-1 tanh, task by task) on sinusoids, second order");
-    for step in 0..=600 {
-        let tasks = family.sample(10, &mut rng);
-        let batch = MetaBatch::<B>::from_tasks(&tasks, 1, device);
-        let gradient = learner.step(&batch);
-        if step % 100 == 0 {
-            let loss: f64 = gradient.meta_loss.into_scalar().elem();
-            emit(&format!("meta step {step:>4}: meta-loss {loss:.4}"));
+    B::seed(device, seed);
+    // Named at the top of the autodiff stack: `SineNet<SecondOrder<B>>`.
+    let learner = ModelLearner::<B, SineNet<SecondOrder<B>>, _, _>::with_optimizer(
+        SineNet::new(32, device),
+        adapt,
+        AdamConfig::new().init(),
+        0.003,
+    )?;
+    let family = Box::new(SinusoidFamily::default());
+    Trainer::new(learner, family, TrainerConfig::new(10), device)
+}
+
+fn run<B: Backend>(device: &B::Device) -> maml_core::Result<()> {
+    let eval_tasks = SinusoidFamily::default().sample(100, &mut StdRng::seed_from_u64(1));
+    let checkpoint = std::env::temp_dir().join(format!("maml-custom-model-{}", std::process::id()));
+    let mut trainer = sine_trainer::<B>(0, device)?;
+    let before = trainer.evaluate(&eval_tasks, 5)?;
+    println!("meta-training SineNet (1-32-1 tanh, task by task) on sinusoids, second order");
+    for _ in 0..300 {
+        let metrics = trainer.step()?;
+        if metrics.step % 100 == 0 {
+            println!(
+                "meta step {:>4}: meta-loss {:.4}",
+                metrics.step, metrics.meta_loss
+            );
         }
     }
-    let after = model_adaptation_curve::<B, SineNet<SecondOrder<B>>>(
-        learner.model(),
-        None,
-        &eval,
-        &curve_adapt,
-    );
-    emit("mean query MSE on 100 fresh tasks after k inner steps of 0.01:");
-    emit("  k   before meta-training   after");
-    for (k, (b, a)) in before.iter().zip(&after).enumerate() {
-        emit(&format!("{k:>3}   {b:>20.4}   {a:>7.4}"));
+    trainer.save(&checkpoint)?;
+    println!("checkpoint saved in {}; stopping", checkpoint.display());
+    drop(trainer);
+
+    // A new process would do the same: build the trainer, then resume from the folder
+    // (weights, Adam's moments, the step).
+    let mut trainer = sine_trainer::<B>(1, device)?.resume(&checkpoint)?;
+    println!("resumed at meta step {}", trainer.step_index());
+    while trainer.step_index() <= 600 {
+        let metrics = trainer.step()?;
+        if metrics.step % 100 == 0 {
+            println!(
+                "meta step {:>4}: meta-loss {:.4}",
+                metrics.step, metrics.meta_loss
+            );
+        }
     }
-    ExitCode::SUCCESS
+    let after = trainer.evaluate(&eval_tasks, 5)?;
+    println!("mean query MSE on 100 fresh tasks after k inner steps of 0.01:");
+    println!("  k   before meta-training   after");
+    for (k, (b, a)) in before.curve.iter().zip(&after.curve).enumerate() {
+        println!("{k:>3}   {b:>20.4}   {a:>7.4}");
+    }
+    std::fs::remove_dir_all(&checkpoint).map_err(|e| MamlError::io("cannot remove", &checkpoint, e))
 }
 
 fn main() -> ExitCode {
-    // On a pool's worker thread ndarray runs its operations in place (`on_cpu_pool`).
-    on_cpu_pool(1, || run::<Cpu>(&Default::default())).unwrap_or_else(|err| {
-        eprintln!("error: {err}");
-        ExitCode::FAILURE
-    })
+    match run::<NdArray>(&Default::default()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -1,8 +1,9 @@
 //! The seed's printout: a traced meta step of the 1x1 linear model as the seed's
 //! PyTorch script prints it, numbers as Python's `repr` writes them.
 
+use maml_core::Order;
+use maml_core::trace::MetaStepTrace;
 use maml_core::trace::python_repr;
-use maml_core::{MetaStepTrace, Order};
 
 fn py_bool(b: bool) -> &'static str {
     if b { "True" } else { "False" }

@@ -4,9 +4,10 @@
 
 use burn::prelude::Backend;
 use maml_burn::maml_core::closed_form::optimum;
-use maml_burn::maml_core::{
-    AdaptConfig, Loss, MetaConfig, MetaOptimizer, Order, Problem, TaskSource, TrainConfig,
-};
+use maml_burn::maml_core::train::problem::Problem;
+use maml_burn::maml_core::train::trainer::TaskSource;
+use maml_burn::maml_core::train::trainer::TrainConfig;
+use maml_burn::maml_core::{AdaptConfig, Loss, MetaConfig, MetaOptimizer, Order};
 
 use crate::common::{data_dir, is_f64, linear_trainer, linear_weights};
 

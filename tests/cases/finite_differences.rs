@@ -1,7 +1,8 @@
 //! Second-order meta-gradients against central finite differences of the meta-loss.
 
 use burn::prelude::Backend;
-use maml_burn::maml_core::{AdaptConfig, GradientPath, LinearWeights, Loss, Order, TaskData};
+use maml_burn::maml_core::data::LinearWeights;
+use maml_burn::maml_core::{AdaptConfig, GradientPath, Loss, Order, TaskData};
 use rand::Rng;
 
 use crate::common::{Shape, is_f64, linear_answer, random_tasks, random_weights, rng};

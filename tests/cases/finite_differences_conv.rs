@@ -4,10 +4,15 @@
 //! against central finite differences of the meta-loss, in f64.
 
 use burn::prelude::Backend;
-use maml_burn::maml_core::{
-    Array, InnerLr, LayerSpec, LayeredSpec, Loss, Order, Problem, ProblemFormat, SetData, TaskData,
-    finite_differences, solve,
-};
+use maml_burn::maml_core::data::layers::Array;
+use maml_burn::maml_core::data::layers::LayerSpec;
+use maml_burn::maml_core::data::layers::LayeredSpec;
+use maml_burn::maml_core::train::problem::InnerLr;
+use maml_burn::maml_core::train::problem::Problem;
+use maml_burn::maml_core::train::problem::ProblemFormat;
+use maml_burn::maml_core::train::solve::finite_differences;
+use maml_burn::maml_core::train::solve::solve;
+use maml_burn::maml_core::{Loss, Order, SetData, TaskData};
 use rand::Rng;
 use rand::rngs::StdRng;
 

@@ -3,10 +3,14 @@
 //! Meta-SGD, ragged tasks) against central finite differences of the meta-loss, in f64.
 
 use burn::prelude::Backend;
-use maml_burn::maml_core::{
-    Activation, InnerLr, Loss, MlpWeights, Order, Problem, ProblemFormat, SetData, TaskData,
-    finite_differences, solve,
-};
+use maml_burn::maml_core::model::mlp::Activation;
+use maml_burn::maml_core::model::mlp::MlpWeights;
+use maml_burn::maml_core::train::problem::InnerLr;
+use maml_burn::maml_core::train::problem::Problem;
+use maml_burn::maml_core::train::problem::ProblemFormat;
+use maml_burn::maml_core::train::solve::finite_differences;
+use maml_burn::maml_core::train::solve::solve;
+use maml_burn::maml_core::{Loss, Order, SetData, TaskData};
 use rand::Rng;
 
 use crate::common::{is_f64, rng};

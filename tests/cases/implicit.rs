@@ -3,10 +3,15 @@
 //! and central finite differences of the meta-loss at the inner optimum for MLPs.
 
 use burn::prelude::Backend;
-use maml_burn::maml_core::{
-    AdaptConfig, Answer, Imaml, InnerLr, LinearWeights, Loss, MlpWeights, Problem, TaskData,
-    finite_differences, solve,
-};
+use maml_burn::maml_core::config::Imaml;
+use maml_burn::maml_core::data::LinearWeights;
+use maml_burn::maml_core::model::mlp::MlpWeights;
+use maml_burn::maml_core::train::problem::Answer;
+use maml_burn::maml_core::train::problem::InnerLr;
+use maml_burn::maml_core::train::problem::Problem;
+use maml_burn::maml_core::train::solve::finite_differences;
+use maml_burn::maml_core::train::solve::solve;
+use maml_burn::maml_core::{AdaptConfig, Loss, TaskData};
 use nalgebra::DMatrix;
 use rand::Rng;
 
@@ -175,7 +180,7 @@ fn imaml_meta_gradient_of_mlps_matches_finite_differences<B: Backend>(device: &B
                 lambda: 2.0,
                 cg_steps: 40,
             }));
-        let spec = weights.to_spec(maml_burn::maml_core::Activation::Tanh);
+        let spec = weights.to_spec(maml_burn::maml_core::model::mlp::Activation::Tanh);
         let problem = Problem::new(spec, tasks, &config);
         let answer = solve::<B>(&problem, device).expect("a valid iMAML problem");
         assert_matches_finite_differences::<B>(&problem, &answer, seed, device);

@@ -2,9 +2,10 @@
 //! where they must agree, and the tracked / detached state of the support gradient.
 
 use burn::prelude::Backend;
+use maml_burn::maml_core::data::LinearWeights;
+use maml_burn::maml_core::trace::trace_meta_step;
 use maml_burn::maml_core::{
-    AdaptConfig, GradientPath, LinearWeights, Loss, MetaConfig, Order, SetData, TaskData,
-    closed_form, trace_meta_step,
+    AdaptConfig, GradientPath, Loss, MetaConfig, Order, SetData, TaskData, closed_form,
 };
 use maml_burn::seed::seed_printout;
 use rand::Rng;

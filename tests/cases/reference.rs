@@ -3,7 +3,10 @@
 //! nested autodiff.
 
 use burn::prelude::Backend;
-use maml_burn::maml_core::{Answer, GradientPath, Problem, solve_by};
+use maml_burn::maml_core::GradientPath;
+use maml_burn::maml_core::train::problem::Answer;
+use maml_burn::maml_core::train::problem::Problem;
+use maml_burn::maml_core::train::solve::solve_by;
 
 use crate::common::{assert_close, assert_weights_close, data_dir, reference_problems, tolerance};
 

@@ -5,16 +5,18 @@
 //! backend and compared with PyTorch float64.
 
 use burn::prelude::Backend;
-use maml_burn::maml_core::{Answer, Problem, solve};
+use maml_burn::maml_core::train::problem::Answer;
+use maml_burn::maml_core::train::problem::Problem;
+use maml_burn::maml_core::train::solve::solve;
 
 use crate::common::{assert_answer_close, is_cubecl, tolerance};
 
-pub(crate) fn data_dir() -> std::path::PathBuf {
+fn data_dir() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/data-conv")
 }
 
 /// The problems' names, sorted.
-pub(crate) fn conv_problems() -> Vec<String> {
+fn conv_problems() -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(data_dir())
         .expect("tests/data-conv exists in the repository")
         .filter_map(|e| {
@@ -40,6 +42,16 @@ pub(crate) fn conv_problems() -> Vec<String> {
 /// norm, flatten, first order and cross-entropy: 001, 006 and 008. `maml check` runs any
 /// of them on wgpu.
 fn every_conv_reference_problem_is_reproduced<B: Backend>(device: &B::Device) {
+    for_each_conv_problem::<B>(device, "", |problem| solve::<B>(problem, device).unwrap());
+}
+
+/// Answers every problem by `answer` (on wgpu only 001, 006 and 008, see above) and
+/// compares with the reference answer (`what` is appended to the problem's name).
+pub(crate) fn for_each_conv_problem<B: Backend>(
+    device: &B::Device,
+    what: &str,
+    answer: impl Fn(&Problem) -> Answer,
+) {
     let tol = tolerance::<B>();
     let on_wgpu = is_cubecl::<B>(device);
     for name in conv_problems() {
@@ -48,8 +60,7 @@ fn every_conv_reference_problem_is_reproduced<B: Backend>(device: &B::Device) {
         }
         let problem = Problem::load(data_dir().join(format!("{name}.json"))).unwrap();
         let expected = Answer::load(data_dir().join(format!("{name}.expected.json"))).unwrap();
-        let answer = solve::<B>(&problem, device).unwrap();
-        assert_answer_close(&answer, &expected, tol, &name);
+        assert_answer_close(&answer(&problem), &expected, tol, &format!("{name}{what}"));
     }
 }
 

@@ -4,9 +4,13 @@
 
 use burn::prelude::Backend;
 use maml_burn::backend::on_cpu_pool;
-use maml_burn::maml_core::{
-    Answer, GradientPath, LayeredWeights, MlpWeights, Problem, ProblemFormat, solve_by,
-};
+use maml_burn::maml_core::GradientPath;
+use maml_burn::maml_core::data::layers::LayeredWeights;
+use maml_burn::maml_core::model::mlp::MlpWeights;
+use maml_burn::maml_core::train::problem::Answer;
+use maml_burn::maml_core::train::problem::Problem;
+use maml_burn::maml_core::train::problem::ProblemFormat;
+use maml_burn::maml_core::train::solve::solve_by;
 
 use crate::common::{assert_close, is_cubecl, tolerance};
 

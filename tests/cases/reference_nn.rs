@@ -11,12 +11,12 @@ use maml_burn::maml_core::data::layers::{
     Array, LayerSpec, LayerWeights, LayeredSpec, LayeredWeights,
 };
 use maml_burn::maml_core::nn::{BatchNorm, Conv2d, Flatten, GlobalAvgPool2d, Linear, MaxPool2d};
-use maml_burn::maml_core::{
-    Answer, Fast, InnerLr, MetaBatch, MetaConfig, MetaModel, ModelLearner, Problem, SecondOrder,
-};
+use maml_burn::maml_core::train::problem::Answer;
+use maml_burn::maml_core::train::problem::InnerLr;
+use maml_burn::maml_core::train::problem::Problem;
+use maml_burn::maml_core::{Fast, MetaBatch, MetaConfig, MetaModel, ModelLearner, SecondOrder};
 
-use crate::common::{assert_answer_close, is_cubecl, tolerance};
-use crate::reference_conv::{conv_problems, data_dir};
+use crate::reference_conv::for_each_conv_problem;
 
 /// One layer of [`NnNet`].
 #[derive(Module, Debug)]
@@ -134,13 +134,10 @@ fn build<B: Backend>(spec: &LayeredSpec, device: &B::Device) -> NnNet<B> {
 
 /// Reads a parameter of rank 1, 2 or 4: its gradient from `grads` (tensors of `G`; zeros
 /// without one), or its own value when `grads` is `None`.
-fn read<A: Backend, G: Backend, const D: usize>(
+fn read<A: Backend, G: Backend<Device = A::Device>, const D: usize>(
     param: &burn::module::Param<Tensor<A, D>>,
     grads: Option<&GradientsParams>,
-) -> Tensor<G, D>
-where
-    G: Backend<Device = A::Device>,
-{
+) -> Tensor<G, D> {
     let value = || Tensor::<G, D>::from_data(param.val().into_data(), &param.val().device());
     match grads {
         Some(g) => g
@@ -229,17 +226,9 @@ fn solve_nn<B: Backend>(problem: &Problem, device: &B::Device) -> Answer {
 /// wgpu (a software device here) three that cover max pooling with a leftover row and
 /// column, Meta-SGD, batch norm, flatten, first order and cross-entropy.
 fn every_conv_reference_problem_through_nn_layers<B: Backend>(device: &B::Device) {
-    let tol = tolerance::<B>();
-    let on_wgpu = is_cubecl::<B>(device);
-    for name in conv_problems() {
-        if on_wgpu && !["-001", "-006", "-008"].iter().any(|s| name.ends_with(s)) {
-            continue;
-        }
-        let problem = Problem::load(data_dir().join(format!("{name}.json"))).unwrap();
-        let expected = Answer::load(data_dir().join(format!("{name}.expected.json"))).unwrap();
-        let answer = solve_nn::<B>(&problem, device);
-        assert_answer_close(&answer, &expected, tol, &format!("{name} (nn layers)"));
-    }
+    for_each_conv_problem::<B>(device, " (nn layers)", |problem| {
+        solve_nn::<B>(problem, device)
+    });
 }
 
 crate::backend_tests!(every_conv_reference_problem_through_nn_layers);

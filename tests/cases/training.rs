@@ -1,10 +1,11 @@
 //! Meta-training: determinism, the meta-optimisers, divergence.
 
 use burn::prelude::Backend;
-use maml_burn::maml_core::{
-    AdaptConfig, LinearFamily, LinearWeights, Loss, MamlError, MetaConfig, MetaOptimizer,
-    TaskSource, TrainConfig,
-};
+use maml_burn::maml_core::data::LinearWeights;
+use maml_burn::maml_core::data::families::LinearFamily;
+use maml_burn::maml_core::train::trainer::TaskSource;
+use maml_burn::maml_core::train::trainer::TrainConfig;
+use maml_burn::maml_core::{AdaptConfig, Loss, MamlError, MetaConfig, MetaOptimizer};
 
 use crate::common::{linear_trainer, linear_weights};
 

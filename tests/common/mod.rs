@@ -5,10 +5,17 @@ use std::path::{Path, PathBuf};
 
 use burn::prelude::Backend;
 use maml_backends::{WgpuDevice, wgpu_device};
-use maml_burn::maml_core::{
-    AdaptConfig, Answer, GradientPath, LayeredWeights, LinearAnswer, LinearWeights, Loss, Mlp,
-    ModelTrainer, Problem, SecondOrder, SetData, StoredModel, TaskData, TrainConfig, solve_by,
-};
+use maml_burn::maml_core::data::LinearAnswer;
+use maml_burn::maml_core::data::LinearWeights;
+use maml_burn::maml_core::data::layers::LayeredWeights;
+use maml_burn::maml_core::model::mlp::Mlp;
+use maml_burn::maml_core::train::model_trainer::ModelTrainer;
+use maml_burn::maml_core::train::problem::Answer;
+use maml_burn::maml_core::train::problem::Problem;
+use maml_burn::maml_core::train::solve::solve_by;
+use maml_burn::maml_core::train::stored::StoredModel;
+use maml_burn::maml_core::train::trainer::TrainConfig;
+use maml_burn::maml_core::{AdaptConfig, GradientPath, Loss, SecondOrder, SetData, TaskData};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 

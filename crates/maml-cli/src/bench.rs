@@ -6,9 +6,15 @@ use burn::prelude::Backend;
 use clap::{Args, ValueEnum};
 use maml_backends::dispatch_with;
 use maml_burn::backend::BackendJob;
+use maml_burn::maml_core::data::LinearWeights;
+use maml_burn::maml_core::data::families::LinearFamily;
+use maml_burn::maml_core::data::families::SeedFamily;
+use maml_burn::maml_core::model::mlp::Activation;
+use maml_burn::maml_core::model::mlp::Mlp;
+use maml_burn::maml_core::model::mlp::MlpWeights;
 use maml_burn::maml_core::{
-    Activation, AdaptConfig, GradientPath, LinearFamily, LinearWeights, Loss, MetaBatch,
-    MetaConfig, Mlp, MlpWeights, ModelLearner, Order, SecondOrder, SeedFamily, TaskFamily,
+    AdaptConfig, GradientPath, Loss, MetaBatch, MetaConfig, ModelLearner, Order, SecondOrder,
+    TaskFamily,
 };
 use serde::Serialize;
 
@@ -146,7 +152,7 @@ impl BenchJob {
         self,
         device: &B::Device,
     ) -> Result<(usize, f64, String, usize), CliError> {
-        use maml_burn::maml_core::SinusoidFamily;
+        use maml_burn::maml_core::data::families::SinusoidFamily;
         let family = SinusoidFamily::default();
         let weights = MlpWeights::uniform_fan_in(&[1, self.width, self.width, 1], 0);
         let model = Mlp::<B>::from_weights(&weights, Activation::Relu, device);
@@ -178,7 +184,10 @@ impl BenchJob {
         self,
         device: &B::Device,
     ) -> Result<(usize, f64, String, usize), CliError> {
-        use maml_burn::maml_core::{ConvNet, ConvNetConfig, Layered, SetData, TaskData};
+        use maml_burn::maml_core::model::layered::Layered;
+        use maml_burn::maml_core::model::presets::ConvNet;
+        use maml_burn::maml_core::model::presets::ConvNetConfig;
+        use maml_burn::maml_core::{SetData, TaskData};
         use rand::Rng;
         let (ways, shots, queries) = (5, 1, 1);
         let spec = ConvNetConfig::new(ConvNet::Conv4)

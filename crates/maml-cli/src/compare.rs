@@ -9,12 +9,15 @@ use std::path::{Path, PathBuf};
 use burn::prelude::Backend;
 use clap::Args;
 use maml_burn::maml_core::closed_form::{Optimum, optimum};
+use maml_burn::maml_core::data::LinearWeights;
 use maml_burn::maml_core::data::TaskSetFile;
+use maml_burn::maml_core::model::mlp::Mlp;
+use maml_burn::maml_core::train::model_trainer::ModelTrainer;
+use maml_burn::maml_core::train::model_trainer::evaluate;
+use maml_burn::maml_core::train::trainer::TaskSource;
+use maml_burn::maml_core::train::trainer::TrainConfig;
 use maml_burn::maml_core::train::trainer::{load_tasks, step_rng};
-use maml_burn::maml_core::{
-    AdaptConfig, LinearWeights, Loss, Mlp, ModelTrainer, Order, SecondOrder, TaskSource,
-    TrainConfig, evaluate,
-};
+use maml_burn::maml_core::{AdaptConfig, Loss, Order, SecondOrder};
 
 use crate::error::CliError;
 use crate::metrics::Row;

@@ -9,11 +9,20 @@ use burn::prelude::Backend;
 use clap::Args;
 use maml_backends::dispatch_with;
 use maml_burn::backend::BackendJob;
+use maml_burn::maml_core::data::LinearWeights;
+use maml_burn::maml_core::data::families::SinusoidFamily;
+use maml_burn::maml_core::data::few_shot::ImageSource;
+use maml_burn::maml_core::data::images::load_runs;
+use maml_burn::maml_core::train::model_trainer::eval_accuracy;
+use maml_burn::maml_core::train::model_trainer::eval_curve;
+use maml_burn::maml_core::train::stored::BuiltIn;
+use maml_burn::maml_core::train::stored::ModelCheckpoint;
+use maml_burn::maml_core::train::stored::ModelJob;
+use maml_burn::maml_core::train::stored::ModelKind;
+use maml_burn::maml_core::train::stored::StoredModel;
+use maml_burn::maml_core::train::trainer::TaskSource;
 use maml_burn::maml_core::train::trainer::{load_tasks, step_rng};
-use maml_burn::maml_core::{
-    AdaptConfig, BuiltIn, ImageSource, LinearWeights, Loss, ModelCheckpoint, ModelJob, ModelKind,
-    Order, SinusoidFamily, StoredModel, TaskData, TaskSource, eval_accuracy, eval_curve, load_runs,
-};
+use maml_burn::maml_core::{AdaptConfig, Loss, Order, TaskData};
 use serde::Serialize;
 
 use crate::error::CliError;

@@ -6,11 +6,15 @@ use std::path::{Path, PathBuf};
 
 use burn::prelude::Backend;
 use maml_burn::backend::BackendJob;
+use maml_burn::maml_core::data::families::SinusoidFamily;
+use maml_burn::maml_core::train::model_trainer::adapted_predictions;
+use maml_burn::maml_core::train::stored::BuiltIn;
+use maml_burn::maml_core::train::stored::ModelCheckpoint;
+use maml_burn::maml_core::train::stored::ModelJob;
+use maml_burn::maml_core::train::stored::StoredModel;
+use maml_burn::maml_core::train::trainer::TaskSource;
 use maml_burn::maml_core::train::trainer::step_rng;
-use maml_burn::maml_core::{
-    AdaptConfig, BuiltIn, ModelCheckpoint, ModelJob, SinusoidFamily, StoredModel, TaskData,
-    TaskSource, adapted_predictions,
-};
+use maml_burn::maml_core::{AdaptConfig, TaskData};
 
 use crate::error::CliError;
 use crate::plot::{Series, Style, line_plot};

@@ -5,9 +5,13 @@ use std::path::Path;
 use burn::prelude::Backend;
 use maml_backends::dispatch_with;
 use maml_burn::backend::{BackendJob, Precision};
-use maml_burn::maml_core::{
-    Answer, InnerLr, LayeredWeights, Loss, Order, Problem, closed_form, finite_differences, solve,
-};
+use maml_burn::maml_core::data::layers::LayeredWeights;
+use maml_burn::maml_core::train::problem::Answer;
+use maml_burn::maml_core::train::problem::InnerLr;
+use maml_burn::maml_core::train::problem::Problem;
+use maml_burn::maml_core::train::solve::finite_differences;
+use maml_burn::maml_core::train::solve::solve;
+use maml_burn::maml_core::{Loss, Order, closed_form};
 use serde::Serialize;
 
 use crate::error::CliError;

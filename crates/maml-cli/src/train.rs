@@ -3,12 +3,18 @@
 use std::path::Path;
 
 use clap::ValueEnum;
+use maml_burn::maml_core::data::families::BlobsFamily;
+use maml_burn::maml_core::data::families::SinusoidFamily;
 use maml_burn::maml_core::data::{read_json, read_text, write_atomic};
+use maml_burn::maml_core::model::mlp::MlpConfig;
+use maml_burn::maml_core::model::presets::ConvNet;
+use maml_burn::maml_core::model::presets::ConvNetConfig;
+use maml_burn::maml_core::model::presets::ModelConfig;
+use maml_burn::maml_core::train::stored::ModelCheckpoint;
+use maml_burn::maml_core::train::trainer::TaskSource;
+use maml_burn::maml_core::train::trainer::TrainConfig;
 use maml_burn::maml_core::train::trainer::load_tasks;
-use maml_burn::maml_core::{
-    BlobsFamily, ConvNet, ConvNetConfig, Loss, MamlError, MetaConfig, MlpConfig, ModelCheckpoint,
-    ModelConfig, SinusoidFamily, TaskSource, TrainConfig,
-};
+use maml_burn::maml_core::{Loss, MamlError, MetaConfig};
 
 use crate::compare::fixed_optimum;
 use crate::error::CliError;

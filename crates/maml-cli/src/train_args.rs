@@ -3,10 +3,12 @@
 use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
-use maml_burn::maml_core::{
-    Activation, AdaptConfig, Algorithm, ImageSource, Imaml, LinearFamily, Loss, MetaOptimizer,
-    Order,
-};
+use maml_burn::maml_core::config::Algorithm;
+use maml_burn::maml_core::config::Imaml;
+use maml_burn::maml_core::data::families::LinearFamily;
+use maml_burn::maml_core::data::few_shot::ImageSource;
+use maml_burn::maml_core::model::mlp::Activation;
+use maml_burn::maml_core::{AdaptConfig, Loss, MetaOptimizer, Order};
 
 use crate::error::CliError;
 use crate::{BackendArgs, parse};

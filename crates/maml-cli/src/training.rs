@@ -9,9 +9,14 @@ use std::time::Instant;
 use burn::prelude::Backend;
 use maml_backends::dispatch_with;
 use maml_burn::backend::BackendJob;
+use maml_burn::maml_core::Order;
 use maml_burn::maml_core::closed_form::Optimum;
 use maml_burn::maml_core::data::write_atomic;
-use maml_burn::maml_core::{BuiltIn, ModelJob, ModelTrainer, Order, StoredModel, TrainConfig};
+use maml_burn::maml_core::train::model_trainer::ModelTrainer;
+use maml_burn::maml_core::train::stored::BuiltIn;
+use maml_burn::maml_core::train::stored::ModelJob;
+use maml_burn::maml_core::train::stored::StoredModel;
+use maml_burn::maml_core::train::trainer::TrainConfig;
 use serde::Serialize;
 
 use crate::compare::compare_orders;

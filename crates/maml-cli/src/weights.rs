@@ -3,10 +3,13 @@
 
 use std::path::Path;
 
+use maml_burn::maml_core::MamlError;
+use maml_burn::maml_core::data::LinearWeights;
+use maml_burn::maml_core::data::layers::LayeredSpec;
 use maml_burn::maml_core::data::{read_json, write_atomic};
-use maml_burn::maml_core::{
-    LayeredSpec, LinearWeights, MamlError, ModelKind, ModelSpec, StoredModel,
-};
+use maml_burn::maml_core::train::problem::ModelSpec;
+use maml_burn::maml_core::train::stored::ModelKind;
+use maml_burn::maml_core::train::stored::StoredModel;
 use serde::Serialize;
 
 use crate::error::CliError;

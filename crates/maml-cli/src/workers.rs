@@ -4,9 +4,13 @@
 
 use burn::prelude::Backend;
 use maml_burn::maml_core::closed_form::Optimum;
-use maml_burn::maml_core::{
-    BuiltIn, ModelCheckpoint, ModelJob, ModelKind, ModelTrainer, StoredModel, TrainConfig,
-};
+use maml_burn::maml_core::train::model_trainer::ModelTrainer;
+use maml_burn::maml_core::train::stored::BuiltIn;
+use maml_burn::maml_core::train::stored::ModelCheckpoint;
+use maml_burn::maml_core::train::stored::ModelJob;
+use maml_burn::maml_core::train::stored::ModelKind;
+use maml_burn::maml_core::train::stored::StoredModel;
+use maml_burn::maml_core::train::trainer::TrainConfig;
 
 use crate::compare::distances;
 use crate::error::CliError;

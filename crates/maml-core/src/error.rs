@@ -148,6 +148,14 @@ pub enum MamlError {
         /// The factor.
         threshold: f64,
     },
+    /// A checkpoint's record that could not be written or read.
+    #[error("checkpoint record {path}: {detail}")]
+    Record {
+        /// The record's file, without its extension.
+        path: PathBuf,
+        /// What Burn's recorder said.
+        detail: String,
+    },
     /// Data-parallel training failed to exchange gradients.
     #[error("data-parallel meta step {step} failed: {detail}")]
     Distributed {

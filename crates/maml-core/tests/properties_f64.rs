@@ -6,7 +6,8 @@
 mod props;
 
 use burn_ndarray::NdArray;
-use maml_core::{LinearWeights, Order};
+use maml_core::Order;
+use maml_core::data::LinearWeights;
 use proptest::prelude::*;
 
 type B = NdArray<f64>;

@@ -149,6 +149,48 @@ pub fn model_meta_gradient_by<B: Backend, M: Learnable<B>>(
     meta_gradient_keeping::<B, M>(path, model, step_sizes, batch, config, true)
 }
 
+/// How a meta-gradient is taken; [`GradientMethod::choose`] is the one place that picks
+/// it. Every method gives the same numbers where more than one applies (tested), first or
+/// second order as the configuration says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GradientMethod {
+    /// Implicit MAML: at the proximal inner optimum, by conjugate gradient
+    /// ([`crate::algo::implicit`]).
+    Implicit,
+    /// The model's hand-derived road (the built-in MLP: [`crate::algo::analytic`]).
+    HandDerived,
+    /// The inner loop unrolled by nested autodiff, keeping the fast weights only at every
+    /// `C`-th step ([`crate::algo::checkpointed`]).
+    Checkpointed,
+    /// The inner loop unrolled by nested autodiff, every step kept.
+    Unrolled,
+}
+
+impl GradientMethod {
+    /// The method for a model and configuration: iMAML when configured; else the model's
+    /// hand-derived road when `path` allows it and the model (and its step sizes) offers
+    /// one; else unrolled, checkpointed when configured.
+    pub fn choose<B: Backend, M: Learnable<B>>(
+        path: GradientPath,
+        model: &M::Meta,
+        step_sizes: Option<&M::Meta>,
+        config: &AdaptConfig,
+    ) -> Self {
+        let hand_derived = path == GradientPath::Auto
+            && model.as_mlp().is_some()
+            && step_sizes.is_none_or(|s| s.as_mlp().is_some());
+        if config.imaml.is_some() {
+            Self::Implicit
+        } else if hand_derived {
+            Self::HandDerived
+        } else if config.inner_checkpoint_every.is_some() {
+            Self::Checkpointed
+        } else {
+            Self::Unrolled
+        }
+    }
+}
+
 /// [`model_meta_gradient_by`], with the fast weights only when `keep_fast`.
 pub(crate) fn meta_gradient_keeping<B: Backend, M: Learnable<B>>(
     path: GradientPath,
@@ -159,31 +201,25 @@ pub(crate) fn meta_gradient_keeping<B: Backend, M: Learnable<B>>(
     keep_fast: bool,
 ) -> ModelMetaGradient<B, M> {
     let batch = &batch.with_loss(config.loss);
-    if config.imaml.is_some() {
-        let mut gradient = super::implicit::implicit_meta_gradient::<B, M>(model, batch, config);
-        if !keep_fast {
-            gradient.fast = None;
+    let mut gradient = match GradientMethod::choose::<B, M>(path, model, step_sizes, config) {
+        GradientMethod::Implicit => {
+            super::implicit::implicit_meta_gradient::<B, M>(model, batch, config)
         }
-        return gradient;
-    }
-    let analytic = match path {
-        GradientPath::Auto => {
+        GradientMethod::HandDerived => {
             mlp_meta_gradient::<B, M>(model, step_sizes, batch, config, keep_fast)
+                .expect("GradientMethod::choose picks the hand-derived road for MLPs alone")
         }
-        GradientPath::Autodiff => None,
+        GradientMethod::Checkpointed => super::checkpointed::checkpointed_meta_gradient::<B, M>(
+            model, step_sizes, batch, config,
+        ),
+        GradientMethod::Unrolled => {
+            autodiff_meta_gradient::<B, M>(model, step_sizes, batch, config)
+        }
     };
-    analytic.unwrap_or_else(|| {
-        let mut gradient = match config.inner_checkpoint_every {
-            Some(_) => super::checkpointed::checkpointed_meta_gradient::<B, M>(
-                model, step_sizes, batch, config,
-            ),
-            None => autodiff_meta_gradient::<B, M>(model, step_sizes, batch, config),
-        };
-        if !keep_fast {
-            gradient.fast = None;
-        }
-        gradient
-    })
+    if !keep_fast {
+        gradient.fast = None;
+    }
+    gradient
 }
 
 /// The built-in MLP's meta-gradient by hand-derived back-propagation on `B`

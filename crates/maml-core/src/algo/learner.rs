@@ -256,6 +256,32 @@ where
         &self.optim
     }
 
+    /// The optimisers of the weights and of the step sizes, and the scheduler (for
+    /// checkpoints).
+    pub(crate) fn states(&self) -> (&O, &O, &S) {
+        (&self.optim, &self.size_optim, &self.scheduler)
+    }
+
+    /// The learner with the weights, step sizes and optimiser and scheduler states of a
+    /// checkpoint.
+    pub(crate) fn restore(
+        mut self,
+        model: M::Plain,
+        step_sizes: Option<M::Plain>,
+        optim: O::Record,
+        size_optim: O::Record,
+        scheduler: S::Record<B>,
+    ) -> Self {
+        self.model = M::Meta::from_inner(model).map(&mut Untracked);
+        if let Some(sizes) = step_sizes {
+            self.step_sizes = Some(M::Meta::from_inner(sizes).map(&mut Untracked));
+        }
+        self.optim = self.optim.load_record(optim);
+        self.size_optim = self.size_optim.load_record(size_optim);
+        self.scheduler = self.scheduler.load_record::<B>(scheduler);
+        self
+    }
+
     /// Adapts the initial weights to each task of `support` (`x [tasks, n, in]`): the
     /// inner loop's steps, giving each task's fast weights on `B`, for predictions on that
     /// task ([`Fast::forward`]). The values are those the meta-gradient adapts through,

@@ -8,27 +8,24 @@ use serde::Serialize;
 
 use crate::algo::learn::{Fast, query_accuracies};
 use crate::algo::learner::ModelLearner;
-use crate::config::{AdaptConfig, Loss, Order};
+use crate::config::{AdaptConfig, Order};
 use crate::data::batch::MetaBatch;
 use crate::data::families::TaskFamily;
 use crate::data::{LinearWeights, TaskData};
-use crate::error::{MamlError, Result};
+use crate::error::Result;
 use crate::model::SecondOrder;
 use crate::model::mlp::Mlp;
 use crate::model::{Learnable, MetaBackend, MetaModel};
 use crate::model::{check_device_precision, to_f64};
+use crate::train::any_model::{Trainer, TrainerConfig};
 use crate::train::stored::{BuiltIn, StoredModel};
-use crate::train::trainer::{DivergenceGuard, StepMetrics, TrainConfig, step_rng};
+use crate::train::trainer::{StepMetrics, TrainConfig};
 
 /// Runs meta-training steps of a built-in model `M` (`Mlp<SecondOrder<B>>`,
-/// `Layered<SecondOrder<B>>`).
+/// `Layered<SecondOrder<B>>`): the [`Trainer`] of any model, started from a run's
+/// configuration and the built-in models' weights as files.
 pub struct ModelTrainer<B: Backend, M: BuiltIn<B>> {
-    learner: ModelLearner<B, M>,
-    family: Box<dyn TaskFamily>,
-    config: TrainConfig,
-    step: usize,
-    device: B::Device,
-    guard: DivergenceGuard,
+    trainer: Trainer<B, M>,
 }
 
 impl<B: Backend, M: BuiltIn<B>> ModelTrainer<B, M> {
@@ -61,130 +58,52 @@ impl<B: Backend, M: BuiltIn<B>> ModelTrainer<B, M> {
         if let Some(sizes) = step_sizes {
             learner = learner.with_step_sizes(M::from_stored(&sizes, device)?);
         }
-        Ok(Self {
-            learner,
-            family,
-            guard: DivergenceGuard::new(config.divergence_threshold),
-            config,
-            step: start_step,
-            device: device.clone(),
-        })
+        let settings = TrainerConfig::new(config.meta_batch)
+            .with_seed(config.seed)
+            .with_divergence_threshold(config.divergence_threshold);
+        let trainer = Trainer::new(learner, family, settings, device)?.with_step(start_step);
+        Ok(Self { trainer })
     }
 
     /// The next meta step's index.
     pub fn step_index(&self) -> usize {
-        self.step
+        self.trainer.step_index()
     }
 
     /// The current initial weights.
     pub fn weights(&self) -> StoredModel {
-        M::to_stored(self.learner.model())
+        M::to_stored(self.trainer.learner().model())
     }
 
     /// Meta-SGD's step sizes, if learned.
     pub fn step_sizes(&self) -> Option<StoredModel> {
-        self.learner.step_sizes().map(M::to_stored)
+        self.trainer.learner().step_sizes().map(M::to_stored)
     }
 
     /// For how many meta steps in a row the meta-loss has risen.
     pub fn rising_steps(&self) -> usize {
-        self.guard.rising_steps()
+        self.trainer.rising_steps()
     }
 
     /// The task family.
     pub fn family(&self) -> &dyn TaskFamily {
-        self.family.as_ref()
+        self.trainer.family()
     }
 
-    fn batch(&self, tasks: &[TaskData]) -> MetaBatch<B> {
-        MetaBatch::from_tasks(tasks, self.family.d_out(), &self.device)
-            .with_loss(self.config.meta.adapt.loss)
-    }
-
-    /// One meta step. A non-finite meta-loss, or one above the divergence threshold, is
-    /// an error ([`MamlError::Diverged`], [`MamlError::DivergedAbove`]). For
-    /// classification (cross-entropy) the metrics hold the query accuracy of the fast
-    /// weights.
+    /// One meta step ([`Trainer::step`]).
     pub fn step(&mut self) -> Result<StepMetrics> {
-        let step = self.step;
-        let tasks = self.family.sample(
-            self.config.meta_batch,
-            &mut step_rng(self.config.seed, step),
-        );
-        let batch = self.batch(&tasks);
-        // On the plain backend: a forward pass of the tracked initial weights that is
-        // never differentiated would stay in Burn's autodiff graph (the MLP's
-        // meta-gradient runs no backward pass there to clean it up).
-        let initial = self.learner.model().valid();
-        let before = batch
-            .query
-            .task_losses(MetaModel::forward(&initial, batch.query.x.clone()))
-            .mean();
-        let classify = self.config.meta.adapt.loss == Loss::CrossEntropy;
-        let (meta_loss, accuracy) = if classify {
-            let mut gradient = self.learner.meta_gradient(&batch);
-            let fast = gradient
-                .fast
-                .take()
-                .expect("meta_gradient keeps the fast weights");
-            let accuracy = query_accuracies::<B, M::Plain>(&fast, &batch.query).mean();
-            self.learner.apply(&mut gradient);
-            (gradient.meta_loss, Some(to_f64(accuracy)[0]))
-        } else {
-            (self.learner.step(&batch).meta_loss, None)
-        };
-        let [meta_loss, before] = [meta_loss, before].map(|t| to_f64(t)[0]);
-        self.guard.check(step, meta_loss, before)?;
-        self.step += 1;
-        Ok(StepMetrics {
-            step,
-            meta_loss,
-            query_loss_before: before,
-            query_loss_after: meta_loss,
-            query_accuracy: accuracy,
-        })
+        self.trainer.step()
     }
 
-    /// One data-parallel meta step as worker `rank` of `workers`: every worker draws the
-    /// same meta-batch (same seeded stream), takes its shard
-    /// ([`crate::data::batch::shard_range`]), and `all_reduce_sum` sums the workers' scaled
-    /// shares ([`ModelLearner::step_shard`]); every worker applies the same update and
-    /// sees the same meta-loss, so all stop together on divergence. `query_loss_before`
-    /// is not computed (NaN), nor the accuracy.
+    /// One data-parallel meta step as worker `rank` of `workers`
+    /// ([`Trainer::step_parallel`]).
     pub fn step_parallel(
         &mut self,
         rank: usize,
         workers: usize,
         all_reduce_sum: impl FnOnce(Tensor<B, 1>) -> std::result::Result<Tensor<B, 1>, String>,
     ) -> Result<StepMetrics> {
-        let step = self.step;
-        let tasks = self.family.sample(
-            self.config.meta_batch,
-            &mut step_rng(self.config.seed, step),
-        );
-        let range = crate::data::batch::shard_range(tasks.len(), workers, rank);
-        if range.is_empty() {
-            return Err(MamlError::InvalidHyperparameter {
-                name: "workers",
-                value: workers.to_string(),
-                reason: "more workers than tasks in a meta-batch: every worker needs a task",
-            });
-        }
-        let weight = range.len() as f64 / tasks.len() as f64;
-        let batch = self.batch(&tasks[range]);
-        let meta_loss = self
-            .learner
-            .step_shard(&batch, weight, all_reduce_sum)
-            .map_err(|detail| MamlError::Distributed { step, detail })?;
-        self.guard.check(step, meta_loss, f64::NAN)?;
-        self.step += 1;
-        Ok(StepMetrics {
-            step,
-            meta_loss,
-            query_loss_before: f64::NAN,
-            query_loss_after: meta_loss,
-            query_accuracy: None,
-        })
+        self.trainer.step_parallel(rank, workers, all_reduce_sum)
     }
 }
 

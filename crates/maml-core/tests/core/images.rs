@@ -6,12 +6,17 @@ use std::sync::Arc;
 
 use burn::prelude::*;
 use burn_ndarray::NdArray;
+use maml_core::data::few_shot::FewShotFamily;
+use maml_core::data::images::ImageClasses;
+use maml_core::data::images::load_runs;
 use maml_core::data::images::{SIDE, decode_png, rotate, translate};
+use maml_core::data::layers::LayerSpec;
+use maml_core::data::layers::LayeredSpec;
+use maml_core::model::layered::Layered;
+use maml_core::train::model_trainer::eval_accuracy;
+use maml_core::train::stored::StoredModel;
 use maml_core::train::trainer::step_rng;
-use maml_core::{
-    AdaptConfig, FewShotFamily, ImageClasses, LayerSpec, Layered, LayeredSpec, Loss, Sets,
-    StoredModel, TaskFamily, eval_accuracy, load_runs,
-};
+use maml_core::{AdaptConfig, Loss, Sets, TaskFamily};
 
 type B = NdArray<f32>;
 
@@ -292,13 +297,13 @@ fn accuracy_is_the_share_of_rows_classified_right() {
         .map(|i| (0..3).map(|j| f64::from(u8::from(i == j))).collect())
         .collect();
     let array = |rows: &Vec<Vec<f64>>| {
-        maml_core::Array::new(vec![rows.len(), rows[0].len()], rows.concat())
+        maml_core::data::layers::Array::new(vec![rows.len(), rows[0].len()], rows.concat())
     };
     let model = StoredModel::Layered(LayeredSpec {
         input: vec![3],
         layers: vec![LayerSpec::Linear {
             weight: array(&eye),
-            bias: maml_core::Array::zeros(&[3]),
+            bias: maml_core::data::layers::Array::zeros(&[3]),
         }],
     });
     let one_hot = |c: usize| (0..3).map(|j| f64::from(u8::from(j == c))).collect();

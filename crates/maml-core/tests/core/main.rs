@@ -9,4 +9,5 @@ mod nn;
 mod properties_f32;
 mod props;
 mod python_repr;
+mod trainer;
 mod validation;

@@ -2,10 +2,10 @@
 //! precision: Burn fixes one default float type per device type per process).
 
 use burn::prelude::Backend;
-use maml_core::{
-    AdaptConfig, GradientPath, LinearWeights, Loss, Order, Problem, SetData, TaskData, closed_form,
-    solve_by,
-};
+use maml_core::data::LinearWeights;
+use maml_core::train::problem::Problem;
+use maml_core::train::solve::solve_by;
+use maml_core::{AdaptConfig, GradientPath, Loss, Order, SetData, TaskData, closed_form};
 use proptest::prelude::*;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -69,7 +69,7 @@ pub fn case() -> impl Strategy<Value = Case> {
         })
 }
 
-pub fn auto<B: Backend>(c: &Case, config: &AdaptConfig) -> maml_core::LinearAnswer {
+pub fn auto<B: Backend>(c: &Case, config: &AdaptConfig) -> maml_core::data::LinearAnswer {
     by::<B>(c, config, GradientPath::Auto)
 }
 
@@ -78,7 +78,7 @@ pub fn by<B: Backend>(
     c: &Case,
     config: &AdaptConfig,
     path: GradientPath,
-) -> maml_core::LinearAnswer {
+) -> maml_core::data::LinearAnswer {
     let device = Default::default();
     let problem = Problem::linear(&c.init, c.tasks.clone(), config);
     solve_by::<B>(&problem, path, &device)
