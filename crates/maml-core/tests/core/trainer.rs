@@ -150,3 +150,78 @@ fn a_user_module_trains_checkpoints_resumes_and_evaluates() {
     assert!(err.to_string().contains("nothing-here"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[derive(Module, Debug)]
+struct Head<B: Backend> {
+    layer: Linear<B>,
+}
+
+impl<B: Backend> MetaModel<B> for Head<B> {
+    fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        self.layer.forward(x)
+    }
+}
+
+/// `evaluate`'s accuracy of classification, at no inner step: the share of each task's
+/// query rows whose largest logit of the initial weights is at its one-hot label, read
+/// here from the model's own predictions, and the 95 % interval `1.96 s / √n` over tasks.
+#[test]
+fn evaluation_reports_the_accuracy_and_its_interval() {
+    use maml_core::data::families::BlobsFamily;
+    let device = Default::default();
+    Cpu::seed(&device, 5);
+    let family = BlobsFamily::default();
+    let head = Head::<Cpu> {
+        layer: LinearConfig::new(family.d_in(), family.ways).init(&device),
+    };
+    let adapt = AdaptConfig::new(0.1).with_loss(Loss::CrossEntropy);
+    let learner = ModelLearner::<Cpu, Head<SecondOrder<Cpu>>, _, _>::with_optimizer(
+        head,
+        adapt,
+        AdamConfig::new().init(),
+        1e-3,
+    )
+    .unwrap();
+    let trainer = Trainer::new(
+        learner,
+        Box::new(family.clone()),
+        TrainerConfig::new(4),
+        &device,
+    )
+    .unwrap();
+    let tasks = family.sample(40, &mut rand::rngs::StdRng::seed_from_u64(2));
+    let report = trainer.evaluate(&tasks, 0).unwrap();
+
+    let model = burn::module::AutodiffModule::valid(trainer.learner().model());
+    let accuracies: Vec<f64> = tasks
+        .iter()
+        .map(|task| {
+            let n = task.query.x.len();
+            let x: Vec<f32> = task.query.x.concat().iter().map(|&v| v as f32).collect();
+            let x = Tensor::<Cpu, 3>::from_data(TensorData::new(x, [1, n, family.d_in]), &device);
+            let logits = model.forward(x).into_data().to_vec::<f32>().unwrap();
+            let labels = task.query.y.as_ref().unwrap();
+            let hits = logits
+                .chunks(family.ways)
+                .zip(labels)
+                .filter(|(row, label)| {
+                    let argmax =
+                        |v: &[f64]| (0..v.len()).max_by(|&a, &b| v[a].total_cmp(&v[b])).unwrap();
+                    let row: Vec<f64> = row.iter().map(|&v| f64::from(v)).collect();
+                    argmax(&row) == argmax(label)
+                })
+                .count();
+            hits as f64 / n as f64
+        })
+        .collect();
+    let n = accuracies.len() as f64;
+    let mean = accuracies.iter().sum::<f64>() / n;
+    let var = accuracies.iter().map(|a| (a - mean).powi(2)).sum::<f64>() / (n - 1.0);
+    let (got, half) = report.accuracy.expect("classification reports an accuracy");
+    assert!((got - mean).abs() < 1e-6, "accuracy {got} vs {mean}");
+    assert!(
+        (half - 1.96 * (var / n).sqrt()).abs() < 1e-6,
+        "interval {half}"
+    );
+    assert!(half > 0.0, "tasks differ in accuracy");
+}
