@@ -1,8 +1,10 @@
 //! What the algorithm returns: fast weights and meta-gradients, shared by MAML
 //! ([`crate::algo::learn`]) and implicit MAML ([`crate::algo::implicit`]).
 
+use burn::module::AutodiffModule;
 use burn::optim::GradientsParams;
 use burn::prelude::*;
+use burn::tensor::backend::AutodiffBackend;
 
 use crate::model::{Learnable, MetaModel};
 
@@ -16,8 +18,21 @@ pub enum Fast<M> {
 }
 
 impl<M> Fast<M> {
+    /// The same fast weights on the inner backend, untracked (for predictions).
+    pub fn valid<A: AutodiffBackend>(&self) -> Fast<M::InnerModule>
+    where
+        M: AutodiffModule<A>,
+    {
+        match self {
+            Fast::Batched(m) => Fast::Batched(m.valid()),
+            Fast::PerTask(ms) => Fast::PerTask(ms.iter().map(AutodiffModule::valid).collect()),
+        }
+    }
+
     /// Each task's predictions by its own fast weights, `x [tasks, n, in] ->
-    /// [tasks, n, out]` (task `t` of `x` goes through task `t`'s weights).
+    /// [tasks, n, out]` (task `t` of `x` goes through task `t`'s weights). Every row of
+    /// `x` is predicted, padding included: for the scores of a padded set use
+    /// [`crate::algo::learn::query_accuracies`] or [`crate::data::batch::Sets::task`].
     pub fn forward<B: Backend>(&self, x: Tensor<B, 3>) -> Tensor<B, 3>
     where
         M: MetaModel<B>,

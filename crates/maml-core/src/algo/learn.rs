@@ -373,10 +373,7 @@ fn one_graph<B: Backend, M: Learnable<B>>(
     let step_size_grads = size_leaves
         .as_ref()
         .map(|s| GradientsParams::from_module(&mut grads, s));
-    let fast = match fast {
-        Fast::Batched(m) => Fast::Batched(m.valid()),
-        Fast::PerTask(ms) => Fast::PerTask(ms.iter().map(AutodiffModule::valid).collect()),
-    };
+    let fast = fast.valid();
     ModelMetaGradient {
         meta_loss: meta_loss.inner(),
         query_losses: query_losses.inner(),

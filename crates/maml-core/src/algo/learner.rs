@@ -288,10 +288,7 @@ where
     /// taken without the second-order graph.
     pub fn adapt(&self, support: &Sets<B>) -> Fast<M::Plain> {
         let first = self.adapt.clone().with_order(Order::First);
-        match adapt_model::<B, M>(&self.model, self.step_sizes.as_ref(), support, &first) {
-            Fast::Batched(m) => Fast::Batched(m.valid()),
-            Fast::PerTask(ms) => Fast::PerTask(ms.iter().map(AutodiffModule::valid).collect()),
-        }
+        adapt_model::<B, M>(&self.model, self.step_sizes.as_ref(), support, &first).valid()
     }
 
     /// The meta-loss of `batch` (the mean query loss of the fast weights adapted on the

@@ -253,15 +253,8 @@ where
                     self.learner.step_sizes(),
                     &batch.support,
                     &adapt.clone().with_order(crate::config::Order::First),
-                );
-                let fast = match fast {
-                    crate::algo::learn::Fast::Batched(m) => {
-                        crate::algo::learn::Fast::Batched(m.valid())
-                    }
-                    crate::algo::learn::Fast::PerTask(ms) => crate::algo::learn::Fast::PerTask(
-                        ms.iter().map(AutodiffModule::valid).collect(),
-                    ),
-                };
+                )
+                .valid();
                 accuracies.extend(to_f64(query_accuracies::<B, M::Plain>(&fast, &batch.query)));
             }
         }

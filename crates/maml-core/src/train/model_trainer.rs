@@ -200,11 +200,8 @@ pub fn eval_accuracy<B: Backend, M: BuiltIn<B>>(
             sizes.as_ref(),
             &batch.support,
             &adapt,
-        );
-        let fast = match fast {
-            Fast::Batched(m) => Fast::Batched(m.valid()),
-            Fast::PerTask(ms) => Fast::PerTask(ms.iter().map(AutodiffModule::valid).collect()),
-        };
+        )
+        .valid();
         out.extend(to_f64(query_accuracies::<B, M::Plain>(&fast, &batch.query)));
     }
     Ok(out)
