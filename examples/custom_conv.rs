@@ -17,8 +17,6 @@ use burn::optim::AdamConfig;
 use burn::prelude::*;
 use burn::tensor::activation::relu;
 use burn_ndarray::NdArray;
-use maml_burn::maml_core::data::few_shot::FewShotFamily;
-use maml_burn::maml_core::data::images::ImageClasses;
 use maml_burn::maml_core::nn::{
     BatchNorm, BatchNormConfig, Conv2d, Conv2dConfig, GlobalAvgPool2d, Linear, LinearConfig,
     MaxPool2d, MaxPool2dConfig,
@@ -26,6 +24,8 @@ use maml_burn::maml_core::nn::{
 use maml_burn::maml_core::{
     AdaptConfig, Loss, MetaBatch, MetaModel, ModelLearner, Order, SecondOrder, TaskFamily,
 };
+use maml_burn::maml_data::few_shot::FewShotFamily;
+use maml_burn::maml_data::images::ImageClasses;
 use rand::SeedableRng;
 
 /// Two blocks of 3x3 conv + batch norm + ReLU + 2x2 max pooling, the spatial mean, a head.

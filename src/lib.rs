@@ -7,6 +7,7 @@
 //! the `maml` tool. Flex (the tool's default) and wgpu are in the `maml-backends` crate.
 
 pub use maml_core;
+pub use maml_data;
 
 pub mod backend;
 pub mod seed;

@@ -2,8 +2,8 @@
 //! PyTorch script prints it, numbers as Python's `repr` writes them.
 
 use maml_core::Order;
-use maml_core::trace::MetaStepTrace;
-use maml_core::trace::python_repr;
+use maml_data::trace::MetaStepTrace;
+use maml_data::trace::python_repr;
 
 fn py_bool(b: bool) -> &'static str {
     if b { "True" } else { "False" }

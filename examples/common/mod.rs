@@ -8,8 +8,8 @@ use clap::{Parser, ValueEnum};
 use maml_burn::emit;
 use maml_burn::maml_core::data::LinearWeights;
 use maml_burn::maml_core::data::families::SeedFamily;
-use maml_burn::maml_core::trace::trace_meta_step;
 use maml_burn::maml_core::{AdaptConfig, Loss, MetaConfig, Order};
+use maml_burn::maml_data::trace::trace_meta_step;
 use maml_burn::seed::seed_printout;
 
 /// The seed's recorded initial weights (its README): first-order run, second-order run.

@@ -8,11 +8,11 @@
 //! [`AdaptConfig::inner_checkpoint_every`]: maml_burn::maml_core::AdaptConfig
 
 use burn::prelude::Backend;
-use maml_burn::maml_core::train::problem::Answer;
-use maml_burn::maml_core::train::problem::Problem;
-use maml_burn::maml_core::train::solve::finite_differences;
-use maml_burn::maml_core::train::solve::solve_by;
 use maml_burn::maml_core::{GradientPath, Order};
+use maml_burn::maml_data::problem::Answer;
+use maml_burn::maml_data::problem::Problem;
+use maml_burn::maml_data::solve::finite_differences;
+use maml_burn::maml_data::solve::solve_by;
 
 use crate::common::{assert_answer_close, assert_layers_close, is_f64, tolerance};
 

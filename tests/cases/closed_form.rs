@@ -2,7 +2,8 @@
 //! closed form (f64 on the host, no tensors) on random shapes.
 
 use burn::prelude::Backend;
-use maml_burn::maml_core::{AdaptConfig, GradientPath, Loss, Order, closed_form};
+use maml_burn::maml_core::{AdaptConfig, GradientPath, Loss, Order};
+use maml_burn::maml_data::closed_form;
 use rand::Rng;
 
 use crate::common::{

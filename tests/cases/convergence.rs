@@ -3,11 +3,11 @@
 //! linear solve), while first-order meta-training converges to its own, different point.
 
 use burn::prelude::Backend;
-use maml_burn::maml_core::closed_form::optimum;
-use maml_burn::maml_core::train::problem::Problem;
-use maml_burn::maml_core::train::trainer::TaskSource;
-use maml_burn::maml_core::train::trainer::TrainConfig;
 use maml_burn::maml_core::{AdaptConfig, Loss, MetaConfig, MetaOptimizer, Order};
+use maml_burn::maml_data::closed_form::optimum;
+use maml_burn::maml_data::problem::Problem;
+use maml_burn::maml_data::run::TaskSource;
+use maml_burn::maml_data::run::TrainConfig;
 
 use crate::common::{data_dir, is_f64, linear_trainer, linear_weights};
 

@@ -5,12 +5,12 @@
 use burn::prelude::Backend;
 use maml_burn::maml_core::model::mlp::Activation;
 use maml_burn::maml_core::model::mlp::MlpWeights;
-use maml_burn::maml_core::train::problem::InnerLr;
-use maml_burn::maml_core::train::problem::Problem;
-use maml_burn::maml_core::train::problem::ProblemFormat;
-use maml_burn::maml_core::train::solve::finite_differences;
-use maml_burn::maml_core::train::solve::solve;
 use maml_burn::maml_core::{Loss, Order, SetData, TaskData};
+use maml_burn::maml_data::problem::InnerLr;
+use maml_burn::maml_data::problem::Problem;
+use maml_burn::maml_data::problem::ProblemFormat;
+use maml_burn::maml_data::solve::finite_differences;
+use maml_burn::maml_data::solve::solve;
 use rand::Rng;
 
 use crate::common::{is_f64, rng};

@@ -6,12 +6,12 @@ use burn::prelude::Backend;
 use maml_burn::maml_core::config::Imaml;
 use maml_burn::maml_core::data::LinearWeights;
 use maml_burn::maml_core::model::mlp::MlpWeights;
-use maml_burn::maml_core::train::problem::Answer;
-use maml_burn::maml_core::train::problem::InnerLr;
-use maml_burn::maml_core::train::problem::Problem;
-use maml_burn::maml_core::train::solve::finite_differences;
-use maml_burn::maml_core::train::solve::solve;
 use maml_burn::maml_core::{AdaptConfig, Loss, TaskData};
+use maml_burn::maml_data::problem::Answer;
+use maml_burn::maml_data::problem::InnerLr;
+use maml_burn::maml_data::problem::Problem;
+use maml_burn::maml_data::solve::finite_differences;
+use maml_burn::maml_data::solve::solve;
 use nalgebra::DMatrix;
 use rand::Rng;
 

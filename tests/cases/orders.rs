@@ -3,10 +3,9 @@
 
 use burn::prelude::Backend;
 use maml_burn::maml_core::data::LinearWeights;
-use maml_burn::maml_core::trace::trace_meta_step;
-use maml_burn::maml_core::{
-    AdaptConfig, GradientPath, Loss, MetaConfig, Order, SetData, TaskData, closed_form,
-};
+use maml_burn::maml_core::{AdaptConfig, GradientPath, Loss, MetaConfig, Order, SetData, TaskData};
+use maml_burn::maml_data::closed_form;
+use maml_burn::maml_data::trace::trace_meta_step;
 use maml_burn::seed::seed_printout;
 use rand::Rng;
 

@@ -4,9 +4,9 @@
 
 use burn::prelude::Backend;
 use maml_burn::maml_core::GradientPath;
-use maml_burn::maml_core::train::problem::Answer;
-use maml_burn::maml_core::train::problem::Problem;
-use maml_burn::maml_core::train::solve::solve_by;
+use maml_burn::maml_data::problem::Answer;
+use maml_burn::maml_data::problem::Problem;
+use maml_burn::maml_data::solve::solve_by;
 
 use crate::common::{assert_close, assert_weights_close, data_dir, reference_problems, tolerance};
 

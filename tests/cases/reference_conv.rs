@@ -5,9 +5,9 @@
 //! backend and compared with PyTorch float64.
 
 use burn::prelude::Backend;
-use maml_burn::maml_core::train::problem::Answer;
-use maml_burn::maml_core::train::problem::Problem;
-use maml_burn::maml_core::train::solve::solve;
+use maml_burn::maml_data::problem::Answer;
+use maml_burn::maml_data::problem::Problem;
+use maml_burn::maml_data::solve::solve;
 
 use crate::common::{assert_answer_close, is_cubecl, tolerance};
 

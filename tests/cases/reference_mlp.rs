@@ -7,10 +7,10 @@ use maml_burn::backend::on_cpu_pool;
 use maml_burn::maml_core::GradientPath;
 use maml_burn::maml_core::data::layers::LayeredWeights;
 use maml_burn::maml_core::model::mlp::MlpWeights;
-use maml_burn::maml_core::train::problem::Answer;
-use maml_burn::maml_core::train::problem::Problem;
-use maml_burn::maml_core::train::problem::ProblemFormat;
-use maml_burn::maml_core::train::solve::solve_by;
+use maml_burn::maml_data::problem::Answer;
+use maml_burn::maml_data::problem::Problem;
+use maml_burn::maml_data::problem::ProblemFormat;
+use maml_burn::maml_data::solve::solve_by;
 
 use crate::common::{assert_close, is_cubecl, tolerance};
 

@@ -11,10 +11,10 @@ use maml_burn::maml_core::data::layers::{
     Array, LayerSpec, LayerWeights, LayeredSpec, LayeredWeights,
 };
 use maml_burn::maml_core::nn::{BatchNorm, Conv2d, Flatten, GlobalAvgPool2d, Linear, MaxPool2d};
-use maml_burn::maml_core::train::problem::Answer;
-use maml_burn::maml_core::train::problem::InnerLr;
-use maml_burn::maml_core::train::problem::Problem;
 use maml_burn::maml_core::{Fast, MetaBatch, MetaConfig, MetaModel, ModelLearner, SecondOrder};
+use maml_burn::maml_data::problem::Answer;
+use maml_burn::maml_data::problem::InnerLr;
+use maml_burn::maml_data::problem::Problem;
 
 use crate::reference_conv::for_each_conv_problem;
 

@@ -3,9 +3,9 @@
 use burn::prelude::Backend;
 use maml_burn::maml_core::data::LinearWeights;
 use maml_burn::maml_core::data::families::LinearFamily;
-use maml_burn::maml_core::train::trainer::TaskSource;
-use maml_burn::maml_core::train::trainer::TrainConfig;
 use maml_burn::maml_core::{AdaptConfig, Loss, MamlError, MetaConfig, MetaOptimizer};
+use maml_burn::maml_data::run::TaskSource;
+use maml_burn::maml_data::run::TrainConfig;
 
 use crate::common::{linear_trainer, linear_weights};
 

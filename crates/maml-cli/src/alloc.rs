@@ -1,4 +1,4 @@
-//! The `maml` binary's allocator: mimalloc, which frees and reuses the many small
+//! The `maml` binary's allocator ([`CountingMiMalloc`], installed by the binary): mimalloc, which frees and reuses the many small
 //! buffers of a meta step faster than glibc's allocator (docs/benchmarks.md), wrapped in
 //! a counter of live heap bytes so that benchmarks can report the peak heap of a meta
 //! step exactly (peak RSS hides it under allocator granularity).
@@ -50,7 +50,8 @@ impl Counting {
 /// The counter of the global allocator.
 pub static HEAP: Counting = Counting::new();
 
-struct CountingMiMalloc;
+/// mimalloc, counting live heap bytes in [`HEAP`]: the `maml` binary's global allocator.
+pub struct CountingMiMalloc;
 
 // SAFETY: every call is forwarded unchanged to MiMalloc, a correct allocator; the
 // counters only observe sizes.
@@ -89,6 +90,3 @@ unsafe impl GlobalAlloc for CountingMiMalloc {
         p
     }
 }
-
-#[global_allocator]
-static GLOBAL: CountingMiMalloc = CountingMiMalloc;

@@ -53,6 +53,7 @@ pub struct BenchArgs {
     /// first or second.
     #[arg(long, default_value = "second", value_parser = parse::<Order>)]
     pub order: Order,
+    #[allow(missing_docs)] // a flattened group: its fields document themselves
     #[command(flatten)]
     pub backend: BackendArgs,
     /// Seconds to measure, after a warm-up.
@@ -78,6 +79,7 @@ pub struct BenchArgs {
     /// default) or `autodiff` (nested autodiff, the path every other model takes).
     #[arg(long, default_value = "auto", value_parser = parse::<GradientPath>)]
     pub gradient: GradientPath,
+    #[allow(missing_docs)] // a flattened group: its fields document themselves
     #[command(flatten)]
     pub algorithm: crate::train_args::AlgorithmArgs,
     /// Print one JSON object.

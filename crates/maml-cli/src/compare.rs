@@ -8,16 +8,17 @@ use std::path::{Path, PathBuf};
 
 use burn::prelude::Backend;
 use clap::Args;
-use maml_burn::maml_core::closed_form::{Optimum, optimum};
 use maml_burn::maml_core::data::LinearWeights;
 use maml_burn::maml_core::data::TaskSetFile;
 use maml_burn::maml_core::model::mlp::Mlp;
-use maml_burn::maml_core::train::model_trainer::ModelTrainer;
-use maml_burn::maml_core::train::model_trainer::evaluate;
-use maml_burn::maml_core::train::trainer::TaskSource;
-use maml_burn::maml_core::train::trainer::TrainConfig;
-use maml_burn::maml_core::train::trainer::{load_tasks, step_rng};
+use maml_burn::maml_core::train::guard::step_rng;
 use maml_burn::maml_core::{AdaptConfig, Loss, Order, SecondOrder};
+use maml_burn::maml_data::closed_form::{Optimum, optimum};
+use maml_burn::maml_data::model_trainer::ModelTrainer;
+use maml_burn::maml_data::model_trainer::evaluate;
+use maml_burn::maml_data::run::TaskSource;
+use maml_burn::maml_data::run::TrainConfig;
+use maml_burn::maml_data::run::load_tasks;
 
 use crate::error::CliError;
 use crate::metrics::Row;

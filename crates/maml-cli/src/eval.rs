@@ -11,18 +11,20 @@ use maml_backends::dispatch_with;
 use maml_burn::backend::BackendJob;
 use maml_burn::maml_core::data::LinearWeights;
 use maml_burn::maml_core::data::families::SinusoidFamily;
-use maml_burn::maml_core::data::few_shot::ImageSource;
-use maml_burn::maml_core::data::images::load_runs;
-use maml_burn::maml_core::train::model_trainer::eval_accuracy;
-use maml_burn::maml_core::train::model_trainer::eval_curve;
-use maml_burn::maml_core::train::stored::BuiltIn;
-use maml_burn::maml_core::train::stored::ModelCheckpoint;
-use maml_burn::maml_core::train::stored::ModelJob;
-use maml_burn::maml_core::train::stored::ModelKind;
-use maml_burn::maml_core::train::stored::StoredModel;
-use maml_burn::maml_core::train::trainer::TaskSource;
-use maml_burn::maml_core::train::trainer::{load_tasks, step_rng};
+use maml_burn::maml_core::train::guard::step_rng;
 use maml_burn::maml_core::{AdaptConfig, Loss, Order, TaskData};
+use maml_burn::maml_data::few_shot::ImageSource;
+use maml_burn::maml_data::images::load_runs;
+use maml_burn::maml_data::model_trainer::eval_accuracy;
+use maml_burn::maml_data::model_trainer::eval_curve;
+use maml_burn::maml_data::run::TaskSource;
+use maml_burn::maml_data::run::load_tasks;
+use maml_burn::maml_data::stored::BuiltIn;
+use maml_burn::maml_data::stored::ConfigInit;
+use maml_burn::maml_data::stored::ModelCheckpoint;
+use maml_burn::maml_data::stored::ModelJob;
+use maml_burn::maml_data::stored::ModelKind;
+use maml_burn::maml_data::stored::StoredModel;
 use serde::Serialize;
 
 use crate::error::CliError;
@@ -86,6 +88,7 @@ pub struct EvalArgs {
     /// With --data: only these alphabets, comma-separated.
     #[arg(long, value_delimiter = ',')]
     pub alphabets: Vec<String>,
+    #[allow(missing_docs)] // a flattened group: its fields document themselves
     #[command(flatten)]
     pub backend: BackendArgs,
 }

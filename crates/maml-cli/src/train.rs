@@ -10,11 +10,11 @@ use maml_burn::maml_core::model::mlp::MlpConfig;
 use maml_burn::maml_core::model::presets::ConvNet;
 use maml_burn::maml_core::model::presets::ConvNetConfig;
 use maml_burn::maml_core::model::presets::ModelConfig;
-use maml_burn::maml_core::train::stored::ModelCheckpoint;
-use maml_burn::maml_core::train::trainer::TaskSource;
-use maml_burn::maml_core::train::trainer::TrainConfig;
-use maml_burn::maml_core::train::trainer::load_tasks;
 use maml_burn::maml_core::{Loss, MamlError, MetaConfig};
+use maml_burn::maml_data::run::TaskSource;
+use maml_burn::maml_data::run::TrainConfig;
+use maml_burn::maml_data::run::load_tasks;
+use maml_burn::maml_data::stored::ModelCheckpoint;
 
 use crate::compare::fixed_optimum;
 use crate::error::CliError;

@@ -6,9 +6,9 @@ use clap::{Args, ValueEnum};
 use maml_burn::maml_core::config::Algorithm;
 use maml_burn::maml_core::config::Imaml;
 use maml_burn::maml_core::data::families::LinearFamily;
-use maml_burn::maml_core::data::few_shot::ImageSource;
 use maml_burn::maml_core::model::mlp::Activation;
 use maml_burn::maml_core::{AdaptConfig, Loss, MetaOptimizer, Order};
+use maml_burn::maml_data::few_shot::ImageSource;
 
 use crate::error::CliError;
 use crate::{BackendArgs, parse};
@@ -299,8 +299,10 @@ pub struct TrainArgs {
     /// A task family to draw fresh tasks from every meta step.
     #[arg(long, value_enum, default_value = "linear")]
     pub family: FamilyArg,
+    #[allow(missing_docs)] // a flattened group: its fields document themselves
     #[command(flatten)]
     pub linear: LinearArgs,
+    #[allow(missing_docs)] // a flattened group: its fields document themselves
     #[command(flatten)]
     pub hyper: HyperArgs,
     /// sgd or adam.
@@ -319,6 +321,7 @@ pub struct TrainArgs {
     /// Seed of the initial weights and of every meta-batch.
     #[arg(long, default_value_t = 0)]
     pub rng_seed: u64,
+    #[allow(missing_docs)] // a flattened group: its fields document themselves
     #[command(flatten)]
     pub backend: BackendArgs,
     /// Output directory: config.json, metrics.csv, checkpoint.json, weights.json, plots.
@@ -344,6 +347,7 @@ pub struct TrainArgs {
     /// The model: linear, mlp, conv4 or conv4-pool.
     #[arg(long, value_enum, default_value = "linear")]
     pub model: ModelArg,
+    #[allow(missing_docs)] // a flattened group: its fields document themselves
     #[command(flatten)]
     pub images: ImageArgs,
     /// Hidden layer widths of the MLP, comma-separated.

@@ -7,9 +7,9 @@ use maml_burn::maml_core::MamlError;
 use maml_burn::maml_core::data::LinearWeights;
 use maml_burn::maml_core::data::layers::LayeredSpec;
 use maml_burn::maml_core::data::{read_json, write_atomic};
-use maml_burn::maml_core::train::problem::ModelSpec;
-use maml_burn::maml_core::train::stored::ModelKind;
-use maml_burn::maml_core::train::stored::StoredModel;
+use maml_burn::maml_data::problem::ModelSpec;
+use maml_burn::maml_data::stored::ModelKind;
+use maml_burn::maml_data::stored::StoredModel;
 use serde::Serialize;
 
 use crate::error::CliError;

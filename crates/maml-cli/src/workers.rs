@@ -3,14 +3,15 @@
 //! and reports its steps and checkpoints to the thread that writes the outputs.
 
 use burn::prelude::Backend;
-use maml_burn::maml_core::closed_form::Optimum;
-use maml_burn::maml_core::train::model_trainer::ModelTrainer;
-use maml_burn::maml_core::train::stored::BuiltIn;
-use maml_burn::maml_core::train::stored::ModelCheckpoint;
-use maml_burn::maml_core::train::stored::ModelJob;
-use maml_burn::maml_core::train::stored::ModelKind;
-use maml_burn::maml_core::train::stored::StoredModel;
-use maml_burn::maml_core::train::trainer::TrainConfig;
+use maml_burn::maml_data::closed_form::Optimum;
+use maml_burn::maml_data::model_trainer::ModelTrainer;
+use maml_burn::maml_data::run::TrainConfig;
+use maml_burn::maml_data::stored::BuiltIn;
+use maml_burn::maml_data::stored::ConfigInit;
+use maml_burn::maml_data::stored::ModelCheckpoint;
+use maml_burn::maml_data::stored::ModelJob;
+use maml_burn::maml_data::stored::ModelKind;
+use maml_burn::maml_data::stored::StoredModel;
 
 use crate::compare::distances;
 use crate::error::CliError;

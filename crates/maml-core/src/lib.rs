@@ -6,7 +6,7 @@
 //! above it in this list:
 //!
 //! - [`config`], [`error`]: hyperparameters, checked once, up front; the one error type;
-//! - [`data`]: problem and task files, task families, the tensors of a meta-batch;
+//! - [`data`]: task files, task families, the tensors of a meta-batch;
 //! - [`model`]: the seam ([`MetaModel`]: any `#[derive(Module)]` with a forward pass over
 //!   a meta-batch) and the built-in models (the linear model, the MLP, the layered model
 //!   of conv nets);
@@ -16,11 +16,11 @@
 //! - [`algo`]: the inner loop and the meta-gradient, by nested autodiff (second order:
 //!   [`SecondOrder`] = `Autodiff<Autodiff<B>>`) or by a model's hand-derived road;
 //! - [`train`]: the trainer of any model ([`Trainer`]: divergence guard, checkpoints
-//!   through Burn's recorders, resume, evaluation), the built-in models' trainer, and
-//!   problems: a file of any version read as one [`train::problem::Problem`] (a layer
-//!   list, tasks and the inner loop), solved by [`train::solve::solve`];
-//! - [`closed_form`], [`trace`]: the linear model's meta-gradient and MAML optimum in
-//!   closed form (independent checks), and everything the seed prints of a meta step.
+//!   through Burn's recorders, resume, evaluation).
+//!
+//! The crate depends on Burn, serde, thiserror, rand and rayon alone. Image datasets,
+//! problem files, closed forms and the built-in models' runs live beside it, in the
+//! `maml-data` crate.
 
 pub mod algo;
 
@@ -29,17 +29,15 @@ pub mod algo;
 #[doc = include_str!("../../../README.md")]
 struct ReadmeDoctests;
 
-pub mod closed_form;
 pub mod config;
 pub mod data;
 pub mod error;
 pub mod model;
 pub mod nn;
-pub mod trace;
 pub mod train;
 
-pub use algo::learn::{Fast, ModelMetaGradient};
-pub use algo::learner::{MetaLoss, ModelLearner};
+pub use algo::learn::{Fast, MetaLoss, ModelMetaGradient};
+pub use algo::learner::ModelLearner;
 pub use config::{AdaptConfig, GradientPath, Loss, MetaConfig, MetaOptimizer, Order};
 pub use data::batch::{MetaBatch, Sets};
 pub use data::families::TaskFamily;
@@ -51,4 +49,4 @@ pub use model::{Learnable, MetaBackend, MetaModel, SecondOrder};
 
 pub use train::any_model::{Evaluation, Trainer, TrainerConfig};
 
-pub use train::trainer::StepMetrics;
+pub use train::guard::StepMetrics;

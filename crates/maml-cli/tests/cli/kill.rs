@@ -4,7 +4,7 @@
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use maml_burn::maml_core::train::stored::ModelCheckpoint;
+use maml_burn::maml_data::stored::ModelCheckpoint;
 use rand::{Rng, SeedableRng};
 
 #[test]

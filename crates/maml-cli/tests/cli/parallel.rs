@@ -129,7 +129,7 @@ mod mpi {
     use std::process::{Command, Stdio};
     use std::time::{Duration, Instant};
 
-    use maml_burn::maml_core::train::stored::ModelCheckpoint;
+    use maml_burn::maml_data::stored::ModelCheckpoint;
 
     use super::{SPLITS, assert_same_weights, split_args, strs, weights_of};
     use crate::train::{maml, ok, tmp};

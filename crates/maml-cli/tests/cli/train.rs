@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use maml_burn::maml_core::data::LinearWeights;
-use maml_burn::maml_core::train::stored::ModelCheckpoint;
+use maml_burn::maml_data::stored::ModelCheckpoint;
 
 fn data(name: &str) -> String {
     Path::new(env!("CARGO_MANIFEST_DIR"))

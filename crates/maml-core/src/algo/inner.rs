@@ -16,7 +16,7 @@ use crate::model::{
 /// What an inner loop shows each step, before it moves: the fast weights and their
 /// support gradient, by parameter id, on the meta backend (tracked, second order) or on
 /// `B` (first order). A trace of the inner loop records it (`maml trace`).
-pub(crate) type Observer<'a, B, M> =
+pub type Observer<'a, B, M> =
     dyn FnMut(&<M as Learnable<B>>::Meta, &GradientsParams, GradLevel) + 'a;
 
 /// The inner loop from fast weights `fast` (tracked on the meta backend): each step takes

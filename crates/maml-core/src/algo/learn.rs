@@ -17,7 +17,7 @@ use burn::prelude::*;
 use burn::tensor::TensorPrimitive;
 
 pub use super::gradient::{Fast, ModelMetaGradient};
-pub(crate) use super::inner::Observer;
+pub use super::inner::Observer;
 use super::inner::{adapt_steps, collect};
 use crate::config::{AdaptConfig, GradientPath, Order};
 use crate::data::batch::{MetaBatch, Sets};
@@ -50,8 +50,10 @@ pub fn adapt_model<B: Backend, M: Learnable<B>>(
     adapt_observed::<B, M>(model, step_sizes, support, config, &mut |_, _, _| {})
 }
 
-/// [`adapt_model`], showing every step to `observe`.
-pub(crate) fn adapt_observed<B: Backend, M: Learnable<B>>(
+/// [`adapt_model`], showing every inner step to `observe`: the fast weights the step
+/// started from, the support gradients by parameter id, and where they live (the inner
+/// loop's trace and figures read it).
+pub fn adapt_observed<B: Backend, M: Learnable<B>>(
     model: &M::Meta,
     step_sizes: Option<&M::Meta>,
     support: &Sets<B>,
@@ -354,32 +356,88 @@ fn one_graph<B: Backend, M: Learnable<B>>(
     config: &AdaptConfig,
     share: Option<f64>,
 ) -> ModelMetaGradient<B, M> {
-    // Fresh leaves for every meta-gradient (a reused leaf may have been released by an
-    // earlier backward pass's graph clean-up); they keep the parameters' ids.
-    let leaves = model.clone().map(&mut FreshLeaves);
-    let size_leaves = step_sizes.map(|s| s.clone().map(&mut FreshLeaves));
-    let fast = adapt_model::<B, M>(&leaves, size_leaves.as_ref(), &batch.support, config);
-    let query = batch.query.lift::<MetaBackend<B>>();
-    let query_losses = fast_query_losses::<B, M>(&fast, &query);
-    let meta_loss = query_losses.clone().mean();
-    // `mul_scalar`, not `div_scalar`: Burn 0.21's `div_scalar` backward rounds `1 / n`
-    // to f32.
-    let objective = match share {
-        Some(s) => query_losses.clone().sum().mul_scalar(s),
-        None => meta_loss.clone(),
+    let tracked = MetaLoss::<B, M>::track(model, step_sizes, batch, config);
+    let tracked = match share {
+        // `mul_scalar`, not `div_scalar`: Burn 0.21's `div_scalar` backward rounds
+        // `1 / n` to f32.
+        Some(s) => {
+            let sum = tracked.query_losses.clone().sum();
+            tracked.map(|_| sum.mul_scalar(s))
+        }
+        None => tracked,
     };
-    let mut grads = objective.backward();
-    let model_grads = GradientsParams::from_module(&mut grads, &leaves);
-    let step_size_grads = size_leaves
-        .as_ref()
-        .map(|s| GradientsParams::from_module(&mut grads, s));
-    let fast = fast.valid();
-    ModelMetaGradient {
-        meta_loss: meta_loss.inner(),
-        query_losses: query_losses.inner(),
-        grads: model_grads,
-        step_size_grads,
-        fast: Some(fast),
+    tracked.backward_keeping(true)
+}
+
+/// The meta-loss of a meta-batch ([`crate::ModelLearner::meta_loss`]), tracked back to
+/// the initial weights (and Meta-SGD's step sizes) through the inner loop.
+pub struct MetaLoss<B: Backend, M: Learnable<B>> {
+    /// The objective, `[1]`, on the meta backend: the mean query loss of the fast
+    /// weights over the tasks, or any objective built from it ([`Self::map`]).
+    pub loss: Tensor<MetaBackend<B>, 1>,
+    query_losses: Tensor<MetaBackend<B>, 1>,
+    leaves: M::Meta,
+    size_leaves: Option<M::Meta>,
+    fast: Fast<M::Meta>,
+}
+
+impl<B: Backend, M: Learnable<B>> MetaLoss<B, M> {
+    /// Adapts fresh leaves of `model` (and `step_sizes`) on the support sets and scores
+    /// the fast weights on the query sets (`batch` scored with `config.loss`).
+    pub(crate) fn track(
+        model: &M::Meta,
+        step_sizes: Option<&M::Meta>,
+        batch: &MetaBatch<B>,
+        config: &AdaptConfig,
+    ) -> Self {
+        // Fresh leaves for every meta-gradient (a reused leaf may have been released by
+        // an earlier backward pass's graph clean-up); they keep the parameters' ids.
+        let leaves = model.clone().map(&mut FreshLeaves);
+        let size_leaves = step_sizes.map(|s| s.clone().map(&mut FreshLeaves));
+        let fast = adapt_model::<B, M>(&leaves, size_leaves.as_ref(), &batch.support, config);
+        let query = batch.query.lift::<MetaBackend<B>>();
+        let query_losses = fast_query_losses::<B, M>(&fast, &query);
+        Self {
+            loss: query_losses.clone().mean(),
+            query_losses,
+            leaves,
+            size_leaves,
+            fast,
+        }
+    }
+
+    /// The objective replaced by `f(loss)`, for example the meta-loss plus a penalty.
+    pub fn map(
+        self,
+        f: impl FnOnce(Tensor<MetaBackend<B>, 1>) -> Tensor<MetaBackend<B>, 1>,
+    ) -> Self {
+        Self {
+            loss: f(self.loss),
+            ..self
+        }
+    }
+
+    /// The objective's gradient with respect to the initial weights (and step sizes),
+    /// for [`crate::ModelLearner::apply`]; its `meta_loss` is the mean query loss.
+    pub fn backward(self) -> ModelMetaGradient<B, M> {
+        self.backward_keeping(false)
+    }
+
+    /// [`Self::backward`], with the fast weights if `keep_fast`.
+    fn backward_keeping(self, keep_fast: bool) -> ModelMetaGradient<B, M> {
+        let mut grads = self.loss.backward();
+        let model_grads = GradientsParams::from_module(&mut grads, &self.leaves);
+        let step_size_grads = self
+            .size_leaves
+            .as_ref()
+            .map(|s| GradientsParams::from_module(&mut grads, s));
+        ModelMetaGradient {
+            meta_loss: self.query_losses.clone().mean().inner(),
+            query_losses: self.query_losses.inner(),
+            grads: model_grads,
+            step_size_grads,
+            fast: keep_fast.then(|| self.fast.valid()),
+        }
     }
 }
 

@@ -14,13 +14,11 @@ use burn::optim::{
 };
 use burn::prelude::*;
 
-use crate::algo::learn::{
-    ModelMetaGradient, adapt_model, fast_query_losses, meta_gradient_keeping,
-};
+use crate::algo::learn::{MetaLoss, ModelMetaGradient, adapt_model, meta_gradient_keeping};
 use crate::config::{AdaptConfig, GradientPath, MetaConfig, MetaOptimizer, Order};
 use crate::data::batch::{MetaBatch, Sets};
 use crate::error::Result;
-use crate::model::{Fill, FreshLeaves, Learnable, MetaBackend, Untracked};
+use crate::model::{Fill, Learnable, MetaBackend, Untracked};
 
 use super::gradient::Fast;
 
@@ -70,48 +68,6 @@ impl<B: Backend, M: AutodiffModule<MetaBackend<B>>> Optimizer<M, MetaBackend<B>>
 
     fn load_record(self, _record: Self::Record) -> Self {
         self
-    }
-}
-
-/// The meta-loss of a meta-batch ([`ModelLearner::meta_loss`]), tracked back to the
-/// learner's initial weights (and Meta-SGD's step sizes).
-pub struct MetaLoss<B: Backend, M: Learnable<B>> {
-    /// The mean query loss of the fast weights over the tasks, `[1]`, on the meta
-    /// backend: replace it by any objective built from it ([`Self::map`]).
-    pub loss: Tensor<MetaBackend<B>, 1>,
-    query_losses: Tensor<MetaBackend<B>, 1>,
-    leaves: M::Meta,
-    size_leaves: Option<M::Meta>,
-}
-
-impl<B: Backend, M: Learnable<B>> MetaLoss<B, M> {
-    /// The objective replaced by `f(loss)`, for example the meta-loss plus a penalty.
-    pub fn map(
-        self,
-        f: impl FnOnce(Tensor<MetaBackend<B>, 1>) -> Tensor<MetaBackend<B>, 1>,
-    ) -> Self {
-        Self {
-            loss: f(self.loss),
-            ..self
-        }
-    }
-
-    /// The objective's gradient with respect to the initial weights (and step sizes),
-    /// for [`ModelLearner::apply`].
-    pub fn backward(self) -> ModelMetaGradient<B, M> {
-        let mut grads = self.loss.backward();
-        let model_grads = GradientsParams::from_module(&mut grads, &self.leaves);
-        let step_size_grads = self
-            .size_leaves
-            .as_ref()
-            .map(|s| GradientsParams::from_module(&mut grads, s));
-        ModelMetaGradient {
-            meta_loss: self.loss.inner(),
-            query_losses: self.query_losses.inner(),
-            grads: model_grads,
-            step_size_grads,
-            fast: None,
-        }
     }
 }
 
@@ -297,21 +253,8 @@ where
     /// the meta-gradient that [`Self::apply`] applies. [`Self::step`] does both, by the
     /// fastest road the model and configuration allow.
     pub fn meta_loss(&self, batch: &MetaBatch<B>) -> MetaLoss<B, M> {
-        let leaves = self.model.clone().map(&mut FreshLeaves);
-        let size_leaves = self
-            .step_sizes
-            .as_ref()
-            .map(|s| s.clone().map(&mut FreshLeaves));
         let batch = batch.with_loss(self.adapt.loss);
-        let fast = adapt_model::<B, M>(&leaves, size_leaves.as_ref(), &batch.support, &self.adapt);
-        let query = batch.query.lift::<MetaBackend<B>>();
-        let query_losses = fast_query_losses::<B, M>(&fast, &query);
-        MetaLoss {
-            loss: query_losses.clone().mean(),
-            query_losses,
-            leaves,
-            size_leaves,
-        }
+        MetaLoss::track(&self.model, self.step_sizes.as_ref(), &batch, &self.adapt)
     }
 
     /// The meta-gradient at the current weights, with the fast weights, without an

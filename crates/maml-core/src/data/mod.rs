@@ -1,12 +1,11 @@
 //! Data: host-side (f64) linear weights, tasks and task-set files, with validation that
 //! names the bad value; the layer lists of problem files and checkpoints ([`layers`]); the
-//! task families ([`families`]; image classes and N-way K-shot tasks: [`images`],
-//! [`few_shot`]) and the tensors a meta-batch is made of ([`batch`], padded and masked).
+//! task families ([`families`]: the [`families::TaskFamily`] trait and the synthetic
+//! families; image datasets live in the `maml-data` crate) and the tensors a meta-batch
+//! is made of ([`batch`], padded and masked).
 
 pub mod batch;
 pub mod families;
-pub mod few_shot;
-pub mod images;
 pub mod layers;
 
 use std::path::Path;
@@ -296,7 +295,7 @@ impl TaskSetFile {
 
 /// The linear model's meta-loss, meta-gradient and each task's fast weights in its own
 /// layout (`weight [out][in]`, `bias [out]`): what the closed form gives, and what an
-/// [`Answer`](crate::train::problem::Answer) of the linear model reads as.
+/// answer of the linear model in a problem file (`maml_data::problem::Answer`) reads as.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LinearAnswer {
     /// Mean query loss of the fast weights over the tasks.

@@ -87,7 +87,7 @@ where
 
 /// Replaces every parameter by a fresh leaf that requires gradients, detached from any
 /// earlier graph, keeping its id.
-pub(crate) struct FreshLeaves;
+pub struct FreshLeaves;
 
 impl<B: Backend> ModuleMapper<B> for FreshLeaves {
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
@@ -175,9 +175,11 @@ pub(crate) enum StepSizes<'a, B: Backend> {
 
 /// Where a support gradient lives: on the meta backend (second order, tracked) or on
 /// `B` (first order, a constant once lifted).
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub(crate) enum GradLevel {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GradLevel {
+    /// On the meta backend, tracked: second order differentiates through it.
     Meta,
+    /// On `B`: first order, a constant of the meta-gradient.
     Plain,
 }
 

@@ -22,7 +22,7 @@ use crate::data::batch::MetaBatch;
 use crate::data::families::TaskFamily;
 use crate::error::MamlError;
 use crate::model::{Learnable, MetaBackend, MetaModel, to_f64};
-use crate::train::trainer::{DivergenceGuard, StepMetrics, step_rng};
+use crate::train::guard::{DivergenceGuard, StepMetrics, step_rng};
 
 /// What a [`Trainer`] needs besides its learner and task family.
 #[derive(Config, Debug)]

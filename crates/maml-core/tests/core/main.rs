@@ -1,13 +1,7 @@
-//! maml-core's integration tests in f32 and without a backend, in one test binary (one
-//! link, one instantiation of the generic code, instead of three). The f64 property
-//! tests are their own binary (`tests/properties_f64.rs`): Burn fixes one float type per
-//! device type and process.
+//! maml-core's integration tests (ndarray, f32), in one test binary: the `nn` layers
+//! against hand-worked values, the trainer of any model (resume, evaluation), and
+//! meta-learners on several threads of one process.
 
-mod closed_form;
-mod images;
 mod nn;
-mod properties_f32;
-mod props;
-mod python_repr;
+mod threads;
 mod trainer;
-mod validation;

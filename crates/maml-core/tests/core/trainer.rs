@@ -16,10 +16,11 @@ use rand::SeedableRng;
 
 type Cpu = NdArray<f32>;
 
+/// A user's module: one hidden layer of tanh units.
 #[derive(Module, Debug)]
-struct SineNet<B: Backend> {
-    hidden: Linear<B>,
-    out: Linear<B>,
+pub(crate) struct SineNet<B: Backend> {
+    pub(crate) hidden: Linear<B>,
+    pub(crate) out: Linear<B>,
 }
 
 impl<B: Backend> MetaModel<B> for SineNet<B> {
@@ -28,13 +29,26 @@ impl<B: Backend> MetaModel<B> for SineNet<B> {
     }
 }
 
-fn net(seed: u64) -> SineNet<Cpu> {
+/// Serialises the tests' seeded initialisations: ndarray's RNG is global to the process,
+/// and the tests of this binary run on several threads.
+static SEEDED: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// `init` run right after seeding ndarray's RNG with `seed`, with no other test's draw in
+/// between.
+fn seeded<T>(seed: u64, init: impl FnOnce(&burn_ndarray::NdArrayDevice) -> T) -> T {
+    let _guard = SEEDED
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     let device = Default::default();
     Cpu::seed(&device, seed);
-    SineNet {
-        hidden: LinearConfig::new(1, 16).init(&device),
-        out: LinearConfig::new(16, 1).init(&device),
-    }
+    init(&device)
+}
+
+fn net(seed: u64) -> SineNet<Cpu> {
+    seeded(seed, |device| SineNet {
+        hidden: LinearConfig::new(1, 16).init(device),
+        out: LinearConfig::new(16, 1).init(device),
+    })
 }
 
 type Net = SineNet<SecondOrder<Cpu>>;
@@ -169,11 +183,10 @@ impl<B: Backend> MetaModel<B> for Head<B> {
 fn evaluation_reports_the_accuracy_and_its_interval() {
     use maml_core::data::families::BlobsFamily;
     let device = Default::default();
-    Cpu::seed(&device, 5);
     let family = BlobsFamily::default();
-    let head = Head::<Cpu> {
-        layer: LinearConfig::new(family.d_in(), family.ways).init(&device),
-    };
+    let head = seeded(5, |device| Head::<Cpu> {
+        layer: LinearConfig::new(family.d_in(), family.ways).init(device),
+    });
     let adapt = AdaptConfig::new(0.1).with_loss(Loss::CrossEntropy);
     let learner = ModelLearner::<Cpu, Head<SecondOrder<Cpu>>, _, _>::with_optimizer(
         head,

@@ -9,11 +9,11 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{AdaptConfig, Imaml, Loss, Order, check_lr};
-use crate::data::layers::{LayerWeights, LayeredSpec, LayeredWeights};
-use crate::data::{LinearAnswer, LinearWeights, TaskData, read_json, validate_tasks};
-use crate::error::Result;
-use crate::model::mlp::{Activation, MlpWeights};
+use maml_core::config::{AdaptConfig, Imaml, Loss, Order, check_lr};
+use maml_core::data::layers::{LayerWeights, LayeredSpec, LayeredWeights};
+use maml_core::data::{LinearAnswer, LinearWeights, TaskData, read_json, validate_tasks};
+use maml_core::error::Result;
+use maml_core::model::mlp::{Activation, MlpWeights};
 
 /// The layout of the file a problem was read from; its answer is written in the same one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

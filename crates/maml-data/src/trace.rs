@@ -6,19 +6,19 @@ use serde::Serialize;
 use burn::module::{AutodiffModule, Module, Param};
 use burn::optim::GradientsParams;
 
-use crate::algo::learn::{Fast, adapt_observed};
-use crate::algo::learner::ModelLearner;
 use crate::closed_form;
-use crate::config::{GradientPath, MetaConfig};
-use crate::data::batch::MetaBatch;
-use crate::data::{LinearWeights, TaskData, validate_tasks};
-use crate::error::Result;
-use crate::model::mlp::{Activation, Mlp, MlpWeights, TaskLinear};
-use crate::model::{
+use crate::solve::weights_from_grads;
+use maml_core::algo::learn::{Fast, adapt_observed};
+use maml_core::algo::learner::ModelLearner;
+use maml_core::config::{GradientPath, MetaConfig};
+use maml_core::data::batch::MetaBatch;
+use maml_core::data::{LinearWeights, TaskData, validate_tasks};
+use maml_core::error::Result;
+use maml_core::model::mlp::{Activation, Mlp, MlpWeights, TaskLinear};
+use maml_core::model::{
     FreshLeaves, GradLevel, MetaBackend, MetaModel, SecondOrder, check_device_precision,
     is_tracked, to_f64,
 };
-use crate::train::solve::weights_from_grads;
 
 /// One inner step of a traced meta step.
 #[derive(Debug, Clone, Serialize)]

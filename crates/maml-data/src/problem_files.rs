@@ -8,12 +8,12 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use crate::config::{AdaptConfig, Imaml, Loss, Order, check_lr};
-use crate::data::layers::{Array, LayeredSpec};
-use crate::data::{LinearWeights, SetData, TaskData, read_text, validate_tasks};
-use crate::error::{MamlError, Result};
-use crate::model::mlp::MlpWeights;
-use crate::train::problem::{InnerLr, ModelSpec, Problem, ProblemFormat};
+use crate::problem::{InnerLr, ModelSpec, Problem, ProblemFormat};
+use maml_core::config::{AdaptConfig, Imaml, Loss, Order, check_lr};
+use maml_core::data::layers::{Array, LayeredSpec};
+use maml_core::data::{LinearWeights, SetData, TaskData, read_text, validate_tasks};
+use maml_core::error::{MamlError, Result};
+use maml_core::model::mlp::MlpWeights;
 
 impl Problem {
     /// Parses and validates a problem of any version (version 3 has `model.input`,

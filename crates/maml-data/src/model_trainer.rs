@@ -6,20 +6,21 @@ use burn::module::AutodiffModule;
 use burn::prelude::*;
 use serde::Serialize;
 
-use crate::algo::learn::{Fast, query_accuracies};
-use crate::algo::learner::ModelLearner;
-use crate::config::{AdaptConfig, Order};
-use crate::data::batch::MetaBatch;
-use crate::data::families::TaskFamily;
-use crate::data::{LinearWeights, TaskData};
-use crate::error::Result;
-use crate::model::SecondOrder;
-use crate::model::mlp::Mlp;
-use crate::model::{Learnable, MetaBackend, MetaModel};
-use crate::model::{check_device_precision, to_f64};
-use crate::train::any_model::{Trainer, TrainerConfig};
-use crate::train::stored::{BuiltIn, StoredModel};
-use crate::train::trainer::{StepMetrics, TrainConfig};
+use crate::run::TrainConfig;
+use crate::stored::{BuiltIn, ConfigInit, StoredModel};
+use maml_core::algo::learn::{Fast, query_accuracies};
+use maml_core::algo::learner::ModelLearner;
+use maml_core::config::{AdaptConfig, Order};
+use maml_core::data::batch::MetaBatch;
+use maml_core::data::families::TaskFamily;
+use maml_core::data::{LinearWeights, TaskData};
+use maml_core::error::Result;
+use maml_core::model::SecondOrder;
+use maml_core::model::mlp::Mlp;
+use maml_core::model::{Learnable, MetaBackend, MetaModel};
+use maml_core::model::{check_device_precision, to_f64};
+use maml_core::train::any_model::{Trainer, TrainerConfig};
+use maml_core::train::guard::StepMetrics;
 
 /// Runs meta-training steps of a built-in model `M` (`Mlp<SecondOrder<B>>`,
 /// `Layered<SecondOrder<B>>`): the [`Trainer`] of any model, started from a run's
@@ -128,7 +129,7 @@ fn check_eval(
     if let Some(sizes) = step_sizes {
         model.check_step_sizes(sizes, "model")?;
     }
-    crate::data::validate_tasks(tasks, d_in, d_out)?;
+    maml_core::data::validate_tasks(tasks, d_in, d_out)?;
     Ok(d_out)
 }
 
@@ -167,7 +168,7 @@ pub fn eval_curve<B: Backend, M: BuiltIn<B>>(
     let mut sums = vec![0.0; adapt.inner_steps + 1];
     for chunk in tasks.chunks(EVAL_CHUNK) {
         let batch = MetaBatch::<B>::from_tasks(chunk, d_out, device).with_loss(adapt.loss);
-        let curve = crate::algo::learn::model_adaptation_curve::<B, M>(
+        let curve = maml_core::algo::learn::model_adaptation_curve::<B, M>(
             &initial,
             sizes.as_ref(),
             &batch,
@@ -195,7 +196,7 @@ pub fn eval_accuracy<B: Backend, M: BuiltIn<B>>(
     let mut out = Vec::with_capacity(tasks.len());
     for chunk in tasks.chunks(EVAL_CHUNK) {
         let batch = MetaBatch::<B>::from_tasks(chunk, d_out, device).with_loss(adapt.loss);
-        let fast = crate::algo::learn::adapt_model::<B, M>(
+        let fast = maml_core::algo::learn::adapt_model::<B, M>(
             &initial,
             sizes.as_ref(),
             &batch.support,
@@ -220,7 +221,7 @@ pub fn adapted_predictions<B: Backend, M: BuiltIn<B>>(
 ) -> Result<Vec<Vec<Vec<f64>>>> {
     let probe = TaskData {
         support: task.support.clone(),
-        query: crate::data::SetData {
+        query: maml_core::data::SetData {
             x: x.to_vec(),
             y: None,
         },
@@ -234,7 +235,7 @@ pub fn adapted_predictions<B: Backend, M: BuiltIn<B>>(
     let mut out = Vec::new();
     for &k in steps {
         let config = adapt.clone().with_inner_steps(k).with_order(Order::First);
-        let fast = crate::algo::learn::adapt_model::<B, M>(
+        let fast = maml_core::algo::learn::adapt_model::<B, M>(
             &initial,
             sizes.as_ref(),
             &batch.support,
@@ -270,7 +271,7 @@ pub fn evaluate<B: Backend>(
     tasks: &[TaskData],
     config: &AdaptConfig,
     device: &B::Device,
-) -> crate::error::Result<EvalReport> {
+) -> maml_core::error::Result<EvalReport> {
     weights.validate("weights")?;
     let model = StoredModel::linear(weights.clone());
     let curve = eval_curve::<B, Mlp<SecondOrder<B>>>(&model, None, tasks, config, device)?;

@@ -1,6 +1,6 @@
 //! Bad problems are rejected with errors that name the value and where it is.
 
-use maml_core::train::problem::Problem;
+use maml_data::problem::Problem;
 
 fn problem_error(json: &str) -> String {
     Problem::from_json(json, "test.json")

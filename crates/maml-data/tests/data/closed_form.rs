@@ -3,9 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
-use maml_core::closed_form;
-use maml_core::train::problem::Answer;
-use maml_core::train::problem::Problem;
+use maml_data::closed_form;
+use maml_data::problem::Answer;
+use maml_data::problem::Problem;
 
 fn data_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/data")

@@ -7,16 +7,16 @@ use std::path::Path;
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::data::LinearWeights;
-use crate::data::families::TaskFamily;
-use crate::data::layers::LayeredSpec;
-use crate::error::{MamlError, Result};
-use crate::model::layered::Layered;
-use crate::model::mlp::{Activation, Mlp, MlpWeights};
-use crate::model::presets::ModelConfig;
-use crate::model::{Learnable, MetaBackend, SecondOrder};
-use crate::train::problem::ModelSpec;
-use crate::train::trainer::TrainConfig;
+use crate::problem::ModelSpec;
+use crate::run::TrainConfig;
+use maml_core::data::LinearWeights;
+use maml_core::data::families::TaskFamily;
+use maml_core::data::layers::LayeredSpec;
+use maml_core::error::{MamlError, Result};
+use maml_core::model::layered::Layered;
+use maml_core::model::mlp::{Activation, Mlp, MlpWeights};
+use maml_core::model::presets::ModelConfig;
+use maml_core::model::{Learnable, MetaBackend, SecondOrder};
 
 /// A built-in model with its weights: `{"mlp": {layers, activation}}` or
 /// `{"layered": {input, layers}}`.
@@ -137,19 +137,26 @@ impl StoredModel {
     }
 }
 
-impl ModelConfig {
+/// What a built-in model's configuration ([`ModelConfig`], from `maml-core`) builds here:
+/// its kind and its initial weights as a [`StoredModel`].
+pub trait ConfigInit {
     /// The kind of model this configuration builds.
-    pub fn kind(&self) -> ModelKind {
+    fn kind(&self) -> ModelKind;
+    /// Fresh initial weights for the tasks of `family`, drawn with `seed`: an MLP with
+    /// PyTorch's default initialisation, a conv net with the peers'
+    /// ([`maml_core::model::presets::ConvNetConfig::spec`]).
+    fn init(&self, family: &dyn TaskFamily, seed: u64) -> Result<StoredModel>;
+}
+
+impl ConfigInit for ModelConfig {
+    fn kind(&self) -> ModelKind {
         match self {
             Self::Mlp(_) => ModelKind::Mlp,
             Self::Conv(_) => ModelKind::Layered,
         }
     }
 
-    /// Fresh initial weights for the tasks of `family`, drawn with `seed`: an MLP with
-    /// PyTorch's default initialisation, a conv net with the peers'
-    /// ([`crate::model::presets::ConvNetConfig::spec`]).
-    pub fn init(&self, family: &dyn TaskFamily, seed: u64) -> Result<StoredModel> {
+    fn init(&self, family: &dyn TaskFamily, seed: u64) -> Result<StoredModel> {
         match self {
             Self::Mlp(mlp) => {
                 mlp.validate()?;
@@ -282,7 +289,7 @@ impl ModelCheckpoint {
     /// model's, the MLP-only one).
     pub fn load(path: &Path) -> Result<Self> {
         let name = path.display().to_string();
-        let value: serde_json::Value = crate::data::read_json(path)?;
+        let value: serde_json::Value = maml_core::data::read_json(path)?;
         let format = value.get("format").and_then(|f| f.as_str()).unwrap_or("");
         let parse_err = |e: serde_json::Error| MamlError::json(name.clone(), &e);
         let checkpoint = match format {

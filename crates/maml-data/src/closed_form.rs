@@ -15,8 +15,8 @@
 
 use nalgebra::DMatrix;
 
-use crate::config::{AdaptConfig, Loss, Order};
-use crate::data::{LinearAnswer, LinearWeights, SetData, TaskData};
+use maml_core::config::{AdaptConfig, Loss, Order};
+use maml_core::data::{LinearAnswer, LinearWeights, SetData, TaskData};
 
 /// The quantities of one set: `c`, `S = X̃^T X̃` and `R = Y^T X̃`.
 #[derive(Debug, Clone)]
@@ -173,7 +173,7 @@ pub fn optimum(
     tasks: &[TaskData],
     d_out: usize,
     config: &AdaptConfig,
-) -> crate::error::Result<Optimum> {
+) -> maml_core::error::Result<Optimum> {
     let d_in = tasks[0].support.x[0].len();
     let dim = d_in + 1;
     let (mut h2, mut c2) = (DMatrix::zeros(dim, dim), DMatrix::zeros(d_out, dim));
@@ -195,7 +195,7 @@ pub fn optimum(
             .lu()
             .solve(&c.transpose())
             .map(|t| from_theta(&t.transpose()))
-            .ok_or(crate::error::MamlError::Singular { which })
+            .ok_or(maml_core::error::MamlError::Singular { which })
     };
     Ok(Optimum {
         second_order: solve(h2, c2, "second-order meta-loss")?,

@@ -3,9 +3,10 @@
 
 use burn::prelude::Backend;
 use maml_core::data::LinearWeights;
-use maml_core::train::problem::Problem;
-use maml_core::train::solve::solve_by;
-use maml_core::{AdaptConfig, GradientPath, Loss, Order, SetData, TaskData, closed_form};
+use maml_core::{AdaptConfig, GradientPath, Loss, Order, SetData, TaskData};
+use maml_data::closed_form;
+use maml_data::problem::Problem;
+use maml_data::solve::solve_by;
 use proptest::prelude::*;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};

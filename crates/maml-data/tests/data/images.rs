@@ -6,17 +6,17 @@ use std::sync::Arc;
 
 use burn::prelude::*;
 use burn_ndarray::NdArray;
-use maml_core::data::few_shot::FewShotFamily;
-use maml_core::data::images::ImageClasses;
-use maml_core::data::images::load_runs;
-use maml_core::data::images::{SIDE, decode_png, rotate, translate};
 use maml_core::data::layers::LayerSpec;
 use maml_core::data::layers::LayeredSpec;
 use maml_core::model::layered::Layered;
-use maml_core::train::model_trainer::eval_accuracy;
-use maml_core::train::stored::StoredModel;
-use maml_core::train::trainer::step_rng;
+use maml_core::train::guard::step_rng;
 use maml_core::{AdaptConfig, Loss, Sets, TaskFamily};
+use maml_data::few_shot::FewShotFamily;
+use maml_data::images::ImageClasses;
+use maml_data::images::load_runs;
+use maml_data::images::{SIDE, decode_png, rotate, translate};
+use maml_data::model_trainer::eval_accuracy;
+use maml_data::stored::StoredModel;
 
 type B = NdArray<f32>;
 

@@ -1,8 +1,8 @@
 //! Property tests in f64 (ndarray), including finite differences.
 
 // Its own binary: Burn fixes one float type per device type and process, and the
-// `core` binary runs ndarray in f32.
-#[path = "core/props.rs"]
+// `data` binary runs ndarray in f32.
+#[path = "data/props.rs"]
 mod props;
 
 use burn_ndarray::NdArray;

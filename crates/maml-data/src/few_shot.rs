@@ -9,10 +9,10 @@ use rand::rngs::StdRng;
 use rand::seq::index::sample;
 use serde::{Deserialize, Serialize};
 
-use crate::data::families::TaskFamily;
-use crate::data::images::{IMAGE_SHAPE, ImageClasses, SIDE, translate};
-use crate::data::{SetData, TaskData};
-use crate::error::{MamlError, Result};
+use crate::images::{IMAGE_SHAPE, ImageClasses, SIDE, translate};
+use maml_core::data::families::TaskFamily;
+use maml_core::data::{SetData, TaskData};
+use maml_core::error::{MamlError, Result};
 
 /// Where the classes of an image task family come from, and the shape of its tasks: what
 /// a training configuration stores.

@@ -7,17 +7,17 @@ use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
 use burn::prelude::*;
 
-use crate::algo::learn::Fast;
-use crate::algo::learner::ModelLearner;
-use crate::config::{GradientPath, MetaConfig, Order};
-use crate::data::LinearWeights;
-use crate::data::batch::MetaBatch;
-use crate::data::layers::{Array, LayeredSpec, LayeredWeights};
-use crate::error::Result;
-use crate::model::layered::Layered;
-use crate::model::mlp::{Mlp, MlpWeights};
-use crate::model::{Learnable, MetaBackend, SecondOrder, check_device_precision, to_f64};
-use crate::train::problem::{Answer, InnerLr, Problem};
+use crate::problem::{Answer, InnerLr, Problem};
+use maml_core::algo::learn::Fast;
+use maml_core::algo::learner::ModelLearner;
+use maml_core::config::{GradientPath, MetaConfig, Order};
+use maml_core::data::LinearWeights;
+use maml_core::data::batch::MetaBatch;
+use maml_core::data::layers::{Array, LayeredSpec, LayeredWeights};
+use maml_core::error::Result;
+use maml_core::model::layered::Layered;
+use maml_core::model::mlp::{Mlp, MlpWeights};
+use maml_core::model::{Learnable, MetaBackend, SecondOrder, check_device_precision, to_f64};
 
 /// Solves a problem on backend `B` ([`GradientPath::Auto`]: for an MLP, hand-derived
 /// back-propagation, and the linear model's affine inner steps for one layer; nested
@@ -204,7 +204,7 @@ pub fn finite_differences<B: Backend>(
                     .values[i] = d;
             }
         }
-        Ok::<_, crate::error::MamlError>(grad)
+        Ok::<_, maml_core::error::MamlError>(grad)
     };
     let grad = central(&problem.model.weights(), &|w| Problem {
         model: problem.model.with_weights(&w),

@@ -1,6 +1,6 @@
 //! `python_repr` against what Python 3 prints for `repr(float)`.
 
-use maml_core::trace::python_repr;
+use maml_data::trace::python_repr;
 
 #[test]
 fn floats_print_as_python_repr() {

@@ -11,8 +11,8 @@ use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::Path;
 
-use crate::data::{SetData, TaskData};
-use crate::error::{MamlError, Result};
+use maml_core::data::{SetData, TaskData};
+use maml_core::error::{MamlError, Result};
 
 /// The side of every image after resizing.
 pub const SIDE: usize = 28;
