@@ -89,8 +89,10 @@ pub fn render(
 }
 
 /// Each line series of more than `min_points` points as two: its raw values (faint)
-/// and their trailing moving average over about a twentieth of the points (at most
-/// 200), so that a trend shows through per-step noise. Other series are kept as they are.
+/// and their centred moving average over about a twentieth of the points (an odd window
+/// of at most 201), so that a trend shows through per-step noise where it happens, not
+/// half a window later as a trailing average would draw it; the window narrows to the
+/// points there are at both ends. Other series are kept as they are.
 pub fn with_moving_average(series: Vec<Series>, min_points: usize) -> Vec<Series> {
     let mut out = Vec::with_capacity(series.len() * 2);
     for s in series {
@@ -98,18 +100,28 @@ pub fn with_moving_average(series: Vec<Series>, min_points: usize) -> Vec<Series
             out.push(s);
             continue;
         }
-        let window = (s.points.len() / 20).clamp(2, 200);
-        let mut sum = 0.0;
-        let mut averaged = Vec::with_capacity(s.points.len());
-        for (i, &(x, y)) in s.points.iter().enumerate() {
-            sum += y;
-            if i >= window {
-                sum -= s.points[i - window].1;
-            }
-            averaged.push((x, sum / (i + 1).min(window) as f64));
+        let n = s.points.len();
+        let half = (n / 40).clamp(1, 100);
+        let mut prefix = Vec::with_capacity(n + 1);
+        prefix.push(0.0);
+        for &(_, y) in &s.points {
+            prefix.push(prefix.last().copied().unwrap_or(0.0) + y);
         }
+        let averaged = s
+            .points
+            .iter()
+            .enumerate()
+            .map(|(i, &(x, _))| {
+                let (lo, hi) = (i.saturating_sub(half), (i + half).min(n - 1));
+                (x, (prefix[hi + 1] - prefix[lo]) / (hi - lo + 1) as f64)
+            })
+            .collect();
         out.push(Series {
-            name: format!("{} (moving average of {window} steps)", s.name),
+            name: format!(
+                "{} (centred moving average of {} steps)",
+                s.name,
+                2 * half + 1
+            ),
             points: averaged,
             style: Style::Line,
         });

@@ -161,20 +161,26 @@ fn whole_steps_are_labelled_with_whole_numbers() {
 }
 
 #[test]
-fn the_moving_average_is_the_mean_of_the_trailing_window() {
+fn the_moving_average_is_the_mean_of_the_centred_window() {
     let raw: Vec<(f64, f64)> = (0..100).map(|i| (i as f64, (i % 2) as f64)).collect();
     let out = with_moving_average(vec![line(raw.clone())], 50);
     assert_eq!(out.len(), 2, "an average and the raw series");
     let (average, per_step) = (&out[0], &out[1]);
     assert_eq!(per_step.points, raw);
     assert_eq!(per_step.style, Style::Faint);
-    // A window of 100 / 20 = 5 steps of 0, 1, 0, 1, ...: after the first window the
-    // mean of five alternating values is 2/5 or 3/5.
-    for (i, &(x, y)) in average.points.iter().enumerate().skip(5) {
+    assert!(average.name.contains("of 5 steps"), "{}", average.name);
+    // A window of 5 steps (100 / 40 = 2 on each side) centred on each step of 0, 1, 0,
+    // 1, ...: two or three ones in five inside; at the ends the window holds the three
+    // or four steps there are.
+    for (i, &(x, y)) in average.points.iter().enumerate() {
         assert_eq!(x, i as f64);
-        let ones = (i - 4..=i).filter(|k| k % 2 == 1).count();
-        assert!((y - ones as f64 / 5.0).abs() < 1e-12, "step {i}: {y}");
+        let window = i.saturating_sub(2)..=(i + 2).min(99);
+        let ones = window.clone().filter(|k| k % 2 == 1).count();
+        let want = ones as f64 / window.count() as f64;
+        assert!((y - want).abs() < 1e-12, "step {i}: {y}, want {want}");
     }
+    assert_eq!(average.points[0].1, 1.0 / 3.0, "steps 0, 1, 2");
+    assert_eq!(average.points[99].1, 2.0 / 3.0, "steps 97, 98, 99");
     // Short series are drawn as they are.
     assert_eq!(
         with_moving_average(vec![line(raw[..10].to_vec())], 50).len(),
