@@ -123,6 +123,47 @@ problem("inner-lr-negative.json", "invalid inner_lr = -0.1: must be positive", i
 problem("inner-lr-zero.json", "invalid inner_lr = 0: must be positive", inner_lr=0.0)
 problem("inner-lr-string.json", "invalid type: string", inner_lr="fast")
 
+# Version 4, the family's fields.
+def good_family():
+    lin = lambda o, i: {"type": "linear", "weight": [[0.1 * (r + c + 1) for c in range(i)] for r in range(o)],
+                        "bias": [0.0] * o}
+    return {
+        "version": 4, "model": {"input": [2], "layers": [lin(2, 2), {"type": "tanh"}, lin(2, 2)]},
+        "tasks": [{"support": {"x": [[1.0, 2.0], [0.5, -1.0]], "y": [0, 1]},
+                   "query": {"x": [[2.0, 0.0], [0.0, 1.0]], "y": [1, 0]}}],
+        "inner_lr": 0.1, "inner_steps": 2, "order": "second", "loss": "cross_entropy",
+    }
+def family(name, expect, mutate, text=None):
+    p = good_family(); mutate(p)
+    add("problems", "family-" + name, text(json.dumps(p)) if text else p, expect)
+adam = {"type": "adam", "beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "eps_root": 1e-8}
+step = lambda *entries: [dict(e) for e in entries]
+family("optimizer-unknown.json", "unknown variant `rmsprop`", lambda p: p.update(inner_optimizer={"type": "rmsprop"}))
+family("algorithm-unknown.json", 'unknown algorithm "maml++": expected one of maml reptile', lambda p: p.update(algorithm="maml++"))
+family("momentum-too-big.json", "invalid inner_optimizer.momentum = 1.5: must be in [0, 1)", lambda p: p.update(inner_optimizer={"type": "momentum", "momentum": 1.5}))
+family("beta2-one.json", "invalid inner_optimizer.beta2 = 1: must be in [0, 1)", lambda p: p.update(inner_optimizer={**adam, "beta2": 1.0}))
+family("eps-root-negative.json", "invalid inner_optimizer.eps_root = -0.001: must be a finite number >= 0", lambda p: p.update(inner_optimizer={**adam, "eps_root": -1e-3}))
+family("eps-root-zero-second.json", "invalid inner_optimizer.eps_root = 0: must be > 0 in second order", lambda p: p.update(inner_optimizer={**adam, "eps_root": 0.0}))
+family("adam-missing-eps-root.json", "missing field `eps_root`", lambda p: p.update(inner_optimizer={k: v for k, v in adam.items() if k != "eps_root"}))
+family("momentum-nan.json", "invalid JSON at line 1, column 512: expected value", lambda p: p.update(inner_optimizer={"type": "momentum", "momentum": 0.5}),
+       text=lambda t: t.replace('"momentum": 0.5', '"momentum": NaN'))
+family("step-loss-weights-length.json", "invalid step_loss_weights = 1 weights: must have one weight per inner step", lambda p: p.update(step_loss_weights=[1.0]))
+family("step-loss-weights-negative.json", "invalid step_loss_weights = -1: must be finite numbers >= 0", lambda p: p.update(step_loss_weights=[0.5, -1.0]))
+family("step-loss-weights-zero.json", "invalid step_loss_weights = all 0: at least one weight must be positive", lambda p: p.update(step_loss_weights=[0.0, 0.0]))
+family("inner-layers-out-of-range.json", "inner_layers[0]: layer index 7 is out of range (the model has 3 layers)", lambda p: p.update(inner_layers=[7]))
+family("inner-layers-activation.json", "inner_layers[1]: layer 1 (tanh) has no parameters the inner loop can adapt", lambda p: p.update(inner_layers=[2, 1]))
+family("inner-layers-twice.json", "inner_layers[1]: layer 2 is listed twice", lambda p: p.update(inner_layers=[2, 2]))
+family("per-step-steps.json", "1 steps of step sizes for inner_steps = 2", lambda p: p.update(inner_lr={"per_step": [step({"weight": 0.1, "bias": 0.1}, {}, {"weight": 0.1, "bias": 0.1})]}))
+family("per-step-layers.json", "2 layers of step sizes for a model of 3 layers", lambda p: p.update(inner_lr={"per_step": [step({"weight": 0.1, "bias": 0.1}, {})] * 2}))
+family("per-step-activation.json", "inner_lr.per_step[k][1].weight: layer 1 (tanh) is not adapted by the inner loop", lambda p: p.update(inner_lr={"per_step": [step({"weight": 0.1, "bias": 0.1}, {"weight": 0.1}, {"weight": 0.1, "bias": 0.1})] * 2}))
+family("per-step-missing.json", "inner_lr.per_step[k][0].weight: layer 0 (linear) is adapted by the inner loop: give its step size", lambda p: p.update(inner_lr={"per_step": [step({}, {}, {"weight": 0.1, "bias": 0.1})] * 2}))
+family("per-step-negative.json", "step size -0.1 must be finite and positive", lambda p: p.update(inner_lr={"per_step": [step({"weight": -0.1, "bias": 0.1}, {}, {"weight": 0.1, "bias": 0.1})] * 2}))
+family("per-step-norm-sets.json", "model.layers[1].weight: a per-step batch norm needs inner_steps + 1 = 3 sets, found 1",
+       lambda p: p["model"]["layers"].insert(1, {"type": "batch_norm", "per_step": True, "weight": [[1.0, 1.0]], "bias": [[0.0, 0.0]]}))
+family("version-unknown.json", 'unknown problem version "5"', lambda p: p.update(version=5))
+family("field-without-version.json", "invalid inner_layers = given: is a version-4 field", lambda p: (p.pop("version"), p.update(inner_layers=[2])))
+family("reptile-second-order.json", "invalid order = second: Reptile is first order", lambda p: p.update(algorithm="reptile"))
+
 # Checkpoints, through `maml eval`.
 add("checkpoints", "empty.json", "", "line 1, column 0")
 add("checkpoints", "truncated.json", json.dumps(good_checkpoint(), indent=1)[:200], "EOF while parsing")

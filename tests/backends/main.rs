@@ -60,6 +60,8 @@ mod orders;
 mod reference;
 #[path = "../cases/reference_conv.rs"]
 mod reference_conv;
+#[path = "../cases/reference_family.rs"]
+mod reference_family;
 #[path = "../cases/reference_mlp.rs"]
 mod reference_mlp;
 #[path = "../cases/reference_nn.rs"]

@@ -112,7 +112,51 @@ fn checkpointed_meta_gradients_match_finite_differences<B: Backend>(device: &B::
     }
 }
 
+/// The family's parts that checkpoint: BOIL's adapted layers (the shared problem
+/// `public-family-010`, three inner steps, against its PyTorch answer) and per-step batch
+/// norm (`public-family-015` without its learned step sizes and multi-step loss, two
+/// inner steps checkpointed every step, against central finite differences in f64). A
+/// part the checkpoints cannot carry (an inner optimizer) is refused, naming it.
+fn family_parts_checkpoint_or_are_refused<B: Backend>(device: &B::Device) {
+    use maml_burn::maml_data::problem::InnerLr;
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/data-family");
+    let load = |name: &str| {
+        let problem = Problem::load(dir.join(format!("{name}.json"))).unwrap();
+        let answer = Answer::load(dir.join(format!("{name}.expected.json"))).unwrap();
+        (problem, answer)
+    };
+    let (boil, expected) = load("public-family-010");
+    for every in [1, 2] {
+        let checkpointed = Problem {
+            inner_checkpoint_every: Some(every),
+            ..boil.clone()
+        };
+        let answer = solve_by::<B>(&checkpointed, GradientPath::Auto, device).unwrap();
+        let what = format!("public-family-010 checkpointed every {every}");
+        assert_answer_close(&answer, &expected, tolerance::<B>(), &what);
+    }
+    let (mut norm, _) = load("public-family-015");
+    norm.inner_lr = InnerLr::Scalar(0.3);
+    norm.family.step_loss_weights = None;
+    norm.inner_checkpoint_every = Some(1);
+    if is_f64::<B>() {
+        let (grad, _) = finite_differences::<B>(&norm, 1e-6, device).unwrap();
+        let answer = solve_by::<B>(&norm, GradientPath::Auto, device).unwrap();
+        let what = "per-step batch norm checkpointed every step: meta_grad";
+        assert_layers_close(&answer.meta_grad, &grad, 1e-6, what);
+    }
+    let (mut momentum, _) = load("public-family-004");
+    momentum.inner_checkpoint_every = Some(1);
+    let err = solve_by::<B>(&momentum, GradientPath::Auto, device).unwrap_err();
+    assert!(
+        err.to_string().contains("inner_optimizer")
+            && err.to_string().contains("inner_checkpoint_every"),
+        "{err}"
+    );
+}
+
 crate::backend_tests!(
     every_reference_problem_is_reproduced_with_checkpoints,
     checkpointed_meta_gradients_match_finite_differences,
+    family_parts_checkpoint_or_are_refused,
 );

@@ -58,6 +58,7 @@ pub(crate) fn random_problem(seed: u64) -> Problem {
             layers.push(LayerSpec::BatchNorm {
                 weight: gamma,
                 bias: random_array(&mut rng, &[ch], 0.3),
+                per_step: false,
             });
         }
         layers.push(if rng.random_bool(0.5) {
@@ -140,6 +141,7 @@ pub(crate) fn random_problem(seed: u64) -> Problem {
         loss,
         imaml: None,
         inner_checkpoint_every: None,
+        family: Default::default(),
         format: ProblemFormat::Layered,
     }
 }

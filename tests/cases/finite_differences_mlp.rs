@@ -93,6 +93,7 @@ pub(crate) fn random_problem(seed: u64) -> Problem {
         loss,
         imaml: None,
         inner_checkpoint_every: None,
+        family: Default::default(),
         format: ProblemFormat::Mlp,
     }
 }

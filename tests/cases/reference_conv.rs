@@ -17,20 +17,7 @@ fn data_dir() -> std::path::PathBuf {
 
 /// The problems' names, sorted.
 fn conv_problems() -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(data_dir())
-        .expect("tests/data-conv exists in the repository")
-        .filter_map(|e| {
-            let name = e.ok()?.file_name().into_string().ok()?;
-            Some(name.strip_suffix(".expected.json")?.to_string())
-        })
-        .collect();
-    names.sort();
-    assert_eq!(
-        names.len(),
-        12,
-        "the 12 shared version-3 problems: {names:?}"
-    );
-    names
+    crate::common::answered_problems(&data_dir(), 12, "shared version-3 problems")
 }
 
 /// Meta-loss, meta-gradient, Meta-SGD step-size gradient and fast weights within 1e-4

@@ -106,7 +106,7 @@ fn build<B: Backend>(spec: &LayeredSpec, device: &B::Device) -> NnNet<B> {
                 stride: [*stride; 2],
                 padding: [*padding; 2],
             }),
-            LayerSpec::BatchNorm { weight, bias } => NnLayer::BatchNorm(BatchNorm {
+            LayerSpec::BatchNorm { weight, bias, .. } => NnLayer::BatchNorm(BatchNorm {
                 gamma: param(weight, device),
                 beta: param(bias, device),
                 epsilon: 1e-5,

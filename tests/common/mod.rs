@@ -81,6 +81,21 @@ pub fn reference_problems() -> Vec<String> {
     names
 }
 
+/// The names, sorted, of the problems in `dir` that have an answer (`NAME.json` and
+/// `NAME.expected.json`), which must be `count` (`what` names the set in the message).
+pub fn answered_problems(dir: &Path, count: usize, what: &str) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{} is in the repository: {e}", dir.display()))
+        .filter_map(|e| {
+            let name = e.ok()?.file_name().into_string().ok()?;
+            Some(name.strip_suffix(".expected.json")?.to_string())
+        })
+        .collect();
+    names.sort();
+    assert_eq!(names.len(), count, "the {count} {what}: {names:?}");
+    names
+}
+
 /// Asserts `|actual - expected| <= tol * scale` entry-wise, where `scale` is the largest
 /// absolute entry of `expected` (at least 1e-12).
 pub fn assert_weights_close(
@@ -257,7 +272,7 @@ pub fn linear_trainer<B: Backend>(
     device: &B::Device,
 ) -> LinearTrainer<B> {
     let family = config.tasks.family().expect("a valid task source");
-    let init = init.map(|w| (StoredModel::linear(w), None));
+    let init = init.map(|w| (StoredModel::linear(w), None, None));
     ModelTrainer::new(config, family, init, 0, device).expect("a valid training run")
 }
 

@@ -82,6 +82,9 @@ pub struct BenchArgs {
     #[allow(missing_docs)] // a flattened group: its fields document themselves
     #[command(flatten)]
     pub algorithm: crate::train_args::AlgorithmArgs,
+    #[allow(missing_docs)] // a flattened group: its fields document themselves
+    #[command(flatten)]
+    pub family_parts: crate::family_args::FamilyArgs,
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -127,6 +130,8 @@ struct BenchJob {
     tasks: usize,
     meta: MetaConfig,
     seconds: f64,
+    /// Sets of γ and β of every batch norm (MAML++'s per-step batch norm); `None`: one.
+    per_step_bn: Option<usize>,
 }
 
 impl BenchJob {
@@ -194,6 +199,7 @@ impl BenchJob {
         let (ways, shots, queries) = (5, 1, 1);
         let spec = ConvNetConfig::new(ConvNet::Conv4)
             .with_filters(Some(self.width))
+            .with_per_step_bn(self.per_step_bn)
             .spec([1, 28, 28], ways, 0)?;
         let model = Layered::<B>::from_spec(&spec, device)?;
         let mut learner =
@@ -396,10 +402,34 @@ pub fn bench(args: BenchArgs) -> Result<(), CliError> {
         ));
     }
     let every = args.algorithm.inner_checkpoint_every(adapt.inner_steps);
-    let adapt = adapt
-        .with_order(args.order)
-        .with_imaml(args.algorithm.imaml())
-        .with_inner_checkpoint_every(every);
+    let adapt = args.algorithm.configure(
+        adapt
+            .with_order(args.order)
+            .with_inner_checkpoint_every(every),
+    );
+    // The family's parts at their first meta step (MAML++'s multi-step loss: equal
+    // weights), on the configuration's model.
+    let (conv, params) = match args.config {
+        BenchConfig::OmniglotConv => (true, 18),
+        BenchConfig::Sinusoid => (false, 6),
+        _ => (false, 2),
+    };
+    let model = conv.then(|| {
+        maml_burn::maml_core::model::presets::ConvNetConfig::new(
+            maml_burn::maml_core::model::presets::ConvNet::Conv4,
+        )
+        .into()
+    });
+    let parts = args.family_parts.apply(adapt, model, 1, 1.0)?;
+    let per_step_bn = match parts.model {
+        Some(maml_burn::maml_core::model::presets::ModelConfig::Conv(c)) => c.per_step_bn,
+        _ => None,
+    };
+    let mut adapt = parts.adapt;
+    adapt.inner_params = args.algorithm.algorithm.inner_params(params);
+    if let Some(schedule) = &parts.schedule {
+        adapt = schedule.adapt_at(&adapt, 0).with_order(args.order);
+    }
     adapt.validate()?;
     let inner_steps = adapt.inner_steps;
     let d_in = family.d_in;
@@ -420,6 +450,7 @@ pub fn bench(args: BenchArgs) -> Result<(), CliError> {
             .with_meta_lr(meta_lr)
             .with_meta_optimizer(meta_optimizer),
         seconds: args.seconds,
+        per_step_bn,
     };
     let (steps, seconds, device, step_heap) = dispatch_with(
         args.backend.backend,

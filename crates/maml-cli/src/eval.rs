@@ -168,17 +168,18 @@ impl<B: Backend> ModelJob<B> for EvalWork<'_, B> {
     type Output = Result<Evaluated, CliError>;
 
     fn run<M: BuiltIn<B>>(self) -> Self::Output {
-        let (model, sizes) = (&self.checkpoint.model, self.checkpoint.step_sizes.as_ref());
-        let curve = |m: &StoredModel, s: Option<&StoredModel>| {
-            eval_curve::<B, M>(m, s, self.tasks, self.adapt, self.device)
-        };
+        let (model, sizes) = (&self.checkpoint.model, self.checkpoint.sizes());
         let maml = if self.curve {
-            curve(model, sizes)?
+            eval_curve::<B, M>(model, sizes, self.tasks, self.adapt, self.device)?
         } else {
             Vec::new()
         };
+        // The baselines learned no step sizes: they adapt by --inner-lr.
+        let plain = self.adapt.clone().with_per_step_lr(false);
         let other = |init: Option<&StoredModel>| match init {
-            Some(m) if self.curve => curve(m, None).map(Some),
+            Some(m) if self.curve => {
+                eval_curve::<B, M>(m, None, self.tasks, &plain, self.device).map(Some)
+            }
             _ => Ok(None),
         };
         let accuracy = (self.adapt.loss == Loss::CrossEntropy)

@@ -159,6 +159,7 @@ pub fn check(
     // constant), so finite differences check it only without inner steps.
     let finite_differences = closed.is_none()
         && args.precision == Precision::F64
+        && !problem.family.reptile
         && (problem.order == Order::Second || problem.inner_steps == 0);
     if expected.is_none() && closed.is_none() && !finite_differences {
         return Err(CliError::Usage(format!(

@@ -13,6 +13,7 @@ pub mod plot;
 mod bench;
 mod compare;
 mod eval;
+mod family_args;
 mod figures;
 mod grad;
 mod metrics;

@@ -98,7 +98,11 @@ fn config_from_flags(args: &TrainArgs) -> Result<TrainConfig, CliError> {
             FamilyArg::Omniglot => TaskSource::Omniglot(args.images.source(args.ways)?),
         },
     };
-    let defaults = FamilyDefaults::of(args.tasks.is_none().then_some(args.family));
+    let mut defaults = FamilyDefaults::of(args.tasks.is_none().then_some(args.family));
+    if let Some((inner_steps, inner_lr)) = args.family_parts.recipe_defaults() {
+        defaults.inner_steps = inner_steps;
+        defaults.inner_lr = inner_lr;
+    }
     let adapt = args.hyper.adapt(&defaults);
     let classify = matches!(tasks, TaskSource::Blobs(_) | TaskSource::Omniglot(_));
     if classify && adapt.loss != Loss::CrossEntropy {
@@ -143,15 +147,23 @@ fn config_from_flags(args: &TrainArgs) -> Result<TrainConfig, CliError> {
         (None, Some(path)) => load_tasks(&path.display().to_string())?.len(),
         (None, None) => DEFAULT_META_BATCH,
     };
-    let meta = MetaConfig::new(adapt.with_meta_sgd(args.meta_sgd))
-        .with_meta_lr(args.meta_lr.unwrap_or(defaults.meta_lr))
+    let meta_steps = args.meta_steps.unwrap_or(DEFAULT_META_STEPS);
+    let meta_lr = args.meta_lr.unwrap_or(defaults.meta_lr);
+    let params = crate::family_args::param_tensors(model.as_ref());
+    let adapt = adapt
+        .with_meta_sgd(args.meta_sgd)
+        .with_inner_params(args.hyper.algorithm.algorithm.inner_params(params));
+    let parts = args.family_parts.apply(adapt, model, meta_steps, meta_lr)?;
+    let meta = MetaConfig::new(parts.adapt)
+        .with_meta_lr(meta_lr)
         .with_meta_optimizer(args.meta_optimizer);
     let config = TrainConfig::new(meta, tasks)
         .with_meta_batch(meta_batch)
-        .with_meta_steps(args.meta_steps.unwrap_or(DEFAULT_META_STEPS))
+        .with_meta_steps(meta_steps)
         .with_seed(args.rng_seed)
-        .with_model(model)
-        .with_divergence_threshold(args.divergence_threshold.0);
+        .with_model(parts.model)
+        .with_divergence_threshold(args.divergence_threshold.0)
+        .with_schedule(parts.schedule);
     Ok(config)
 }
 
@@ -204,7 +216,11 @@ fn resume_job(args: &TrainArgs, out: &Path, parallel: Parallel) -> Result<TrainJ
         baseline_steps: args.baseline_steps.unwrap_or(0),
         optimum: fixed_optimum(&config),
         compare: !args.no_compare,
-        initial: Some((checkpoint.model, checkpoint.step_sizes)),
+        initial: Some((
+            checkpoint.model,
+            checkpoint.step_sizes,
+            checkpoint.step_table,
+        )),
         start_step: checkpoint.step,
         rows,
         config,

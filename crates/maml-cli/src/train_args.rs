@@ -3,7 +3,6 @@
 use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
-use maml_burn::maml_core::config::Algorithm;
 use maml_burn::maml_core::config::Imaml;
 use maml_burn::maml_core::data::families::LinearFamily;
 use maml_burn::maml_core::model::mlp::Activation;
@@ -11,6 +10,7 @@ use maml_burn::maml_core::{AdaptConfig, Loss, MetaOptimizer, Order};
 use maml_burn::maml_data::few_shot::ImageSource;
 
 use crate::error::CliError;
+use crate::family_args::{AlgorithmArg, FamilyArgs};
 use crate::{BackendArgs, parse};
 
 /// Built-in task families.
@@ -160,13 +160,12 @@ pub struct HyperArgs {
     pub algorithm: AlgorithmArgs,
 }
 
-/// MAML or implicit MAML (`maml train` and `maml bench`).
+/// The algorithm (`maml train` and `maml bench`).
 #[derive(Debug, Clone, Args)]
 pub struct AlgorithmArgs {
-    /// maml, or imaml: implicit MAML, a proximal inner loop (--lambda) and the implicit
-    /// meta-gradient by conjugate gradient (--cg-steps); --order does not apply.
-    #[arg(long, default_value = "maml", value_parser = parse::<Algorithm>)]
-    pub algorithm: Algorithm,
+    /// The algorithm (docs/family.md).
+    #[arg(long, value_enum, default_value = "maml")]
+    pub algorithm: AlgorithmArg,
     /// iMAML: λ, the weight of the inner problem's proximal term λ/2 ‖φ − θ‖².
     #[arg(long, default_value_t = 1.0, allow_hyphen_values = true)]
     pub lambda: f64,
@@ -203,12 +202,15 @@ impl std::str::FromStr for CheckpointEvery {
 }
 
 impl AlgorithmArgs {
-    /// iMAML's settings, `None` for MAML.
-    pub fn imaml(&self) -> Option<Imaml> {
-        (self.algorithm == Algorithm::Imaml).then_some(Imaml {
+    /// `adapt` with the algorithm's fields set (iMAML's settings, Reptile; ANIL's and
+    /// BOIL's adapted parameters are set once the model is known,
+    /// [`AlgorithmArg::inner_params`]).
+    pub fn configure(&self, adapt: AdaptConfig) -> AdaptConfig {
+        let imaml = Imaml {
             lambda: self.lambda,
             cg_steps: self.cg_steps,
-        })
+        };
+        self.algorithm.configure(adapt, imaml)
     }
 
     /// The checkpoint interval for `inner_steps` inner steps, `None` without
@@ -225,12 +227,12 @@ impl HyperArgs {
     /// The inner loop, with `defaults` where a flag was not given.
     pub fn adapt(&self, defaults: &FamilyDefaults) -> AdaptConfig {
         let inner_steps = self.inner_steps.unwrap_or(defaults.inner_steps);
-        AdaptConfig::new(self.inner_lr.unwrap_or(defaults.inner_lr))
+        let adapt = AdaptConfig::new(self.inner_lr.unwrap_or(defaults.inner_lr))
             .with_inner_steps(inner_steps)
             .with_order(self.order)
             .with_loss(self.loss.unwrap_or(defaults.loss))
-            .with_imaml(self.algorithm.imaml())
-            .with_inner_checkpoint_every(self.algorithm.inner_checkpoint_every(inner_steps))
+            .with_inner_checkpoint_every(self.algorithm.inner_checkpoint_every(inner_steps));
+        self.algorithm.configure(adapt)
     }
 }
 
@@ -359,6 +361,9 @@ pub struct TrainArgs {
     /// Meta-SGD: learn one inner step size per parameter (starting at --inner-lr).
     #[arg(long)]
     pub meta_sgd: bool,
+    #[allow(missing_docs)] // a flattened group: its fields document themselves
+    #[command(flatten)]
+    pub family_parts: FamilyArgs,
     /// Classes per task of the blobs and omniglot families.
     #[arg(long, default_value_t = 5)]
     pub ways: usize,

@@ -211,7 +211,7 @@ impl BackendJob for TrainJob {
             });
         }
         let seconds = started.elapsed().as_secs_f64();
-        let (weights, step_sizes) =
+        let (weights, step_sizes, _) =
             finished.expect("a run that did not fail reports its final weights");
         let linear = self.config.model.is_none();
         write_model(&self.out.join("weights.json"), &weights, linear)?;

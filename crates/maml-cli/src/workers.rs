@@ -11,13 +11,12 @@ use maml_burn::maml_data::stored::ConfigInit;
 use maml_burn::maml_data::stored::ModelCheckpoint;
 use maml_burn::maml_data::stored::ModelJob;
 use maml_burn::maml_data::stored::ModelKind;
-use maml_burn::maml_data::stored::StoredModel;
 
 use crate::compare::distances;
 use crate::error::CliError;
 
 /// Initial weights and Meta-SGD's step sizes.
-pub type Initial = (StoredModel, Option<StoredModel>);
+pub use maml_burn::maml_data::model_trainer::Initial;
 
 /// How a worker sums the shares of a meta step.
 #[derive(Debug, Clone, Copy)]
@@ -86,7 +85,7 @@ impl WorkerParts<'_> {
 /// linear model, an MLP of one layer).
 fn kind_of(config: &TrainConfig, initial: &Option<Initial>) -> Result<ModelKind, CliError> {
     Ok(match (initial, &config.model) {
-        (Some((model, _)), _) => model.kind(),
+        (Some((model, _, _)), _) => model.kind(),
         (None, Some(model)) => model.kind(),
         (None, None) => ModelKind::Mlp,
     })
@@ -129,6 +128,7 @@ impl<B: Backend> ModelJob<B> for Worker<'_, '_, B> {
                 config: parts.config.clone(),
                 model: t.weights(),
                 step_sizes: t.step_sizes(),
+                step_table: t.step_table(),
             }))
         };
         if rank == 0 {
@@ -178,7 +178,11 @@ impl<B: Backend> ModelJob<B> for Worker<'_, '_, B> {
             }
         }
         if rank == 0 {
-            emit(Event::Done((trainer.weights(), trainer.step_sizes())))?;
+            emit(Event::Done((
+                trainer.weights(),
+                trainer.step_sizes(),
+                trainer.step_table(),
+            )))?;
         }
         Ok(())
     }

@@ -36,9 +36,11 @@ pub mod model;
 pub mod nn;
 pub mod train;
 
-pub use algo::learn::{Fast, MetaLoss, ModelMetaGradient};
+pub use algo::learn::{Fast, MetaLoss, ModelMetaGradient, StepSizes};
 pub use algo::learner::ModelLearner;
-pub use config::{AdaptConfig, GradientPath, Loss, MetaConfig, MetaOptimizer, Order};
+pub use config::{
+    AdaptConfig, GradientPath, InnerOptimizer, Loss, MetaConfig, MetaOptimizer, Order,
+};
 pub use data::batch::{MetaBatch, Sets};
 pub use data::families::TaskFamily;
 
@@ -50,3 +52,4 @@ pub use model::{Learnable, MetaBackend, MetaModel, SecondOrder};
 pub use train::any_model::{Evaluation, Trainer, TrainerConfig};
 
 pub use train::guard::StepMetrics;
+pub use train::schedule::{MetaLrScheduler, Schedule};

@@ -8,7 +8,8 @@
 //!   one-shot runs' format) and N-way K-shot tasks drawn from them, a
 //!   [`maml_core::TaskFamily`];
 //! - [`problem`]: a problem file of any version read as one [`problem::Problem`] (a layer
-//!   list, tasks, the inner loop), solved on any backend by [`solve::solve`];
+//!   list, tasks, the inner loop, and in version 4 the family's parts, [`family`]),
+//!   solved on any backend by [`solve::solve`];
 //! - [`closed_form`], [`trace`]: the linear model's meta-gradient and MAML optimum in
 //!   closed form (independent checks), and everything the seed prints of a meta step;
 //! - [`run`], [`stored`], [`model_trainer`]: a run of a built-in model (its task source
@@ -16,6 +17,7 @@
 //!   [`maml_core::Trainer`]) with evaluation.
 
 pub mod closed_form;
+pub mod family;
 pub mod few_shot;
 pub mod images;
 pub mod model_trainer;

@@ -2,14 +2,14 @@
 //! MAML or Meta-SGD, alone or as one worker of a data-parallel run, and evaluation of
 //! what it learned: the adaptation curve, the query accuracy.
 
-use burn::module::AutodiffModule;
+use burn::module::{AutodiffModule, Param};
 use burn::prelude::*;
 use serde::Serialize;
 
 use crate::run::TrainConfig;
-use crate::stored::{BuiltIn, ConfigInit, StoredModel};
-use maml_core::algo::learn::{Fast, query_accuracies};
-use maml_core::algo::learner::ModelLearner;
+use crate::stored::{BuiltIn, ConfigInit, Sizes, StoredModel, check_step_table};
+use maml_core::algo::learn::{Fast, StepSizes, query_accuracies};
+use maml_core::algo::learner::{ConfiguredOptimizer, ModelLearner};
 use maml_core::config::{AdaptConfig, Order};
 use maml_core::data::batch::MetaBatch;
 use maml_core::data::families::TaskFamily;
@@ -21,12 +21,13 @@ use maml_core::model::{Learnable, MetaBackend, MetaModel};
 use maml_core::model::{check_device_precision, to_f64};
 use maml_core::train::any_model::{Trainer, TrainerConfig};
 use maml_core::train::guard::StepMetrics;
+use maml_core::train::schedule::MetaLrScheduler;
 
 /// Runs meta-training steps of a built-in model `M` (`Mlp<SecondOrder<B>>`,
 /// `Layered<SecondOrder<B>>`): the [`Trainer`] of any model, started from a run's
 /// configuration and the built-in models' weights as files.
 pub struct ModelTrainer<B: Backend, M: BuiltIn<B>> {
-    trainer: Trainer<B, M>,
+    trainer: Trainer<B, M, ConfiguredOptimizer<B, <M as Learnable<B>>::Meta>, MetaLrScheduler>,
 }
 
 impl<B: Backend, M: BuiltIn<B>> ModelTrainer<B, M> {
@@ -37,20 +38,20 @@ impl<B: Backend, M: BuiltIn<B>> ModelTrainer<B, M> {
     pub fn new(
         config: TrainConfig,
         family: Box<dyn TaskFamily>,
-        initial: Option<(StoredModel, Option<StoredModel>)>,
+        initial: Option<Initial>,
         start_step: usize,
         device: &B::Device,
     ) -> Result<Self> {
         config.validate()?;
         check_device_precision::<B>(device)?;
-        let (model, step_sizes) = match (initial, &config.model) {
+        let (model, step_sizes, step_table) = match (initial, &config.model) {
             (Some(initial), _) => initial,
-            (None, Some(spec)) => (spec.init(family.as_ref(), config.seed)?, None),
+            (None, Some(spec)) => (spec.init(family.as_ref(), config.seed)?, None, None),
             // The linear model, Kaiming-normal as the seed draws it.
             (None, None) => {
                 let (d_in, d_out) = (family.d_in(), family.d_out());
                 let weights = LinearWeights::kaiming(d_in, d_out, config.seed);
-                (StoredModel::linear(weights), None)
+                (StoredModel::linear(weights), None, None)
             }
         };
         model.check_fits(step_sizes.as_ref(), family.as_ref(), "initial weights")?;
@@ -59,9 +60,23 @@ impl<B: Backend, M: BuiltIn<B>> ModelTrainer<B, M> {
         if let Some(sizes) = step_sizes {
             learner = learner.with_step_sizes(M::from_stored(&sizes, device)?);
         }
+        if let Some(rows) = step_table {
+            let adapt = &config.meta.adapt;
+            check_step_table(Some(&rows), adapt.per_step_lr, adapt.inner_steps, "initial")?;
+            learner = learner.with_step_table(table::<B>(&rows, device));
+        }
+        let lr = config.meta.meta_lr;
+        let scheduler = match config.schedule.as_ref().and_then(|s| s.cosine_min_lr) {
+            Some(min_lr) => {
+                MetaLrScheduler::cosine(lr, min_lr, config.meta_steps).after(start_step)
+            }
+            None => MetaLrScheduler::Constant(lr),
+        };
+        let learner = learner.with_scheduler(scheduler);
         let settings = TrainerConfig::new(config.meta_batch)
             .with_seed(config.seed)
-            .with_divergence_threshold(config.divergence_threshold);
+            .with_divergence_threshold(config.divergence_threshold)
+            .with_schedule(config.schedule.clone());
         let trainer = Trainer::new(learner, family, settings, device)?.with_step(start_step);
         Ok(Self { trainer })
     }
@@ -79,6 +94,17 @@ impl<B: Backend, M: BuiltIn<B>> ModelTrainer<B, M> {
     /// Meta-SGD's step sizes, if learned.
     pub fn step_sizes(&self) -> Option<StoredModel> {
         self.trainer.learner().step_sizes().map(M::to_stored)
+    }
+
+    /// MAML++'s per-step step sizes `[K][P]`, if learned.
+    pub fn step_table(&self) -> Option<Vec<Vec<f64>>> {
+        self.trainer.learner().step_table().map(|t| {
+            let [_, p] = t.dims();
+            to_f64(t.val().inner())
+                .chunks(p.max(1))
+                .map(<[f64]>::to_vec)
+                .collect()
+        })
     }
 
     /// For how many meta steps in a row the meta-loss has risen.
@@ -108,6 +134,17 @@ impl<B: Backend, M: BuiltIn<B>> ModelTrainer<B, M> {
     }
 }
 
+/// Where a run starts: its initial weights, Meta-SGD's step sizes and MAML++'s per-step
+/// table (a checkpoint's).
+pub type Initial = (StoredModel, Option<StoredModel>, Option<Vec<Vec<f64>>>);
+
+/// A per-step table `[K][P]` as a tensor on `B`.
+fn table<B: Backend>(rows: &[Vec<f64>], device: &B::Device) -> Tensor<B, 2> {
+    let p = rows.first().map_or(0, Vec::len);
+    let values: Vec<f64> = rows.iter().flatten().copied().collect();
+    Tensor::from_data(TensorData::new(values, [rows.len(), p]), device)
+}
+
 /// Tasks per batch when evaluating many tasks (bounds memory).
 const EVAL_CHUNK: usize = 25;
 
@@ -120,57 +157,86 @@ fn lift<B: Backend, M: BuiltIn<B>>(stored: &StoredModel, device: &B::Device) -> 
 
 fn check_eval(
     model: &StoredModel,
-    step_sizes: Option<&StoredModel>,
+    sizes: Sizes<'_>,
     tasks: &[TaskData],
     adapt: &AdaptConfig,
 ) -> Result<usize> {
     adapt.validate()?;
     let (d_in, d_out) = model.shape("model")?;
-    if let Some(sizes) = step_sizes {
+    if let Some(sizes) = sizes.per_entry {
         model.check_step_sizes(sizes, "model")?;
     }
+    // Any number of evaluation steps: beyond the table's rows its last row repeats.
+    let rows = sizes.per_step.map_or(0, <[_]>::len);
+    check_step_table(sizes.per_step, adapt.per_step_lr, rows, "model")?;
     maml_core::data::validate_tasks(tasks, d_in, d_out)?;
     Ok(d_out)
 }
 
+/// The learned step sizes on the meta backend (untracked).
+struct Lifted<B: Backend, M: Learnable<B>> {
+    per_entry: Option<M::Meta>,
+    per_step: Option<Param<Tensor<MetaBackend<B>, 2>>>,
+}
+
+impl<B: Backend, M: Learnable<B>> Lifted<B, M> {
+    fn new(sizes: Sizes<'_>, device: &B::Device) -> Result<Self>
+    where
+        M: BuiltIn<B>,
+    {
+        Ok(Self {
+            per_entry: sizes
+                .per_entry
+                .map(|s| lift::<B, M>(s, device))
+                .transpose()?,
+            per_step: sizes
+                .per_step
+                .map(|rows| Param::from_tensor(Tensor::from_inner(table::<B>(rows, device)))),
+        })
+    }
+
+    fn sizes(&self) -> StepSizes<'_, B, M> {
+        match (&self.per_entry, &self.per_step) {
+            (Some(s), _) => StepSizes::PerEntry(s),
+            (_, Some(t)) => StepSizes::PerStep(t),
+            _ => StepSizes::Fixed,
+        }
+    }
+}
+
 /// The checked evaluation inputs: the tasks' `out`, and the initial weights and step
 /// sizes on the meta backend.
-type Prepared<B, M> = (
-    usize,
-    <M as Learnable<B>>::Meta,
-    Option<<M as Learnable<B>>::Meta>,
-);
+type Prepared<B, M> = (usize, <M as Learnable<B>>::Meta, Lifted<B, M>);
 
 fn prepare<B: Backend, M: BuiltIn<B>>(
     model: &StoredModel,
-    step_sizes: Option<&StoredModel>,
+    sizes: Sizes<'_>,
     tasks: &[TaskData],
     adapt: &AdaptConfig,
     device: &B::Device,
 ) -> Result<Prepared<B, M>> {
-    let d_out = check_eval(model, step_sizes, tasks, adapt)?;
+    let d_out = check_eval(model, sizes, tasks, adapt)?;
     check_device_precision::<B>(device)?;
     let initial = lift::<B, M>(model, device)?;
-    let sizes = step_sizes.map(|s| lift::<B, M>(s, device)).transpose()?;
-    Ok((d_out, initial, sizes))
+    Ok((d_out, initial, Lifted::new(sizes, device)?))
 }
 
 /// The mean query loss on `tasks` after `k = 0..=adapt.inner_steps` first-order inner
 /// steps from `model` (with Meta-SGD step sizes when given): an adaptation curve.
-pub fn eval_curve<B: Backend, M: BuiltIn<B>>(
+pub fn eval_curve<'a, B: Backend, M: BuiltIn<B>>(
     model: &StoredModel,
-    step_sizes: Option<&StoredModel>,
+    step_sizes: impl Into<Sizes<'a>>,
     tasks: &[TaskData],
     adapt: &AdaptConfig,
     device: &B::Device,
 ) -> Result<Vec<f64>> {
-    let (d_out, initial, sizes) = prepare::<B, M>(model, step_sizes, tasks, adapt, device)?;
+    let (d_out, initial, sizes) = prepare::<B, M>(model, step_sizes.into(), tasks, adapt, device)?;
     let mut sums = vec![0.0; adapt.inner_steps + 1];
     for chunk in tasks.chunks(EVAL_CHUNK) {
         let batch = MetaBatch::<B>::from_tasks(chunk, d_out, device).with_loss(adapt.loss);
         let curve = maml_core::algo::learn::model_adaptation_curve::<B, M>(
             &initial,
-            sizes.as_ref(),
+            sizes.sizes(),
             &batch,
             adapt,
         );
@@ -184,21 +250,21 @@ pub fn eval_curve<B: Backend, M: BuiltIn<B>>(
 /// Each task's query accuracy (the share of query rows whose largest output is the
 /// target's class) after `adapt.inner_steps` first-order inner steps from `model` on
 /// its support set.
-pub fn eval_accuracy<B: Backend, M: BuiltIn<B>>(
+pub fn eval_accuracy<'a, B: Backend, M: BuiltIn<B>>(
     model: &StoredModel,
-    step_sizes: Option<&StoredModel>,
+    step_sizes: impl Into<Sizes<'a>>,
     tasks: &[TaskData],
     adapt: &AdaptConfig,
     device: &B::Device,
 ) -> Result<Vec<f64>> {
-    let (d_out, initial, sizes) = prepare::<B, M>(model, step_sizes, tasks, adapt, device)?;
+    let (d_out, initial, sizes) = prepare::<B, M>(model, step_sizes.into(), tasks, adapt, device)?;
     let adapt = adapt.clone().with_order(Order::First);
     let mut out = Vec::with_capacity(tasks.len());
     for chunk in tasks.chunks(EVAL_CHUNK) {
         let batch = MetaBatch::<B>::from_tasks(chunk, d_out, device).with_loss(adapt.loss);
         let fast = maml_core::algo::learn::adapt_model::<B, M>(
             &initial,
-            sizes.as_ref(),
+            sizes.sizes(),
             &batch.support,
             &adapt,
         )
@@ -210,9 +276,9 @@ pub fn eval_accuracy<B: Backend, M: BuiltIn<B>>(
 
 /// Predictions at `x [n][in]` of `model` adapted to one task's support set, after each
 /// number of first-order inner steps in `steps` (e.g. `[0, 1, 10]`): `[steps][n][out]`.
-pub fn adapted_predictions<B: Backend, M: BuiltIn<B>>(
+pub fn adapted_predictions<'a, B: Backend, M: BuiltIn<B>>(
     model: &StoredModel,
-    step_sizes: Option<&StoredModel>,
+    step_sizes: impl Into<Sizes<'a>>,
     task: &TaskData,
     x: &[Vec<f64>],
     steps: &[usize],
@@ -226,18 +292,19 @@ pub fn adapted_predictions<B: Backend, M: BuiltIn<B>>(
             y: None,
         },
     };
+    let step_sizes = step_sizes.into();
     let d_out = check_eval(model, step_sizes, std::slice::from_ref(&probe), adapt)?;
     check_device_precision::<B>(device)?;
     let batch = MetaBatch::<B>::from_tasks(std::slice::from_ref(&probe), d_out, device)
         .with_loss(adapt.loss);
     let initial = lift::<B, M>(model, device)?;
-    let sizes = step_sizes.map(|s| lift::<B, M>(s, device)).transpose()?;
+    let sizes = Lifted::<B, M>::new(step_sizes, device)?;
     let mut out = Vec::new();
     for &k in steps {
         let config = adapt.clone().with_inner_steps(k).with_order(Order::First);
         let fast = maml_core::algo::learn::adapt_model::<B, M>(
             &initial,
-            sizes.as_ref(),
+            sizes.sizes(),
             &batch.support,
             &config,
         );

@@ -9,6 +9,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use crate::family::{Family, PerStepFile};
 use maml_core::config::{AdaptConfig, Imaml, Loss, Order, check_lr};
 use maml_core::data::layers::{LayerWeights, LayeredSpec, LayeredWeights};
 use maml_core::data::{LinearAnswer, LinearWeights, TaskData, read_json, validate_tasks};
@@ -25,9 +26,13 @@ pub enum ProblemFormat {
     /// Version 3, a layer list: answers have `{}` for layers without parameters.
     #[default]
     Layered,
+    /// Version 4, a layer list with the family's fields: the step sizes' gradient, if
+    /// any, is written per step (`inner_lr_grad.per_step`).
+    Family,
 }
 
-/// `inner_lr`: one step size, or one per parameter entry (Meta-SGD).
+/// `inner_lr`: one step size, one per parameter entry (Meta-SGD), or one per inner step
+/// and layer parameter (MAML++'s LSLR).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum InnerLr {
@@ -35,6 +40,29 @@ pub enum InnerLr {
     Scalar(f64),
     /// One step size per entry, in the layout of the model's layer list (Meta-SGD).
     PerParameter(LayeredWeights),
+    /// One step size per inner step for each adapted layer's weight and bias, as a layer
+    /// list of `[K]` arrays (`{}` for layers the inner loop does not adapt); written as
+    /// `{"per_step": [[{weight, bias} | {}; layers]; K]}`.
+    #[serde(with = "per_step_serde")]
+    PerStep(LayeredWeights),
+}
+
+mod per_step_serde {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use crate::family::PerStepFile;
+    use maml_core::data::layers::LayeredWeights;
+
+    pub fn serialize<S: Serializer>(sizes: &LayeredWeights, s: S) -> Result<S::Ok, S::Error> {
+        PerStepFile::from_layered(sizes).serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<LayeredWeights, D::Error> {
+        let file = PerStepFile::deserialize(d)?;
+        let layers = file.per_step.first().map_or(0, Vec::len);
+        file.to_layered(layers, "inner_lr")
+            .map_err(serde::de::Error::custom)
+    }
 }
 
 /// A problem: a model (a layer list with its initial weights), tasks and the inner loop.
@@ -59,6 +87,9 @@ pub struct Problem {
     /// Gradient checkpointing of the inner loop (`"inner_checkpoint_every"` in version 2 and
     /// 3 files, [`AdaptConfig::inner_checkpoint_every`]); `None`: every step kept.
     pub inner_checkpoint_every: Option<usize>,
+    /// The family's parts (version 4): inner optimizer, adapted layers, multi-step
+    /// loss, Reptile.
+    pub family: Family,
     /// The layout its answer is written in.
     pub format: ProblemFormat,
 }
@@ -76,6 +107,7 @@ impl Problem {
             loss: adapt.loss,
             imaml: adapt.imaml.clone(),
             inner_checkpoint_every: adapt.inner_checkpoint_every,
+            family: Family::default(),
             format: ProblemFormat::Layered,
         }
     }
@@ -102,13 +134,23 @@ impl Problem {
         }
     }
 
-    /// The inner-loop configuration; for Meta-SGD's per-parameter sizes
-    /// ([`InnerLr::PerParameter`]) the step size 1.0 stands in for them.
+    /// The inner-loop configuration; for learned sizes ([`InnerLr::PerParameter`],
+    /// [`InnerLr::PerStep`]) the step size 1.0 stands in for them.
     pub fn adapt_config(&self) -> AdaptConfig {
-        let (lr, meta_sgd) = match &self.inner_lr {
-            InnerLr::Scalar(lr) => (*lr, false),
-            InnerLr::PerParameter(_) => (1.0, true),
+        let (lr, meta_sgd, per_step) = match &self.inner_lr {
+            InnerLr::Scalar(lr) => (*lr, false, false),
+            InnerLr::PerParameter(_) => (1.0, true, false),
+            InnerLr::PerStep(_) => (1.0, false, true),
         };
+        let family = &self.family;
+        let inner_params = family.inner_layers.as_ref().map(|layers| {
+            let count = self.model.layers.len();
+            let mut adapted = vec![false; count];
+            for &l in layers.iter().filter(|&&l| l < count) {
+                adapted[l] = true;
+            }
+            crate::family::param_indices(&self.model, &adapted)
+        });
         AdaptConfig::new(lr)
             .with_inner_steps(self.inner_steps)
             .with_order(self.order)
@@ -116,6 +158,11 @@ impl Problem {
             .with_meta_sgd(meta_sgd)
             .with_imaml(self.imaml.clone())
             .with_inner_checkpoint_every(self.inner_checkpoint_every)
+            .with_inner_optimizer(family.inner_optimizer)
+            .with_inner_params(inner_params)
+            .with_step_loss_weights(family.step_loss_weights.clone())
+            .with_per_step_lr(per_step)
+            .with_reptile(family.reptile)
     }
 
     /// Checks the layer list, the step sizes and every task against the model's input
@@ -123,10 +170,16 @@ impl Problem {
     pub fn validate(&self) -> Result<usize> {
         let d_out = self.model.validate()?;
         let d_in = self.model.d_in()?;
+        let adapted =
+            crate::family::adapted_layers(&self.model, self.family.inner_layers.as_deref())?;
         match &self.inner_lr {
             InnerLr::Scalar(lr) => check_lr("inner_lr", *lr)?,
             InnerLr::PerParameter(sizes) => sizes.check_like(&self.model.weights(), "inner_lr")?,
+            InnerLr::PerStep(sizes) => {
+                crate::family::check_per_step(sizes, &self.model, &adapted, self.inner_steps)?
+            }
         }
+        crate::family::check_per_step_norms(&self.model, self.inner_steps)?;
         validate_tasks(&self.tasks, d_in, d_out)?;
         self.adapt_config().validate()?;
         Ok(d_out)
@@ -190,6 +243,14 @@ impl Answer {
                     .map(LayeredWeights::parameters_only)
                     .collect(),
             }),
+            (ProblemFormat::Family, _) if self.inner_lr_grad.is_some() => {
+                let mut value = serde_json::to_value(self);
+                if let (Ok(v), Some(grad)) = (&mut value, &self.inner_lr_grad) {
+                    v["inner_lr_grad"] = serde_json::to_value(PerStepFile::from_layered(grad))
+                        .expect("finite step sizes serialise to JSON");
+                }
+                value
+            }
             _ => serde_json::to_value(self),
         };
         value.expect("an answer of finite numbers serialises to JSON")
@@ -217,12 +278,17 @@ impl From<LinearAnswer> for Answer {
 enum FileWeights {
     Layers(LayeredWeights),
     Linear(LayerWeights),
+    PerStep(PerStepFile),
 }
 
 impl From<FileWeights> for LayeredWeights {
     fn from(weights: FileWeights) -> Self {
         match weights {
             FileWeights::Layers(w) => w,
+            FileWeights::PerStep(file) => {
+                let layers = file.per_step.first().map_or(0, Vec::len);
+                file.to_layered(layers, "inner_lr_grad").unwrap_or_default()
+            }
             FileWeights::Linear(layer) => Self {
                 layers: vec![layer],
             },

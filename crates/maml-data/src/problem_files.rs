@@ -8,9 +8,10 @@ use std::path::Path;
 
 use serde::Deserialize;
 
+use crate::family::Family;
 use crate::problem::{InnerLr, ModelSpec, Problem, ProblemFormat};
-use maml_core::config::{AdaptConfig, Imaml, Loss, Order, check_lr};
-use maml_core::data::layers::{Array, LayeredSpec};
+use maml_core::config::{AdaptConfig, Imaml, InnerOptimizer, Loss, Order, check_lr};
+use maml_core::data::layers::{Array, LayerSpec, LayeredSpec};
 use maml_core::data::{LinearWeights, SetData, TaskData, read_text, validate_tasks};
 use maml_core::error::{MamlError, Result};
 use maml_core::model::mlp::MlpWeights;
@@ -22,19 +23,30 @@ impl Problem {
     pub fn from_json(text: &str, source_name: &str) -> Result<Self> {
         let json = |e: serde_json::Error| MamlError::json(source_name, &e);
         let value: serde_json::Value = serde_json::from_str(text).map_err(json)?;
-        let problem = if value.get("model").and_then(|m| m.get("input")).is_some() {
-            serde_json::from_str::<FileV3>(text)
-                .map_err(json)?
-                .into_problem()?
-        } else if value.get("model").is_some() {
-            serde_json::from_str::<FileV2>(text)
-                .map_err(json)?
-                .into_problem()?
-        } else {
-            serde_json::from_str::<FileV1>(text)
-                .map_err(json)?
-                .into_problem()?
-        };
+        let version = value.get("version");
+        if let Some(v) = version
+            && !matches!(v.as_u64(), Some(3 | 4))
+        {
+            return Err(MamlError::UnknownName {
+                kind: "problem version",
+                value: v.to_string(),
+                expected: "3 4 (or no version field: versions 1 to 3)",
+            });
+        }
+        let problem =
+            if version.is_some() || value.get("model").and_then(|m| m.get("input")).is_some() {
+                serde_json::from_str::<FileV3>(text)
+                    .map_err(json)?
+                    .into_problem()?
+            } else if value.get("model").is_some() {
+                serde_json::from_str::<FileV2>(text)
+                    .map_err(json)?
+                    .into_problem()?
+            } else {
+                serde_json::from_str::<FileV1>(text)
+                    .map_err(json)?
+                    .into_problem()?
+            };
         problem.validate()?;
         Ok(problem)
     }
@@ -160,6 +172,7 @@ impl FileV2 {
             loss: self.loss,
             imaml: self.imaml,
             inner_checkpoint_every: self.inner_checkpoint_every,
+            family: Family::default(),
             format: ProblemFormat::Mlp,
         })
     }
@@ -181,10 +194,13 @@ struct TaskV3 {
     query: SetV3,
 }
 
-/// A version-3 file: a layer list (conv nets, batch norm, pooling) on images or vectors.
+/// A version-3 file: a layer list (conv nets, batch norm, pooling) on images or vectors;
+/// version 4 adds the family's fields ([`crate::family`]).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileV3 {
+    #[serde(default)]
+    version: Option<u64>,
     model: LayeredSpec,
     tasks: Vec<TaskV3>,
     inner_lr: InnerLr,
@@ -195,10 +211,68 @@ struct FileV3 {
     imaml: Option<Imaml>,
     #[serde(default)]
     inner_checkpoint_every: Option<usize>,
+    #[serde(default)]
+    inner_optimizer: Option<InnerOptimizer>,
+    #[serde(default)]
+    inner_layers: Option<Vec<usize>>,
+    #[serde(default)]
+    step_loss_weights: Option<Vec<f64>>,
+    #[serde(default)]
+    algorithm: Option<String>,
 }
 
 impl FileV3 {
-    fn into_problem(self) -> Result<Problem> {
+    /// The family's fields, refused in a file that does not say `"version": 4`.
+    fn family(&mut self) -> Result<Family> {
+        let given = [
+            ("inner_optimizer", self.inner_optimizer.is_some()),
+            ("inner_layers", self.inner_layers.is_some()),
+            ("step_loss_weights", self.step_loss_weights.is_some()),
+            ("algorithm", self.algorithm.is_some()),
+            (
+                "inner_lr.per_step",
+                matches!(self.inner_lr, InnerLr::PerStep(_)),
+            ),
+            (
+                "model.layers[..].per_step",
+                self.model
+                    .layers
+                    .iter()
+                    .any(|l| matches!(l, LayerSpec::BatchNorm { per_step: true, .. })),
+            ),
+        ];
+        if self.version != Some(4)
+            && let Some((name, _)) = given.iter().find(|(_, on)| *on)
+        {
+            return Err(MamlError::InvalidHyperparameter {
+                name,
+                value: "given".into(),
+                reason: "is a version-4 field: the file must say \"version\": 4",
+            });
+        }
+        let reptile = match self.algorithm.as_deref() {
+            None | Some("maml") => false,
+            Some("reptile") => true,
+            Some(other) => {
+                return Err(MamlError::UnknownName {
+                    kind: "algorithm",
+                    value: other.into(),
+                    expected: "maml reptile",
+                });
+            }
+        };
+        Ok(Family {
+            inner_optimizer: self.inner_optimizer.unwrap_or_default(),
+            inner_layers: self.inner_layers.take(),
+            step_loss_weights: self.step_loss_weights.take(),
+            reptile,
+        })
+    }
+}
+
+impl FileV3 {
+    fn into_problem(mut self) -> Result<Problem> {
+        let family = self.family()?;
         let d_out = self.model.validate()?;
         let input = self.model.input.clone();
         let d_in: usize = input.iter().product();
@@ -237,7 +311,12 @@ impl FileV3 {
             loss: self.loss,
             imaml: self.imaml,
             inner_checkpoint_every: self.inner_checkpoint_every,
-            format: ProblemFormat::Layered,
+            family,
+            format: if self.version == Some(4) {
+                ProblemFormat::Family
+            } else {
+                ProblemFormat::Layered
+            },
         })
     }
 }

@@ -86,6 +86,9 @@ pub struct TrainConfig {
     /// so far (`None`, the library's default: only non-finite values stop a run; the
     /// `maml` tool sets 1e6).
     pub divergence_threshold: Option<f64>,
+    /// MAML++'s schedules by meta step (derivative-order annealing, multi-step loss
+    /// annealing, cosine annealing of the meta learning rate); `None`: none.
+    pub schedule: Option<maml_core::Schedule>,
 }
 
 impl TrainConfig {
@@ -107,6 +110,9 @@ impl TrainConfig {
                 value: "0".into(),
                 reason: "must be at least 1",
             });
+        }
+        if let Some(schedule) = &self.schedule {
+            schedule.validate()?;
         }
         if let TaskSource::Omniglot(source) = &self.tasks {
             source.validate()?;

@@ -7,7 +7,8 @@ use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
 use burn::prelude::*;
 
-use crate::problem::{Answer, InnerLr, Problem};
+use crate::family;
+use crate::problem::{Answer, InnerLr, Problem, ProblemFormat};
 use maml_core::algo::learn::Fast;
 use maml_core::algo::learner::ModelLearner;
 use maml_core::config::{GradientPath, MetaConfig, Order};
@@ -39,9 +40,23 @@ pub fn solve_by<B: Backend>(
     let batch = MetaBatch::<B>::from_tasks(&problem.tasks, d_out, device);
     let sizes = match &problem.inner_lr {
         InnerLr::PerParameter(sizes) => Some(sizes),
-        InnerLr::Scalar(_) => None,
+        _ => None,
     };
-    if let Some((weights, activation)) = MlpWeights::from_spec(&problem.model) {
+    let steps = problem.inner_steps;
+    let per_step = match &problem.inner_lr {
+        InnerLr::PerStep(sizes) => Some(sizes),
+        _ => None,
+    };
+    // The family's parts run on the layered model (its parameters in the layer list's
+    // visit order, as `inner_layers` and the per-step table count them).
+    let mlp = (problem.format != ProblemFormat::Family)
+        .then(|| MlpWeights::from_spec(&problem.model))
+        .flatten();
+    let per_step_read = |values: Vec<f64>| {
+        let like = per_step.expect("a step table comes from per-step sizes");
+        family::table_to_layered(&values, steps, &problem.model, like)
+    };
+    if let Some((weights, activation)) = mlp {
         let mlp = |w: &MlpWeights| Mlp::<B>::from_weights(w, activation, device);
         let mut learner = ModelLearner::<B, Mlp<SecondOrder<B>>>::new(mlp(&weights), config)?;
         if let Some(sizes) = sizes {
@@ -58,7 +73,13 @@ pub fn solve_by<B: Backend>(
                 .collect(),
             Fast::PerTask(fast) => fast.iter().map(|m| m.to_weights(0).to_layered()).collect(),
         };
-        answer(learner.with_gradient_path(path), &batch, read, fast)
+        answer(
+            learner.with_gradient_path(path),
+            &batch,
+            read,
+            fast,
+            per_step_read,
+        )
     } else {
         let layered = |spec: &LayeredSpec| Layered::<B>::from_spec(spec, device);
         let mut learner =
@@ -66,12 +87,23 @@ pub fn solve_by<B: Backend>(
         if let Some(sizes) = sizes {
             learner = learner.with_step_sizes(layered(&problem.model.with_weights(sizes))?);
         }
+        if let Some(sizes) = per_step {
+            let (values, p) = family::table_values(sizes, &problem.model, steps);
+            let data = TensorData::new(values, [steps, p]);
+            learner = learner.with_step_table(Tensor::from_data(data, device));
+        }
         let fast = |fast: &Fast<Layered<B>>| match fast {
             Fast::PerTask(fast) => fast.iter().map(Layered::to_weights).collect(),
             Fast::Batched(_) => unreachable!("the layered model runs task by task"),
         };
         let read = grads_as_weights::<MetaBackend<B>, B>;
-        answer(learner.with_gradient_path(path), &batch, read, fast)
+        answer(
+            learner.with_gradient_path(path),
+            &batch,
+            read,
+            fast,
+            per_step_read,
+        )
     }
 }
 
@@ -82,10 +114,22 @@ fn answer<B: Backend, M: Learnable<B>>(
     batch: &MetaBatch<B>,
     read: impl Fn(&M::Meta, &GradientsParams) -> LayeredWeights,
     fast: impl Fn(&Fast<M::Plain>) -> Vec<LayeredWeights>,
+    per_step: impl Fn(Vec<f64>) -> LayeredWeights,
 ) -> Result<Answer> {
     let gradient = learner.meta_gradient(batch);
-    let inner_lr_grad = match (learner.step_sizes(), &gradient.step_size_grads) {
-        (Some(sizes), Some(grads)) => Some(read(sizes, grads)),
+    let inner_lr_grad = match (
+        learner.step_sizes(),
+        learner.step_table(),
+        &gradient.step_size_grads,
+    ) {
+        (Some(sizes), _, Some(grads)) => Some(read(sizes, grads)),
+        (_, Some(table), Some(grads)) => {
+            let values = match grads.get::<B, 2>(table.id) {
+                Some(g) => g.into_data().iter::<f64>().collect(),
+                None => vec![0.0; table.shape().num_elements()],
+            };
+            Some(per_step(values))
+        }
         _ => None,
     };
     let meta_grad = read(learner.model(), &gradient.grads);
@@ -214,6 +258,10 @@ pub fn finite_differences<B: Backend>(
         InnerLr::Scalar(_) => None,
         InnerLr::PerParameter(sizes) => Some(central(sizes, &|s| Problem {
             inner_lr: InnerLr::PerParameter(s),
+            ..problem.clone()
+        })?),
+        InnerLr::PerStep(sizes) => Some(central(sizes, &|s| Problem {
+            inner_lr: InnerLr::PerStep(s),
             ..problem.clone()
         })?),
     };

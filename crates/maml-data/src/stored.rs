@@ -247,6 +247,39 @@ pub struct ModelCheckpoint {
     /// Meta-SGD's learned step sizes (same layout).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub step_sizes: Option<StoredModel>,
+    /// MAML++'s learned per-step step sizes, `[K][P]`: inner step `k`'s size of the
+    /// `p`-th parameter tensor in visit order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step_table: Option<Vec<Vec<f64>>>,
+}
+
+/// The learned inner step sizes an evaluation adapts with: Meta-SGD's (the model's
+/// layout) or MAML++'s per-step table `[K][P]`, or none.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Sizes<'a> {
+    /// Meta-SGD's.
+    pub per_entry: Option<&'a StoredModel>,
+    /// MAML++'s per-step table.
+    pub per_step: Option<&'a [Vec<f64>]>,
+}
+
+impl<'a> From<Option<&'a StoredModel>> for Sizes<'a> {
+    fn from(per_entry: Option<&'a StoredModel>) -> Self {
+        Self {
+            per_entry,
+            per_step: None,
+        }
+    }
+}
+
+impl ModelCheckpoint {
+    /// The learned step sizes this checkpoint holds.
+    pub fn sizes(&self) -> Sizes<'_> {
+        Sizes {
+            per_entry: self.step_sizes.as_ref(),
+            per_step: self.step_table.as_deref(),
+        }
+    }
 }
 
 /// The linear model's checkpoints of the first version (still read).
@@ -303,6 +336,7 @@ impl ModelCheckpoint {
                     config: old.config,
                     model: StoredModel::linear(old.weights),
                     step_sizes: None,
+                    step_table: None,
                 }
             }
             Self::FORMAT_V2 => {
@@ -323,6 +357,7 @@ impl ModelCheckpoint {
                     config: old.config,
                     model: spec(old.weights),
                     step_sizes: old.step_sizes.map(spec),
+                    step_table: None,
                 }
             }
             other => {
@@ -339,6 +374,60 @@ impl ModelCheckpoint {
         if let Some(sizes) = &checkpoint.step_sizes {
             checkpoint.model.check_step_sizes(sizes, &at)?;
         }
+        let adapt = &checkpoint.config.meta.adapt;
+        check_step_table(
+            checkpoint.step_table.as_deref(),
+            adapt.per_step_lr,
+            adapt.inner_steps,
+            &name,
+        )?;
         Ok(checkpoint)
+    }
+}
+
+/// Checks a stored per-step table: present exactly when the run learns one
+/// (`per_step_lr`), `inner_steps` rows of equal length, every entry finite.
+pub fn check_step_table(
+    table: Option<&[Vec<f64>]>,
+    per_step_lr: bool,
+    inner_steps: usize,
+    name: &str,
+) -> Result<()> {
+    let wrong = |detail: String| MamlError::Shape {
+        location: format!("{name}: step_table"),
+        detail,
+    };
+    match (table, per_step_lr) {
+        (None, false) => Ok(()),
+        (None, true) => Err(wrong(
+            "missing: the run learns per-step step sizes (per_step_lr)".into(),
+        )),
+        (Some(_), false) => Err(wrong(
+            "given, but the run learns no per-step step sizes (per_step_lr is off)".into(),
+        )),
+        (Some(rows), true) => {
+            if rows.len() != inner_steps {
+                return Err(wrong(format!(
+                    "{} rows for inner_steps = {inner_steps}",
+                    rows.len()
+                )));
+            }
+            let p = rows.first().map_or(0, Vec::len);
+            for (k, row) in rows.iter().enumerate() {
+                if row.len() != p {
+                    return Err(wrong(format!(
+                        "row {k} has {} entries, row 0 {p}",
+                        row.len()
+                    )));
+                }
+                if let Some(v) = row.iter().find(|v| !v.is_finite()) {
+                    return Err(MamlError::NonFinite {
+                        value: *v,
+                        location: format!("{name}: step_table[{k}]"),
+                    });
+                }
+            }
+            Ok(())
+        }
     }
 }

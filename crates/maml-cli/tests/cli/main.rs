@@ -5,6 +5,7 @@
 #[path = "../../../../tests/common/autotune.rs"]
 mod autotune;
 mod bad_inputs;
+mod family;
 mod grad;
 mod images;
 mod implicit;

@@ -19,6 +19,7 @@
 use burn::module::{AutodiffModule, Module};
 use burn::optim::GradientsParams;
 use burn::prelude::*;
+use burn::tensor::TensorPrimitive;
 
 use crate::config::{AdaptConfig, Order};
 use crate::data::batch::{MetaBatch, Sets};
@@ -28,7 +29,7 @@ use super::flat::{
     Flat, axpy, dot_tensor, flat_grads, flatten, flatten_tracked, load, register, sum_tasks,
 };
 use super::gradient::{Fast, ModelMetaGradient};
-use super::inner::{adapt_steps, collect};
+use super::inner::{Rule, Sizes, adapt_steps, collect};
 
 /// One system's result: its tasks' query losses `[tasks]`, the meta-gradient of their
 /// share of the mean with respect to the system's initial weights and step sizes
@@ -59,8 +60,17 @@ fn solve_system<B: Backend, M: Learnable<B>>(
     inputs: &Inputs<'_, B, M>,
 ) -> System<B> {
     let config = inputs.config;
-    let (steps, every, lr) = (config.inner_steps, inputs.every, config.inner_lr);
+    let (steps, every) = (config.inner_steps, inputs.every);
     let detached_sizes = inputs.sizes.map(collect::<B, M>).unwrap_or_default();
+    fn rule<'s, B: Backend, M: Learnable<B>>(
+        template: &M::Meta,
+        sizes: Option<&'s [TensorPrimitive<MetaBackend<B>>]>,
+        config: &AdaptConfig,
+    ) -> Rule<'s, B> {
+        let sizes = sizes.map_or(Sizes::Scalar, Sizes::PerParameter);
+        Rule::new::<M>(template, sizes, config)
+    }
+    let has_sizes = inputs.sizes.is_some();
     let noop = &mut |_: &M::Meta, _: &GradientsParams, _| {};
     // Forward: the values alone (a first-order step has the same value as a second-order
     // one), keeping θ at the start of every segment.
@@ -70,12 +80,21 @@ fn solve_system<B: Backend, M: Learnable<B>>(
         kept.push(phi.clone());
         let count = every.min(steps - first);
         let start = load::<B, M>(template, phi);
-        let end = adapt_steps::<B, M>(start, support, None, count, &detached_sizes, lr, noop);
+        let range = first..first + count;
+        let mut states = adapt_steps::<B, M>(
+            start,
+            support,
+            None,
+            range,
+            &rule::<B, M>(template, has_sizes.then_some(&detached_sizes[..]), config),
+            noop,
+        );
+        let end = states.pop().expect("a segment ends in fast weights");
         phi = flatten::<B, M>(&end);
     }
     // The query loss at θ_K and its gradient.
     let leaves = load::<B, M>(template, phi.clone());
-    let pred = <M::Meta as MetaModel<MetaBackend<B>>>::forward(&leaves, query.x.clone());
+    let pred = <M::Meta as MetaModel<MetaBackend<B>>>::forward_at(&leaves, query.x.clone(), steps);
     let losses = query.task_losses(pred);
     // `mul_scalar`, not `div_scalar`: Burn 0.21's `div_scalar` backward rounds `1 / n`
     // to f32 (an error of 3e-8 for n = 3 even on f64 backends).
@@ -95,7 +114,17 @@ fn solve_system<B: Backend, M: Learnable<B>>(
             .as_ref()
             .map(collect::<B, M>)
             .unwrap_or_default();
-        let end = adapt_steps::<B, M>(start.clone(), support, support2, count, &sizes, lr, noop);
+        let range = j * every..j * every + count;
+        let end = adapt_steps::<B, M>(
+            start.clone(),
+            support,
+            support2,
+            range,
+            &rule::<B, M>(template, has_sizes.then_some(&sizes[..]), config),
+            noop,
+        )
+        .pop()
+        .expect("a segment ends in fast weights");
         let v_meta: Flat<MetaBackend<B>> = v.into_iter().map(Tensor::from_inner).collect();
         let mut grads = dot_tensor(&flatten_tracked(&end), &v_meta).backward();
         v = flat_grads(&start, &GradientsParams::from_module(&mut grads, &start));

@@ -4,151 +4,59 @@
 //!
 //! Burn has no `create_graph`: the gradient that an autodiff backend's backward pass
 //! returns lives on its inner backend and is detached. Nesting the decorator gives exact
-//! second order: the fast weights are lifted to [`SecondOrder<B>`] =
+//! second order: the fast weights are lifted to [`SecondOrder<B>`](crate::model::SecondOrder) =
 //! `Autodiff<Autodiff<B>>` as leaves, the support loss is differentiated there, and its
 //! gradient comes back as a tensor of the meta backend `Autodiff<B>` that is itself
 //! tracked, so the query loss of the fast weights can be differentiated back to the
 //! initial weights through every inner step. This module is the only place that nests
 //! the decorator.
 
-use burn::module::{AutodiffModule, Module, ModuleVisitor, Param};
+use burn::module::{AutodiffModule, Module};
 use burn::optim::GradientsParams;
 use burn::prelude::*;
 use burn::tensor::TensorPrimitive;
 
-pub use super::gradient::{Fast, ModelMetaGradient};
-pub use super::inner::Observer;
-use super::inner::{adapt_steps, collect};
-use crate::config::{AdaptConfig, GradientPath, Order};
-use crate::data::batch::{MetaBatch, Sets};
-use crate::model::mlp::Mlp;
-use crate::model::{
-    FreshLeaves, Learnable, Load, MetaBackend, MetaModel, RepeatTasks, SecondOrder,
+use super::adapt::batched;
+pub use super::adapt::{
+    adapt_model, adapt_observed, fast_query_losses, model_adaptation_curve, query_accuracies,
 };
-
-fn forward_meta<B: Backend, M: Learnable<B>>(
-    model: &M::Meta,
-    x: Tensor<MetaBackend<B>, 3>,
-) -> Tensor<MetaBackend<B>, 3> {
-    <M::Meta as MetaModel<MetaBackend<B>>>::forward(model, x)
-}
-
-fn batched<B: Backend, M: Learnable<B>>() -> bool {
-    <M::Meta as MetaModel<MetaBackend<B>>>::TASK_BATCHED
-}
-
-/// The inner loop for any model, on the meta backend: `config.inner_steps` steps on each
-/// task's support set from the initial weights `model` (Meta-SGD: per-parameter step
-/// sizes `step_sizes`, a module of the model's structure). The fast weights are tracked
-/// as functions of `model` (and of `step_sizes`).
-pub fn adapt_model<B: Backend, M: Learnable<B>>(
-    model: &M::Meta,
-    step_sizes: Option<&M::Meta>,
-    support: &Sets<B>,
-    config: &AdaptConfig,
-) -> Fast<M::Meta> {
-    adapt_observed::<B, M>(model, step_sizes, support, config, &mut |_, _, _| {})
-}
-
-/// [`adapt_model`], showing every inner step to `observe`: the fast weights the step
-/// started from, the support gradients by parameter id, and where they live (the inner
-/// loop's trace and figures read it).
-pub fn adapt_observed<B: Backend, M: Learnable<B>>(
-    model: &M::Meta,
-    step_sizes: Option<&M::Meta>,
-    support: &Sets<B>,
-    config: &AdaptConfig,
-    observe: &mut Observer<'_, B, M>,
-) -> Fast<M::Meta> {
-    let sizes = step_sizes.map(collect::<B, M>).unwrap_or_default();
-    let support1 = support.with_loss(config.loss).lift::<MetaBackend<B>>();
-    let support2 = (config.order == Order::Second && config.inner_steps > 0)
-        .then(|| support1.lift::<SecondOrder<B>>());
-    let tasks = support.tasks();
-    let mut run = |start: M::Meta, s1: &Sets<MetaBackend<B>>, s2: Option<&Sets<SecondOrder<B>>>| {
-        let (steps, lr) = (config.inner_steps, config.inner_lr);
-        adapt_steps::<B, M>(start, s1, s2, steps, &sizes, lr, observe)
-    };
-    if batched::<B, M>() {
-        let start = model.clone().map(&mut RepeatTasks(tasks));
-        Fast::Batched(run(start, &support1, support2.as_ref()))
-    } else {
-        Fast::PerTask(
-            (0..tasks)
-                .map(|t| {
-                    let s1 = support1.task(t);
-                    let s2 = support2.as_ref().map(|s| s.task(t));
-                    run(model.clone(), &s1, s2.as_ref())
-                })
-                .collect(),
-        )
-    }
-}
-
-/// Each task's query loss of fast weights, `[tasks]`.
-pub fn fast_query_losses<B: Backend, M: Learnable<B>>(
-    fast: &Fast<M::Meta>,
-    query: &Sets<MetaBackend<B>>,
-) -> Tensor<MetaBackend<B>, 1> {
-    match fast {
-        Fast::Batched(model) => query.task_losses(forward_meta::<B, M>(model, query.x.clone())),
-        Fast::PerTask(models) => Tensor::cat(
-            models
-                .iter()
-                .enumerate()
-                .map(|(t, model)| {
-                    let q = query.task(t);
-                    q.task_losses(forward_meta::<B, M>(model, q.x.clone()))
-                })
-                .collect(),
-            0,
-        ),
-    }
-}
-
-/// Each task's query accuracy ([`Sets::task_accuracies`]) of fast weights on `B`,
-/// `[tasks]`.
-pub fn query_accuracies<B: Backend, P: MetaModel<B>>(
-    fast: &Fast<P>,
-    query: &Sets<B>,
-) -> Tensor<B, 1> {
-    match fast {
-        Fast::Batched(model) => query.task_accuracies(model.forward(query.x.clone())),
-        Fast::PerTask(models) => Tensor::cat(
-            models
-                .iter()
-                .enumerate()
-                .map(|(t, model)| {
-                    let q = query.task(t);
-                    q.task_accuracies(model.forward(q.x.clone()))
-                })
-                .collect(),
-            0,
-        ),
-    }
-}
+pub use super::gradient::{Fast, ModelMetaGradient};
+pub use super::inner::{Observer, param_count};
+pub use super::meta_loss::MetaLoss;
+use super::meta_loss::add_size_grads;
+pub use super::sizes::StepSizes;
+use crate::config::{AdaptConfig, GradientPath};
+use crate::data::batch::MetaBatch;
+use crate::model::mlp::Mlp;
+use crate::model::{Learnable, Load, MetaBackend, MetaModel};
 
 /// The meta-gradient of the mean query loss over a meta-batch with respect to the
 /// initial weights `model` (and Meta-SGD's `step_sizes`), first or second order as
 /// `config` says, by [`GradientPath::Auto`].
-pub fn model_meta_gradient<B: Backend, M: Learnable<B>>(
+pub fn model_meta_gradient<'a, B: Backend, M: Learnable<B>>(
     model: &M::Meta,
-    step_sizes: Option<&M::Meta>,
+    step_sizes: impl Into<StepSizes<'a, B, M>>,
     batch: &MetaBatch<B>,
     config: &AdaptConfig,
-) -> ModelMetaGradient<B, M> {
+) -> ModelMetaGradient<B, M>
+where
+    M::Meta: 'a,
+{
     model_meta_gradient_by::<B, M>(GradientPath::Auto, model, step_sizes, batch, config)
 }
 
 /// [`model_meta_gradient`] by the given path.
-pub fn model_meta_gradient_by<B: Backend, M: Learnable<B>>(
+pub fn model_meta_gradient_by<'a, B: Backend, M: Learnable<B>>(
     path: GradientPath,
     model: &M::Meta,
-    step_sizes: Option<&M::Meta>,
+    step_sizes: impl Into<StepSizes<'a, B, M>>,
     batch: &MetaBatch<B>,
     config: &AdaptConfig,
-) -> ModelMetaGradient<B, M> {
-    meta_gradient_keeping::<B, M>(path, model, step_sizes, batch, config, true)
+) -> ModelMetaGradient<B, M>
+where
+    M::Meta: 'a,
+{
+    meta_gradient_keeping::<B, M>(path, model, step_sizes.into(), batch, config, true)
 }
 
 /// How a meta-gradient is taken; [`GradientMethod::choose`] is the one place that picks
@@ -156,6 +64,8 @@ pub fn model_meta_gradient_by<B: Backend, M: Learnable<B>>(
 /// second order as the configuration says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GradientMethod {
+    /// Reptile: `θ_0 − θ_K`, first order, no query gradient ([`crate::algo::reptile`]).
+    Reptile,
     /// Implicit MAML: at the proximal inner optimum, by conjugate gradient
     /// ([`crate::algo::implicit`]).
     Implicit,
@@ -169,19 +79,30 @@ pub enum GradientMethod {
 }
 
 impl GradientMethod {
-    /// The method for a model and configuration: iMAML when configured; else the model's
-    /// hand-derived road when `path` allows it and the model (and its step sizes) offers
-    /// one; else unrolled, checkpointed when configured.
-    pub fn choose<B: Backend, M: Learnable<B>>(
+    /// The method for a model and configuration: Reptile or iMAML when configured; else
+    /// the model's hand-derived road when `path` allows it, the model (and its step sizes)
+    /// offers one and no part of the family beyond MAML and Meta-SGD is set; else
+    /// unrolled, checkpointed when configured.
+    pub fn choose<'a, B: Backend, M: Learnable<B>>(
         path: GradientPath,
         model: &M::Meta,
-        step_sizes: Option<&M::Meta>,
+        step_sizes: impl Into<StepSizes<'a, B, M>>,
         config: &AdaptConfig,
-    ) -> Self {
+    ) -> Self
+    where
+        M::Meta: 'a,
+    {
         let hand_derived = path == GradientPath::Auto
+            && !config.has_family_parts()
             && model.as_mlp().is_some()
-            && step_sizes.is_none_or(|s| s.as_mlp().is_some());
-        if config.imaml.is_some() {
+            && match step_sizes.into() {
+                StepSizes::Fixed => true,
+                StepSizes::PerEntry(s) => s.as_mlp().is_some(),
+                StepSizes::PerStep(_) => false,
+            };
+        if config.reptile {
+            Self::Reptile
+        } else if config.imaml.is_some() {
             Self::Implicit
         } else if hand_derived {
             Self::HandDerived
@@ -197,22 +118,28 @@ impl GradientMethod {
 pub(crate) fn meta_gradient_keeping<B: Backend, M: Learnable<B>>(
     path: GradientPath,
     model: &M::Meta,
-    step_sizes: Option<&M::Meta>,
+    step_sizes: StepSizes<'_, B, M>,
     batch: &MetaBatch<B>,
     config: &AdaptConfig,
     keep_fast: bool,
 ) -> ModelMetaGradient<B, M> {
     let batch = &batch.with_loss(config.loss);
     let mut gradient = match GradientMethod::choose::<B, M>(path, model, step_sizes, config) {
+        GradientMethod::Reptile => {
+            super::reptile::reptile_meta_gradient::<B, M>(model, batch, config)
+        }
         GradientMethod::Implicit => {
             super::implicit::implicit_meta_gradient::<B, M>(model, batch, config)
         }
         GradientMethod::HandDerived => {
-            mlp_meta_gradient::<B, M>(model, step_sizes, batch, config, keep_fast)
+            mlp_meta_gradient::<B, M>(model, step_sizes.per_entry(), batch, config, keep_fast)
                 .expect("GradientMethod::choose picks the hand-derived road for MLPs alone")
         }
         GradientMethod::Checkpointed => super::checkpointed::checkpointed_meta_gradient::<B, M>(
-            model, step_sizes, batch, config,
+            model,
+            step_sizes.per_entry(),
+            batch,
+            config,
         ),
         GradientMethod::Unrolled => {
             autodiff_meta_gradient::<B, M>(model, step_sizes, batch, config)
@@ -285,7 +212,7 @@ fn mlp_meta_gradient<B: Backend, M: Learnable<B>>(
 }
 
 /// The meta-gradient of any model by nested autodiff: the fast weights are lifted to
-/// [`SecondOrder<B>`] for each second-order support gradient (see the module docs).
+/// [`SecondOrder<B>`](crate::model::SecondOrder) for each second-order support gradient (see the module docs).
 ///
 /// A task-batched model's meta-batch is one graph. Any other model runs task by task, and
 /// each task gets a graph of its own, from fresh leaves of the initial weights, whose
@@ -295,12 +222,16 @@ fn mlp_meta_gradient<B: Backend, M: Learnable<B>>(
 /// autodiff, which merges the graphs that meet at shared leaves by moving every node of
 /// one into the other, never merges a task into the growing graph of the tasks before it
 /// (that bookkeeping was about a third of a second-order step of the Omniglot network).
-pub fn autodiff_meta_gradient<B: Backend, M: Learnable<B>>(
+pub fn autodiff_meta_gradient<'a, B: Backend, M: Learnable<B>>(
     model: &M::Meta,
-    step_sizes: Option<&M::Meta>,
+    step_sizes: impl Into<StepSizes<'a, B, M>>,
     batch: &MetaBatch<B>,
     config: &AdaptConfig,
-) -> ModelMetaGradient<B, M> {
+) -> ModelMetaGradient<B, M>
+where
+    M::Meta: 'a,
+{
+    let step_sizes = step_sizes.into();
     let batch = &batch.with_loss(config.loss);
     let tasks = batch.tasks();
     if batched::<B, M>() || tasks == 1 {
@@ -325,11 +256,9 @@ pub fn autodiff_meta_gradient<B: Backend, M: Learnable<B>>(
         total = Some(match total {
             None => (task.grads, task.step_size_grads),
             Some((mut grads, mut size_grads)) => {
-                add_grads::<B, M>(&mut grads, task.grads, model);
-                if let (Some(acc), Some(more), Some(sizes)) =
-                    (size_grads.as_mut(), task.step_size_grads, step_sizes)
-                {
-                    add_grads::<B, M>(acc, more, sizes);
+                super::meta_loss::add_grads::<B, M>(&mut grads, task.grads, model);
+                if let (Some(acc), Some(more)) = (size_grads.as_mut(), task.step_size_grads) {
+                    add_size_grads::<B, M>(acc, more, step_sizes);
                 }
                 (grads, size_grads)
             }
@@ -351,7 +280,7 @@ pub fn autodiff_meta_gradient<B: Backend, M: Learnable<B>>(
 /// larger meta-batch's mean).
 fn one_graph<B: Backend, M: Learnable<B>>(
     model: &M::Meta,
-    step_sizes: Option<&M::Meta>,
+    step_sizes: StepSizes<'_, B, M>,
     batch: &MetaBatch<B>,
     config: &AdaptConfig,
     share: Option<f64>,
@@ -361,167 +290,10 @@ fn one_graph<B: Backend, M: Learnable<B>>(
         // `mul_scalar`, not `div_scalar`: Burn 0.21's `div_scalar` backward rounds
         // `1 / n` to f32.
         Some(s) => {
-            let sum = tracked.query_losses.clone().sum();
+            let sum = tracked.query_losses().clone().sum();
             tracked.map(|_| sum.mul_scalar(s))
         }
         None => tracked,
     };
     tracked.backward_keeping(true)
-}
-
-/// The meta-loss of a meta-batch ([`crate::ModelLearner::meta_loss`]), tracked back to
-/// the initial weights (and Meta-SGD's step sizes) through the inner loop.
-pub struct MetaLoss<B: Backend, M: Learnable<B>> {
-    /// The objective, `[1]`, on the meta backend: the mean query loss of the fast
-    /// weights over the tasks, or any objective built from it ([`Self::map`]).
-    pub loss: Tensor<MetaBackend<B>, 1>,
-    query_losses: Tensor<MetaBackend<B>, 1>,
-    leaves: M::Meta,
-    size_leaves: Option<M::Meta>,
-    fast: Fast<M::Meta>,
-}
-
-impl<B: Backend, M: Learnable<B>> MetaLoss<B, M> {
-    /// Adapts fresh leaves of `model` (and `step_sizes`) on the support sets and scores
-    /// the fast weights on the query sets (`batch` scored with `config.loss`).
-    pub(crate) fn track(
-        model: &M::Meta,
-        step_sizes: Option<&M::Meta>,
-        batch: &MetaBatch<B>,
-        config: &AdaptConfig,
-    ) -> Self {
-        // Fresh leaves for every meta-gradient (a reused leaf may have been released by
-        // an earlier backward pass's graph clean-up); they keep the parameters' ids.
-        let leaves = model.clone().map(&mut FreshLeaves);
-        let size_leaves = step_sizes.map(|s| s.clone().map(&mut FreshLeaves));
-        let fast = adapt_model::<B, M>(&leaves, size_leaves.as_ref(), &batch.support, config);
-        let query = batch.query.lift::<MetaBackend<B>>();
-        let query_losses = fast_query_losses::<B, M>(&fast, &query);
-        Self {
-            loss: query_losses.clone().mean(),
-            query_losses,
-            leaves,
-            size_leaves,
-            fast,
-        }
-    }
-
-    /// The objective replaced by `f(loss)`, for example the meta-loss plus a penalty.
-    pub fn map(
-        self,
-        f: impl FnOnce(Tensor<MetaBackend<B>, 1>) -> Tensor<MetaBackend<B>, 1>,
-    ) -> Self {
-        Self {
-            loss: f(self.loss),
-            ..self
-        }
-    }
-
-    /// The objective's gradient with respect to the initial weights (and step sizes),
-    /// for [`crate::ModelLearner::apply`]; its `meta_loss` is the mean query loss.
-    pub fn backward(self) -> ModelMetaGradient<B, M> {
-        self.backward_keeping(false)
-    }
-
-    /// [`Self::backward`], with the fast weights if `keep_fast`.
-    fn backward_keeping(self, keep_fast: bool) -> ModelMetaGradient<B, M> {
-        let mut grads = self.loss.backward();
-        let model_grads = GradientsParams::from_module(&mut grads, &self.leaves);
-        let step_size_grads = self
-            .size_leaves
-            .as_ref()
-            .map(|s| GradientsParams::from_module(&mut grads, s));
-        ModelMetaGradient {
-            meta_loss: self.query_losses.clone().mean().inner(),
-            query_losses: self.query_losses.inner(),
-            grads: model_grads,
-            step_size_grads,
-            fast: keep_fast.then(|| self.fast.valid()),
-        }
-    }
-}
-
-/// Adds `more` into `acc`, parameter by parameter (`module`'s ids); a parameter that
-/// neither has a gradient for stays without one.
-fn add_grads<B: Backend, M: Learnable<B>>(
-    acc: &mut GradientsParams,
-    more: GradientsParams,
-    module: &M::Meta,
-) {
-    struct Add<'a, B> {
-        acc: &'a mut GradientsParams,
-        more: GradientsParams,
-        _backend: std::marker::PhantomData<B>,
-    }
-    impl<B: Backend> ModuleVisitor<MetaBackend<B>> for Add<'_, B> {
-        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<MetaBackend<B>, D>>) {
-            let sum = match (
-                self.acc.remove::<B, D>(param.id),
-                self.more.remove::<B, D>(param.id),
-            ) {
-                (Some(a), Some(b)) => Some(a + b),
-                (a, b) => a.or(b),
-            };
-            if let Some(g) = sum {
-                self.acc.register::<B, D>(param.id, g);
-            }
-        }
-    }
-    module.visit(&mut Add::<B> {
-        acc,
-        more,
-        _backend: std::marker::PhantomData,
-    });
-}
-
-/// The mean query loss after `k` first-order inner steps from `model` (with Meta-SGD's
-/// `step_sizes`), for `k = 0..=config.inner_steps`: the adaptation curve.
-pub fn model_adaptation_curve<B: Backend, M: Learnable<B>>(
-    model: &M::Meta,
-    step_sizes: Option<&M::Meta>,
-    batch: &MetaBatch<B>,
-    config: &AdaptConfig,
-) -> Vec<f64> {
-    let detach = |m: &M::Meta| <M::Meta as AutodiffModule<MetaBackend<B>>>::from_inner(m.valid());
-    let batch = batch.with_loss(config.loss);
-    let query = batch.query.lift::<MetaBackend<B>>();
-    let support = batch.support.lift::<MetaBackend<B>>();
-    let sizes = step_sizes
-        .map(|s| collect::<B, M>(&detach(s)))
-        .unwrap_or_default();
-    let start = detach(model);
-    let tasks = batch.tasks();
-    let mut fast = if batched::<B, M>() {
-        Fast::Batched(start.map(&mut RepeatTasks(tasks)))
-    } else {
-        Fast::PerTask(vec![start; tasks])
-    };
-    let step = |m: M::Meta, s: &Sets<MetaBackend<B>>| {
-        detach(&adapt_steps::<B, M>(
-            m,
-            s,
-            None,
-            1,
-            &sizes,
-            config.inner_lr,
-            &mut |_, _, _| {},
-        ))
-    };
-    let mut curve = Vec::with_capacity(config.inner_steps + 1);
-    for k in 0..=config.inner_steps {
-        let losses = fast_query_losses::<B, M>(&fast, &query).inner();
-        curve.push(crate::model::to_f64(losses.mean())[0]);
-        if k < config.inner_steps {
-            fast = match fast {
-                Fast::Batched(m) => Fast::Batched(step(m, &support)),
-                Fast::PerTask(ms) => Fast::PerTask(
-                    ms.into_iter()
-                        .enumerate()
-                        .map(|(t, m)| step(m, &support.task(t)))
-                        .collect(),
-                ),
-            };
-        }
-    }
-    curve
 }

@@ -14,10 +14,14 @@ use burn::optim::{
 };
 use burn::prelude::*;
 
-use crate::algo::learn::{MetaLoss, ModelMetaGradient, adapt_model, meta_gradient_keeping};
+use burn::module::Param;
+
+use crate::algo::learn::{
+    MetaLoss, ModelMetaGradient, StepSizes, adapt_model, meta_gradient_keeping, param_count,
+};
 use crate::config::{AdaptConfig, GradientPath, MetaConfig, MetaOptimizer, Order};
 use crate::data::batch::{MetaBatch, Sets};
-use crate::error::Result;
+use crate::error::{MamlError, Result};
 use crate::model::{Fill, Learnable, MetaBackend, Untracked};
 
 use super::gradient::Fast;
@@ -123,6 +127,7 @@ pub struct ModelLearner<
 {
     model: M::Meta,
     step_sizes: Option<M::Meta>,
+    step_table: Option<Param<Tensor<MetaBackend<B>, 2>>>,
     optim: O,
     size_optim: O,
     scheduler: S,
@@ -169,12 +174,35 @@ where
         let step_sizes = adapt
             .meta_sgd
             .then(|| model.clone().map(&mut Fill(adapt.inner_lr)));
+        let params = param_count::<MetaBackend<B>, M::Meta>(&model);
+        if let Some(&bad) = adapt
+            .inner_params
+            .iter()
+            .flatten()
+            .find(|&&index| index >= params)
+        {
+            return Err(MamlError::InvalidHyperparameter {
+                name: "inner_params",
+                value: bad.to_string(),
+                reason: "is not the index of one of the model's parameter tensors",
+            });
+        }
+        let step_table = adapt.per_step_lr.then(|| {
+            let device = model.devices().into_iter().next();
+            let shape = [adapt.inner_steps, params];
+            let table = match device {
+                Some(device) => Tensor::<B, 2>::full(shape, adapt.inner_lr, &device),
+                None => Tensor::<B, 2>::full(shape, adapt.inner_lr, &Default::default()),
+            };
+            Param::from_tensor(Tensor::from_inner(table))
+        });
         Ok(Self {
             size_optim: optimizer.clone(),
             optim: optimizer,
             scheduler,
             model,
             step_sizes,
+            step_table,
             adapt,
             path: GradientPath::Auto,
         })
@@ -184,6 +212,68 @@ where
     pub fn with_step_sizes(mut self, sizes: M::Plain) -> Self {
         self.step_sizes = Some(M::Meta::from_inner(sizes).map(&mut Untracked));
         self
+    }
+
+    /// Replaces MAML++'s per-step step sizes, `[K, P]` (e.g. from a checkpoint or a
+    /// problem file); the learner must be configured with `per_step_lr`.
+    pub fn with_step_table(mut self, table: Tensor<B, 2>) -> Self {
+        if let Some(old) = self.step_table.take() {
+            self.step_table = Some(Param::initialized(old.id, Tensor::from_inner(table)));
+        }
+        self
+    }
+
+    /// MAML++'s per-step step sizes `[K, P]`, if learned.
+    pub fn step_table(&self) -> Option<&Param<Tensor<MetaBackend<B>, 2>>> {
+        self.step_table.as_ref()
+    }
+
+    /// The learned step sizes, as the algorithm takes them.
+    pub fn learned_sizes(&self) -> StepSizes<'_, B, M> {
+        match (&self.step_sizes, &self.step_table) {
+            (Some(sizes), _) => StepSizes::PerEntry(sizes),
+            (_, Some(table)) => StepSizes::PerStep(table),
+            _ => StepSizes::Fixed,
+        }
+    }
+
+    /// The learner with the meta learning rate of `scheduler` instead.
+    pub fn with_scheduler<S2: LrScheduler>(self, scheduler: S2) -> ModelLearner<B, M, O, S2> {
+        ModelLearner {
+            model: self.model,
+            step_sizes: self.step_sizes,
+            step_table: self.step_table,
+            optim: self.optim,
+            size_optim: self.size_optim,
+            scheduler,
+            adapt: self.adapt,
+            path: self.path,
+        }
+    }
+
+    /// Changes the inner loop during training (MAML++'s schedules,
+    /// [`crate::train::schedule::Schedule`]): the order, the multi-step loss weights, the
+    /// inner optimizer. The learned step sizes and the number of inner steps they are
+    /// shaped by stay.
+    pub fn set_adapt(&mut self, adapt: AdaptConfig) -> Result<()> {
+        adapt.validate()?;
+        let fixed = [
+            ("meta_sgd", adapt.meta_sgd != self.adapt.meta_sgd),
+            ("per_step_lr", adapt.per_step_lr != self.adapt.per_step_lr),
+            (
+                "inner_steps",
+                adapt.per_step_lr && adapt.inner_steps != self.adapt.inner_steps,
+            ),
+        ];
+        if let Some((name, _)) = fixed.iter().find(|(_, changed)| *changed) {
+            return Err(MamlError::InvalidHyperparameter {
+                name,
+                value: "changed".into(),
+                reason: "is fixed by the learned step sizes once a learner is built",
+            });
+        }
+        self.adapt = adapt;
+        Ok(())
     }
 
     /// Takes meta-gradients by `path` (default [`GradientPath::Auto`]).
@@ -244,7 +334,7 @@ where
     /// taken without the second-order graph.
     pub fn adapt(&self, support: &Sets<B>) -> Fast<M::Plain> {
         let first = self.adapt.clone().with_order(Order::First);
-        adapt_model::<B, M>(&self.model, self.step_sizes.as_ref(), support, &first).valid()
+        adapt_model::<B, M>(&self.model, self.learned_sizes(), support, &first).valid()
     }
 
     /// The meta-loss of `batch` (the mean query loss of the fast weights adapted on the
@@ -254,7 +344,7 @@ where
     /// fastest road the model and configuration allow.
     pub fn meta_loss(&self, batch: &MetaBatch<B>) -> MetaLoss<B, M> {
         let batch = batch.with_loss(self.adapt.loss);
-        MetaLoss::track(&self.model, self.step_sizes.as_ref(), &batch, &self.adapt)
+        MetaLoss::track(&self.model, self.learned_sizes(), &batch, &self.adapt)
     }
 
     /// The meta-gradient at the current weights, with the fast weights, without an
@@ -267,7 +357,7 @@ where
         meta_gradient_keeping::<B, M>(
             self.path,
             &self.model,
-            self.step_sizes.as_ref(),
+            self.learned_sizes(),
             batch,
             &self.adapt,
             keep_fast,
@@ -294,10 +384,18 @@ where
     fn update(&mut self, grads: GradientsParams, size_grads: Option<GradientsParams>) {
         let lr = self.scheduler.step();
         self.model = self.optim.step(lr, self.model.clone(), grads);
-        if let Some(grads) = size_grads
-            && let Some(sizes) = self.step_sizes.take()
-        {
-            self.step_sizes = Some(self.size_optim.step(lr, sizes, grads));
+        if let Some(mut grads) = size_grads {
+            if let Some(sizes) = self.step_sizes.take() {
+                self.step_sizes = Some(self.size_optim.step(lr, sizes, grads));
+            } else if let Some(table) = self.step_table.take() {
+                // Plain gradient descent at the meta learning rate.
+                let value = table.val().inner();
+                let value = match grads.remove::<B, 2>(table.id) {
+                    Some(g) => value - g.mul_scalar(lr),
+                    None => value,
+                };
+                self.step_table = Some(Param::initialized(table.id, Tensor::from_inner(value)));
+            }
         }
     }
 }
@@ -383,6 +481,19 @@ where
             sizes.visit(&mut flat);
             parts.extend(flat.parts);
         }
+        let table_len = self
+            .step_table
+            .as_ref()
+            .map_or(0, |t| t.shape().num_elements());
+        if let Some(table) = &self.step_table {
+            let g = gradient
+                .step_size_grads
+                .as_ref()
+                .and_then(|g| g.get::<B, 2>(table.id))
+                .map(|g| g.reshape([table_len]))
+                .unwrap_or_else(|| Tensor::zeros([table_len], &device));
+            parts.push(g);
+        }
         parts.push(gradient.meta_loss);
         let total = all_reduce_sum(Tensor::cat(parts, 0).mul_scalar(weight))?;
         let n = total.dims()[0];
@@ -395,13 +506,22 @@ where
         self.model.visit(&mut model_grads);
         let size_grads = self.step_sizes.as_ref().map(|sizes| {
             let mut grads = Unflatten {
-                flat: total.slice(model_len..n - 1),
+                flat: total.clone().slice(model_len..n - 1 - table_len),
                 offset: 0,
                 grads: GradientsParams::new(),
             };
             sizes.visit(&mut grads);
             grads.grads
         });
+        let size_grads = match &self.step_table {
+            Some(table) => {
+                let mut grads = GradientsParams::new();
+                let g = total.slice(n - 1 - table_len..n - 1);
+                grads.register::<B, 2>(table.id, g.reshape(table.shape()));
+                Some(grads)
+            }
+            None => size_grads,
+        };
         self.update(model_grads.grads, size_grads);
         Ok(meta_loss)
     }

@@ -14,6 +14,7 @@
 //! - [`analytic`]: the hand-derived roads (the built-in MLP's back-propagation with exact
 //!   Hessian-vector products, and the linear model's affine inner steps).
 
+pub mod adapt;
 pub mod analytic;
 pub mod checkpointed;
 pub(crate) mod flat;
@@ -22,3 +23,6 @@ pub mod implicit;
 pub(crate) mod inner;
 pub mod learn;
 pub mod learner;
+pub mod meta_loss;
+pub mod reptile;
+pub mod sizes;

@@ -146,10 +146,15 @@ pub enum LayerSpec {
     /// Normalises each channel (or feature) with the batch's mean and biased variance
     /// (ε = 1e-5), then scales by `weight` and shifts by `bias` (γ, β, `[C]`).
     BatchNorm {
-        /// γ, `[C]`.
+        /// γ, `[C]`; `[S, C]` per step.
         weight: Array,
-        /// β, `[C]`.
+        /// β, `[C]`; `[S, C]` per step.
         bias: Array,
+        /// MAML++'s per-step batch norm: one set of γ and β per inner step and one for
+        /// the fast weights after the last (`S = K + 1` sets), meta-parameters that the
+        /// inner loop does not adapt; the network run with `θ_k` uses set `min(k, S − 1)`.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        per_step: bool,
     },
     /// `max(0, x)`.
     Relu,
@@ -366,7 +371,7 @@ impl LayeredSpec {
                 .iter()
                 .map(|layer| match layer {
                     LayerSpec::Conv2d { weight, bias, .. }
-                    | LayerSpec::BatchNorm { weight, bias }
+                    | LayerSpec::BatchNorm { weight, bias, .. }
                     | LayerSpec::Linear { weight, bias } => LayerWeights {
                         weight: Some(weight.clone()),
                         bias: Some(bias.clone()),
@@ -383,7 +388,7 @@ impl LayeredSpec {
         for (layer, w) in spec.layers.iter_mut().zip(&weights.layers) {
             if let (
                 LayerSpec::Conv2d { weight, bias, .. }
-                | LayerSpec::BatchNorm { weight, bias }
+                | LayerSpec::BatchNorm { weight, bias, .. }
                 | LayerSpec::Linear { weight, bias },
                 Some(new_w),
                 Some(new_b),
@@ -438,13 +443,29 @@ fn layer_output(layer: &LayerSpec, shape: ExampleShape, at: &str) -> Result<Exam
             let out = |n: usize| (n + 2 * padding - k) / stride + 1;
             Ok(ExampleShape::Image([o, out(h), out(w)]))
         }
-        (LayerSpec::BatchNorm { weight, bias }, s) => {
+        (
+            LayerSpec::BatchNorm {
+                weight,
+                bias,
+                per_step,
+            },
+            s,
+        ) => {
             let c = match s {
                 ExampleShape::Image([c, _, _]) => c,
                 ExampleShape::Vector(f) => f,
             };
-            weight.check(&[c], &format!("{at}.weight"))?;
-            bias.check(&[c], &format!("{at}.bias"))?;
+            let shape = if *per_step {
+                let sets = weight.shape.first().copied().unwrap_or(0);
+                if sets == 0 {
+                    return wrong("a per-step batch norm needs at least one set of weights");
+                }
+                vec![sets, c]
+            } else {
+                vec![c]
+            };
+            weight.check(&shape, &format!("{at}.weight"))?;
+            bias.check(&shape, &format!("{at}.bias"))?;
             Ok(s)
         }
         (LayerSpec::Relu | LayerSpec::Tanh, s) => Ok(s),

@@ -43,6 +43,16 @@ pub struct BatchNormLayer<B: Backend> {
     pub bias: Param<Tensor<B, 1>>,
 }
 
+/// MAML++'s per-step batch norm: set `min(k, S − 1)` of γ and β for the network run with
+/// the fast weights after `k` inner steps (meta-parameters: never adapted).
+#[derive(Module, Debug)]
+pub struct StepBatchNormLayer<B: Backend> {
+    /// γ, `[S, C]`.
+    pub weight: Param<Tensor<B, 2>>,
+    /// β, `[S, C]`.
+    pub bias: Param<Tensor<B, 2>>,
+}
+
 /// A dense layer, `[n, F] -> [n, O]`, as `matmul` + `add` (Burn's fused `linear` cannot
 /// be differentiated twice).
 #[derive(Module, Debug)]
@@ -76,6 +86,8 @@ pub enum Layer<B: Backend> {
     Conv2d(Conv2dLayer<B>),
     /// See [`BatchNormLayer`].
     BatchNorm(BatchNormLayer<B>),
+    /// See [`StepBatchNormLayer`].
+    StepBatchNorm(StepBatchNormLayer<B>),
     /// `max(0, x)`.
     Relu(Relu),
     /// `tanh(x)`.
@@ -172,30 +184,50 @@ fn conv2d_channel_major<B: Backend>(x: Tensor<B, 4>, conv: &Conv2dLayer<B>) -> T
     y.reshape([o, n, out[0], out[1]])
 }
 
+/// Batch norm on the batch's own statistics, scaled by `gamma [C]` and shifted by
+/// `beta [C]`.
+fn batch_norm<B: Backend>(
+    h: Activations<B>,
+    gamma: Tensor<B, 1>,
+    beta: Tensor<B, 1>,
+) -> Activations<B> {
+    match h {
+        Activations::Images(x) => {
+            // Rows `[C, n·H·W]`: every statistic is one number per row, a broadcast that
+            // Flex runs on its SIMD path, forward and in both backward levels.
+            let [c, n, h, w] = x.dims();
+            let rows: Tensor<B, 2> = x.reshape([c, n * h * w]);
+            let mean = rows.clone().mean_dim(1);
+            let centred = rows - mean;
+            let var = (centred.clone() * centred.clone()).mean_dim(1);
+            let normed = centred / var.add_scalar(BATCH_NORM_EPS).sqrt();
+            let out = normed * gamma.reshape([c, 1]) + beta.reshape([c, 1]);
+            Activations::Images(out.reshape([c, n, h, w]))
+        }
+        Activations::Vectors(x) => {
+            let [_, f] = x.dims();
+            let mean = x.clone().mean_dim(0);
+            let centred = x - mean;
+            let var = (centred.clone() * centred.clone()).mean_dim(0);
+            let normed = centred / var.add_scalar(BATCH_NORM_EPS).sqrt();
+            Activations::Vectors(normed * gamma.reshape([1, f]) + beta.reshape([1, f]))
+        }
+    }
+}
+
 impl<B: Backend> Layer<B> {
-    fn forward(&self, h: Activations<B>) -> Activations<B> {
+    /// The layer on `h`, for the network run with the fast weights after `step` inner
+    /// steps.
+    fn forward(&self, h: Activations<B>, step: usize) -> Activations<B> {
         use Activations::{Images, Vectors};
         match (self, h) {
             (Layer::Conv2d(conv), Images(x)) => Images(conv2d_channel_major(x, conv)),
-            (Layer::BatchNorm(bn), Images(x)) => {
-                // Rows `[C, n·H·W]`: every statistic is one number per row, a broadcast
-                // that Flex runs on its SIMD path, forward and in both backward levels.
-                let [c, n, h, w] = x.dims();
-                let rows: Tensor<B, 2> = x.reshape([c, n * h * w]);
-                let mean = rows.clone().mean_dim(1);
-                let centred = rows - mean;
-                let var = (centred.clone() * centred.clone()).mean_dim(1);
-                let normed = centred / var.add_scalar(BATCH_NORM_EPS).sqrt();
-                let out = normed * bn.weight.val().reshape([c, 1]) + bn.bias.val().reshape([c, 1]);
-                Images(out.reshape([c, n, h, w]))
-            }
-            (Layer::BatchNorm(bn), Vectors(x)) => {
-                let [_, f] = x.dims();
-                let mean = x.clone().mean_dim(0);
-                let centred = x - mean;
-                let var = (centred.clone() * centred.clone()).mean_dim(0);
-                let normed = centred / var.add_scalar(BATCH_NORM_EPS).sqrt();
-                Vectors(normed * bn.weight.val().reshape([1, f]) + bn.bias.val().reshape([1, f]))
+            (Layer::BatchNorm(bn), h) => batch_norm(h, bn.weight.val(), bn.bias.val()),
+            (Layer::StepBatchNorm(bn), h) => {
+                let [sets, c] = bn.weight.dims();
+                let s = step.min(sets - 1);
+                let set = |p: &Param<Tensor<B, 2>>| p.val().slice([s..s + 1, 0..c]).reshape([c]);
+                batch_norm(h, set(&bn.weight), set(&bn.bias))
             }
             (Layer::Relu(_), Images(x)) => Images(activation::relu(x)),
             (Layer::Relu(_), Vectors(x)) => Vectors(activation::relu(x)),
@@ -289,7 +321,19 @@ impl<B: Backend> Layered<B> {
                     stride: *stride,
                     padding: *padding,
                 }),
-                LayerSpec::BatchNorm { weight, bias } => Layer::BatchNorm(BatchNormLayer {
+                LayerSpec::BatchNorm {
+                    weight,
+                    bias,
+                    per_step: false,
+                } => Layer::BatchNorm(BatchNormLayer {
+                    weight: tensor(weight, device),
+                    bias: tensor(bias, device),
+                }),
+                LayerSpec::BatchNorm {
+                    weight,
+                    bias,
+                    per_step: true,
+                } => Layer::StepBatchNorm(StepBatchNormLayer {
                     weight: tensor(weight, device),
                     bias: tensor(bias, device),
                 }),
@@ -325,6 +369,7 @@ impl<B: Backend> Layered<B> {
                 .map(|layer| match layer {
                     Layer::Conv2d(c) => pair(array(&c.weight), array(&c.bias)),
                     Layer::BatchNorm(b) => pair(array(&b.weight), array(&b.bias)),
+                    Layer::StepBatchNorm(b) => pair(array(&b.weight), array(&b.bias)),
                     Layer::Linear(d) => pair(array(&d.weight), array(&d.bias)),
                     _ => LayerWeights::default(),
                 })
@@ -347,6 +392,12 @@ impl<B: Backend> Layered<B> {
                 Layer::BatchNorm(b) => LayerSpec::BatchNorm {
                     weight: array(&b.weight),
                     bias: array(&b.bias),
+                    per_step: false,
+                },
+                Layer::StepBatchNorm(b) => LayerSpec::BatchNorm {
+                    weight: array(&b.weight),
+                    bias: array(&b.bias),
+                    per_step: true,
                 },
                 Layer::Relu(_) => LayerSpec::Relu,
                 Layer::Tanh(_) => LayerSpec::Tanh,
@@ -365,8 +416,33 @@ impl<B: Backend> Layered<B> {
         }
     }
 
-    /// Predictions for `n` flattened examples of one task, `x [n, C·H·W] -> [n, out]`.
+    /// Predictions for `n` flattened examples of one task, `x [n, C·H·W] -> [n, out]`
+    /// (per-step batch norm: the last set).
     pub fn forward_task(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
+        self.forward_task_at(x, usize::MAX)
+    }
+
+    /// The parameters of per-step batch norms, by index in visit order (meta-parameters
+    /// that the inner loop never adapts).
+    pub fn per_step_params(&self) -> Vec<usize> {
+        let mut index = 0;
+        let mut fixed = Vec::new();
+        for layer in &self.layers {
+            match layer {
+                Layer::StepBatchNorm(_) => {
+                    fixed.extend([index, index + 1]);
+                    index += 2;
+                }
+                Layer::Conv2d(_) | Layer::BatchNorm(_) | Layer::Linear(_) => index += 2,
+                _ => {}
+            }
+        }
+        fixed
+    }
+
+    /// [`Self::forward_task`] for the network run with the fast weights after `step`
+    /// inner steps (per-step batch norm: set `min(step, S − 1)`).
+    pub fn forward_task_at(&self, x: Tensor<B, 2>, step: usize) -> Tensor<B, 2> {
         let [n, _] = x.dims();
         let start = match self.input[..] {
             [c, h, w] => {
@@ -375,7 +451,11 @@ impl<B: Backend> Layered<B> {
             }
             _ => Activations::Vectors(x),
         };
-        match self.layers.iter().fold(start, |h, layer| layer.forward(h)) {
+        match self
+            .layers
+            .iter()
+            .fold(start, |h, layer| layer.forward(h, step))
+        {
             Activations::Vectors(y) => y,
             Activations::Images(_) => {
                 unreachable!("LayeredSpec::validate checks that the model ends in vectors")

@@ -16,7 +16,6 @@ pub mod mlp;
 pub mod presets;
 
 use burn::module::{AutodiffModule, Module, ModuleMapper, ModuleVisitor, Param, ParamId};
-use burn::optim::GradientsParams;
 use burn::prelude::*;
 use burn::tensor::TensorPrimitive;
 use burn_autodiff::Autodiff;
@@ -52,6 +51,20 @@ pub trait MetaModel<B: Backend>: Module<B> {
 
     /// Predictions for `x [tasks, n, in]`, `[tasks, n, out]`.
     fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3>;
+
+    /// Predictions of the fast weights after `step` inner steps (`step = 0`: the initial
+    /// weights). A model with per-step parts (MAML++'s per-step batch-norm weights) uses
+    /// the set of that step; every other model keeps the default, [`Self::forward`].
+    fn forward_at(&self, x: Tensor<B, 3>, step: usize) -> Tensor<B, 3> {
+        let _ = step;
+        self.forward(x)
+    }
+
+    /// The parameters, by index in visit order, that the inner loop never adapts
+    /// whatever the configuration: meta-parameters such as per-step batch-norm sets.
+    fn fixed_params(&self) -> Vec<usize> {
+        Vec::new()
+    }
 
     /// The model as the built-in [`Mlp`], if it is one: MAML then takes its meta-gradient
     /// by hand-derived back-propagation ([`crate::config::GradientPath::Auto`]) instead of
@@ -165,14 +178,6 @@ impl<B: Backend> ModuleVisitor<B> for Collect<B> {
     }
 }
 
-/// How big each inner step is.
-pub(crate) enum StepSizes<'a, B: Backend> {
-    /// One step size for every parameter (MAML).
-    Scalar(f64),
-    /// One per parameter entry, in visit order (Meta-SGD), tracked on the meta backend.
-    PerParameter(&'a [TensorPrimitive<MetaBackend<B>>]),
-}
-
 /// Where a support gradient lives: on the meta backend (second order, tracked) or on
 /// `B` (first order, a constant once lifted).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -181,41 +186,6 @@ pub enum GradLevel {
     Meta,
     /// On `B`: first order, a constant of the meta-gradient.
     Plain,
-}
-
-/// The inner update `θ ← θ - α ⊙ g` of fast weights on the meta backend, with `g` looked
-/// up by parameter id.
-pub(crate) struct InnerUpdate<'a, B: Backend> {
-    pub grads: &'a GradientsParams,
-    pub level: GradLevel,
-    pub sizes: StepSizes<'a, B>,
-    pub index: usize,
-}
-
-impl<B: Backend> ModuleMapper<MetaBackend<B>> for InnerUpdate<'_, B> {
-    fn map_float<const D: usize>(
-        &mut self,
-        param: Param<Tensor<MetaBackend<B>, D>>,
-    ) -> Param<Tensor<MetaBackend<B>, D>> {
-        let index = self.index;
-        self.index += 1;
-        let (id, tensor, mapper) = param.consume();
-        let grad = match self.level {
-            GradLevel::Meta => self.grads.get::<MetaBackend<B>, D>(id),
-            GradLevel::Plain => self.grads.get::<B, D>(id).map(Tensor::from_inner),
-        };
-        // A parameter that does not feed the loss has a zero gradient: it stays.
-        let Some(grad) = grad else {
-            return Param::from_mapped_value(id, tensor, mapper);
-        };
-        let step = match &self.sizes {
-            StepSizes::Scalar(lr) => grad.mul_scalar(*lr),
-            StepSizes::PerParameter(sizes) => {
-                grad * Tensor::<MetaBackend<B>, D>::from_primitive(sizes[index].clone())
-            }
-        };
-        Param::from_mapped_value(id, tensor - step, mapper)
-    }
 }
 
 /// Replaces every parameter's value, in visit order, keeping its id (fast weights
@@ -255,16 +225,27 @@ impl<B: Backend> MetaModel<B> for Mlp<B> {
 
 /// The layered model runs task by task: each task's examples go through the layers on
 /// their own, so batch norm's statistics are the task's.
+/// A per-step batch norm uses its last set in [`MetaModel::forward`] (the fast weights'
+/// own after the inner steps it was trained with) and set `min(step, last)` in
+/// [`MetaModel::forward_at`]: more test steps than training steps keep the last set.
 impl<B: Backend> MetaModel<B> for Layered<B> {
     fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        self.forward_at(x, usize::MAX)
+    }
+
+    fn forward_at(&self, x: Tensor<B, 3>, step: usize) -> Tensor<B, 3> {
         let [tasks, n, d_in] = x.dims();
         let per_task = (0..tasks)
             .map(|t| {
                 let task = x.clone().slice(t..t + 1).reshape([n, d_in]);
-                self.forward_task(task).unsqueeze_dim(0)
+                self.forward_task_at(task, step).unsqueeze_dim(0)
             })
             .collect();
         Tensor::cat(per_task, 0)
+    }
+
+    fn fixed_params(&self) -> Vec<usize> {
+        self.per_step_params()
     }
 }
 

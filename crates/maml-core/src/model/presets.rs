@@ -68,6 +68,9 @@ pub struct ConvNetConfig {
     pub net: ConvNet,
     /// Filters of every conv layer (`None`: the paper's, [`ConvNet::default_filters`]).
     pub filters: Option<usize>,
+    /// MAML++'s per-step batch norm: this many sets of γ and β in every batch norm
+    /// (`K + 1` for `K` inner steps); `None`: one set, adapted like the other weights.
+    pub per_step_bn: Option<usize>,
 }
 
 impl ConvNetConfig {
@@ -93,6 +96,13 @@ impl ConvNetConfig {
                 reason: "must be at least 1",
             });
         }
+        if self.per_step_bn == Some(0) {
+            return Err(MamlError::InvalidHyperparameter {
+                name: "per_step_bn",
+                value: "0".into(),
+                reason: "a per-step batch norm needs at least one set (inner_steps + 1)",
+            });
+        }
         let mut rng = StdRng::seed_from_u64(seed);
         let (stride, pool) = match self.net {
             ConvNet::Conv4 => (2, false),
@@ -112,9 +122,15 @@ impl ConvNetConfig {
                 stride,
                 padding: 1,
             });
+            let (shape, per_step) = match self.per_step_bn {
+                Some(sets) => (vec![sets, filters], true),
+                None => (vec![filters], false),
+            };
+            let n = shape.iter().product();
             layers.push(LayerSpec::BatchNorm {
-                weight: Array::new(vec![filters], vec![1.0; filters]),
-                bias: Array::zeros(&[filters]),
+                weight: Array::new(shape.clone(), vec![1.0; n]),
+                bias: Array::zeros(&shape),
+                per_step,
             });
             layers.push(LayerSpec::Relu);
             if pool {

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::algo::learn::{model_adaptation_curve, query_accuracies};
 use crate::algo::learner::{ConfiguredOptimizer, ModelLearner};
+use crate::config::AdaptConfig;
 use crate::config::Loss;
 use crate::data::TaskData;
 use crate::data::batch::MetaBatch;
@@ -23,6 +24,7 @@ use crate::data::families::TaskFamily;
 use crate::error::MamlError;
 use crate::model::{Learnable, MetaBackend, MetaModel, to_f64};
 use crate::train::guard::{DivergenceGuard, StepMetrics, step_rng};
+use crate::train::schedule::Schedule;
 
 /// What a [`Trainer`] needs besides its learner and task family.
 #[derive(Config, Debug)]
@@ -37,6 +39,10 @@ pub struct TrainerConfig {
     /// so far (`None`: only non-finite values stop a run).
     #[config(default = "None")]
     pub divergence_threshold: Option<f64>,
+    /// MAML++'s schedules by meta step (derivative-order and multi-step loss annealing);
+    /// `None`: the learner's inner loop at every step.
+    #[config(default = "None")]
+    pub schedule: Option<Schedule>,
 }
 
 /// How a model did on fresh tasks ([`Trainer::evaluate`]).
@@ -76,6 +82,7 @@ pub struct Trainer<
     config: TrainerConfig,
     step: usize,
     guard: DivergenceGuard,
+    base: AdaptConfig,
     device: B::Device,
 }
 
@@ -100,8 +107,12 @@ where
                 reason: "a meta-batch needs at least one task",
             });
         }
+        if let Some(schedule) = &config.schedule {
+            schedule.validate()?;
+        }
         Ok(Self {
             guard: DivergenceGuard::new(config.divergence_threshold),
+            base: learner.adapt_config().clone(),
             learner,
             family,
             config,
@@ -136,6 +147,14 @@ where
         self.guard.rising_steps()
     }
 
+    /// Sets the learner's inner loop for meta step `step` by the schedule, if any.
+    fn schedule(&mut self, step: usize) -> crate::error::Result<()> {
+        match &self.config.schedule {
+            Some(schedule) => self.learner.set_adapt(schedule.adapt_at(&self.base, step)),
+            None => Ok(()),
+        }
+    }
+
     fn batch(&self, tasks: &[TaskData]) -> MetaBatch<B> {
         MetaBatch::from_tasks(tasks, self.family.d_out(), &self.device)
             .with_loss(self.learner.adapt_config().loss)
@@ -147,6 +166,7 @@ where
     /// weights.
     pub fn step(&mut self) -> crate::error::Result<StepMetrics> {
         let step = self.step;
+        self.schedule(step)?;
         let tasks = self.family.sample(
             self.config.meta_batch,
             &mut step_rng(self.config.seed, step),
@@ -198,6 +218,7 @@ where
         all_reduce_sum: impl FnOnce(Tensor<B, 1>) -> std::result::Result<Tensor<B, 1>, String>,
     ) -> crate::error::Result<StepMetrics> {
         let step = self.step;
+        self.schedule(step)?;
         let tasks = self.family.sample(
             self.config.meta_batch,
             &mut step_rng(self.config.seed, step),
@@ -272,7 +293,7 @@ where
         })
     }
 
-    /// Saves a checkpoint in the folder `dir`: the weights, Meta-SGD's step sizes, the
+    /// Saves a checkpoint in the folder `dir`: the weights, the learned step sizes, the
     /// optimiser's and the scheduler's state (Burn's `NamedMpkFileRecorder`, full
     /// precision) and the next step (`state.json`). It is written whole into `dir.tmp`
     /// first, and only then takes the place of the checkpoint in `dir`: an interrupted save
@@ -301,6 +322,10 @@ where
         if let Some(sizes) = learner.step_sizes() {
             Recorder::<B>::record(&recorder, sizes.valid().into_record(), record("step_sizes"))
                 .map_err(|e| fail("step_sizes", e))?;
+        }
+        if let Some(table) = learner.step_table() {
+            Recorder::<B>::record(&recorder, table.valid().into_record(), record("step_table"))
+                .map_err(|e| fail("step_table", e))?;
         }
         let (optim, size_optim, scheduler) = learner.states();
         Recorder::<MetaBackend<B>>::record(&recorder, optim.to_record(), record("optimizer"))
@@ -373,6 +398,14 @@ where
             }
             None => None,
         };
+        let table = match self.learner.step_table() {
+            Some(table) => {
+                let record = Recorder::<B>::load(&recorder, dir.join("step_table"), &device)
+                    .map_err(|e| fail("step_table", e))?;
+                Some(table.valid().load_record(record).val())
+            }
+            None => None,
+        };
         let optim = Recorder::<MetaBackend<B>>::load(&recorder, dir.join("optimizer"), &device)
             .map_err(|e| fail("optimizer", e))?;
         let size_optim =
@@ -383,6 +416,9 @@ where
         self.learner = self
             .learner
             .restore(model, sizes, optim, size_optim, scheduler);
+        if let Some(table) = table {
+            self.learner = self.learner.with_step_table(table);
+        }
         self.step = state.step;
         Ok(self)
     }

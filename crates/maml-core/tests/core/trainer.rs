@@ -57,7 +57,11 @@ type Opt = burn::optim::adaptor::OptimizerAdaptor<burn::optim::Adam, SineNet<Met
 type Schedule = burn::optim::lr_scheduler::exponential::ExponentialLrScheduler;
 
 fn trainer(seed: u64) -> Trainer<Cpu, Net, Opt, Schedule> {
-    let adapt = AdaptConfig::new(0.01).with_loss(Loss::Mse);
+    // MAML++'s learned per-step step sizes ride along: a resume must restore them too.
+    let adapt = AdaptConfig::new(0.01)
+        .with_loss(Loss::Mse)
+        .with_inner_steps(2)
+        .with_per_step_lr(true);
     let schedule = ExponentialLrSchedulerConfig::new(0.01, 0.8).init().unwrap();
     let learner = ModelLearner::<Cpu, Net, _, _>::with_optimizer(
         net(seed),
@@ -76,17 +80,23 @@ fn trainer(seed: u64) -> Trainer<Cpu, Net, Opt, Schedule> {
     .unwrap()
 }
 
+/// The weights, then the per-step step sizes.
 fn weights(trainer: &Trainer<Cpu, Net, Opt, Schedule>) -> Vec<f32> {
     let m = trainer.learner().model();
+    let table = trainer
+        .learner()
+        .step_table()
+        .expect("per-step sizes are learned");
     [m.hidden.weight.val(), m.out.weight.val()]
         .into_iter()
         .flat_map(|t| t.into_data().to_vec::<f32>().unwrap())
+        .chain(table.val().into_data().to_vec::<f32>().unwrap())
         .collect()
 }
 
 /// Six meta steps in one go, and three, a checkpoint, a resume into a learner built from
-/// other initial weights, three more: the same weights (the optimiser's moments, the
-/// schedule's step and the step index come back with the weights).
+/// other initial weights, three more: the same weights and per-step step sizes (the
+/// optimiser's moments, the schedule's step and the step index come back with them).
 #[test]
 fn a_user_module_trains_checkpoints_resumes_and_evaluates() {
     let dir = std::env::temp_dir().join(format!("maml-trainer-{}", std::process::id()));

@@ -8,6 +8,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::MamlError;
 
+mod family;
+pub use family::InnerOptimizer;
+
 /// Whether the meta-gradient differentiates through the inner gradients.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase", try_from = "String")]
@@ -115,6 +118,31 @@ pub struct AdaptConfig {
     /// instead of `O(K)`, about one more inner loop of time. `None`: every step is kept.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inner_checkpoint_every: Option<usize>,
+    /// The inner update rule (differentiable momentum or Adam; default SGD).
+    #[serde(default, skip_serializing_if = "is_sgd")]
+    pub inner_optimizer: InnerOptimizer,
+    /// The parameter tensors the inner loop adapts, by index in the model's visit order
+    /// (ANIL: the head's; BOIL: the body's); the others stay at their initial values in
+    /// every forward pass. `None`: all (but those the model keeps fixed,
+    /// [`crate::model::MetaModel::fixed_params`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inner_params: Option<Vec<usize>>,
+    /// MAML++'s multi-step loss: a task's meta-loss is `Σ_k w_k L_query(θ_k)`,
+    /// `k = 1..K`. `None`: the query loss at `θ_K`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step_loss_weights: Option<Vec<f64>>,
+    /// MAML++'s learned per-step, per-layer step sizes (LSLR): one learned scalar per
+    /// inner step and parameter tensor, starting at `inner_lr`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub per_step_lr: bool,
+    /// Reptile (Nichol et al. 2018) instead of MAML's gradient: the meta-gradient is
+    /// `θ_0 − θ_K` averaged over the tasks (first order, no query gradient).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reptile: bool,
+}
+
+fn is_sgd(optimizer: &InnerOptimizer) -> bool {
+    *optimizer == InnerOptimizer::Sgd
 }
 
 /// Implicit MAML's settings (Rajeswaran et al. 2019).
@@ -160,6 +188,11 @@ impl AdaptConfig {
             meta_sgd: false,
             imaml: None,
             inner_checkpoint_every: None,
+            inner_optimizer: InnerOptimizer::Sgd,
+            inner_params: None,
+            step_loss_weights: None,
+            per_step_lr: false,
+            reptile: false,
         }
     }
 
@@ -248,7 +281,7 @@ impl AdaptConfig {
                 });
             }
         }
-        Ok(())
+        self.validate_family()
     }
 
     /// Checks what a version-1 problem (the linear model) supports besides: `sse` or `mse`,
