@@ -2,7 +2,7 @@
 //! MAML or Meta-SGD, alone or as one worker of a data-parallel run, and evaluation of
 //! what it learned: the adaptation curve, the query accuracy.
 
-use burn::module::{AutodiffModule, Param};
+use burn::module::{AutodiffModule, Param, ParamId};
 use burn::prelude::*;
 use serde::Serialize;
 
@@ -189,9 +189,12 @@ impl<B: Backend, M: Learnable<B>> Lifted<B, M> {
                 .per_entry
                 .map(|s| lift::<B, M>(s, device))
                 .transpose()?,
-            per_step: sizes
-                .per_step
-                .map(|rows| Param::from_tensor(Tensor::from_inner(table::<B>(rows, device)))),
+            per_step: sizes.per_step.map(|rows| {
+                // Untracked: a leaf that requires gradients would keep every task's
+                // graph registered (no backward pass ever frees them here).
+                let table = Tensor::from_inner(table::<B>(rows, device));
+                Param::initialized(ParamId::new(), table)
+            }),
         })
     }
 

@@ -14,7 +14,7 @@ use burn::optim::{
 };
 use burn::prelude::*;
 
-use burn::module::Param;
+use burn::module::{Param, ParamId};
 
 use crate::algo::learn::{
     MetaLoss, ModelMetaGradient, StepSizes, adapt_model, meta_gradient_keeping, param_count,
@@ -194,7 +194,9 @@ where
                 Some(device) => Tensor::<B, 2>::full(shape, adapt.inner_lr, &device),
                 None => Tensor::<B, 2>::full(shape, adapt.inner_lr, &Default::default()),
             };
-            Param::from_tensor(Tensor::from_inner(table))
+            // Untracked, as the weights: `Param::from_tensor` would mark it as a leaf that
+            // requires gradients, and every graph built on it would stay registered.
+            Param::initialized(ParamId::new(), Tensor::from_inner(table))
         });
         Ok(Self {
             size_optim: optimizer.clone(),
