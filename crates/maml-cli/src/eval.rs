@@ -12,23 +12,20 @@ use maml_burn::backend::BackendJob;
 use maml_burn::maml_core::data::LinearWeights;
 use maml_burn::maml_core::data::families::SinusoidFamily;
 use maml_burn::maml_core::train::guard::step_rng;
-use maml_burn::maml_core::{AdaptConfig, Loss, Order, TaskData};
+use maml_burn::maml_core::{AdaptConfig, Loss, TaskData};
 use maml_burn::maml_data::few_shot::ImageSource;
 use maml_burn::maml_data::images::load_runs;
-use maml_burn::maml_data::model_trainer::eval_accuracy;
-use maml_burn::maml_data::model_trainer::eval_curve;
 use maml_burn::maml_data::run::TaskSource;
 use maml_burn::maml_data::run::load_tasks;
-use maml_burn::maml_data::stored::BuiltIn;
 use maml_burn::maml_data::stored::ConfigInit;
 use maml_burn::maml_data::stored::ModelCheckpoint;
-use maml_burn::maml_data::stored::ModelJob;
 use maml_burn::maml_data::stored::ModelKind;
 use maml_burn::maml_data::stored::StoredModel;
 use serde::Serialize;
 
 use crate::error::CliError;
 use crate::figures::{Figure2Job, figure3};
+use crate::scoring::{EvalWork, Evaluated, test_adapt};
 use crate::weights::read_model;
 use crate::{BackendArgs, print_json};
 
@@ -144,56 +141,6 @@ pub struct EvalReport {
     pub accuracy: Option<Accuracy>,
 }
 
-/// The evaluation of one checkpoint on given tasks, for its model type.
-struct EvalWork<'a, B: Backend> {
-    checkpoint: &'a ModelCheckpoint,
-    pretrained: Option<&'a StoredModel>,
-    random: Option<&'a StoredModel>,
-    tasks: &'a [TaskData],
-    adapt: &'a AdaptConfig,
-    curve: bool,
-    device: &'a B::Device,
-}
-
-/// The curves of the checkpoint, the pretrained baseline and a random initialisation,
-/// and each task's accuracy (classification).
-struct Evaluated {
-    maml: Vec<f64>,
-    pretrained: Option<Vec<f64>>,
-    random: Option<Vec<f64>>,
-    accuracy: Option<Vec<f64>>,
-}
-
-impl<B: Backend> ModelJob<B> for EvalWork<'_, B> {
-    type Output = Result<Evaluated, CliError>;
-
-    fn run<M: BuiltIn<B>>(self) -> Self::Output {
-        let (model, sizes) = (&self.checkpoint.model, self.checkpoint.sizes());
-        let maml = if self.curve {
-            eval_curve::<B, M>(model, sizes, self.tasks, self.adapt, self.device)?
-        } else {
-            Vec::new()
-        };
-        // The baselines learned no step sizes: they adapt by --inner-lr.
-        let plain = self.adapt.clone().with_per_step_lr(false);
-        let other = |init: Option<&StoredModel>| match init {
-            Some(m) if self.curve => {
-                eval_curve::<B, M>(m, None, self.tasks, &plain, self.device).map(Some)
-            }
-            _ => Ok(None),
-        };
-        let accuracy = (self.adapt.loss == Loss::CrossEntropy)
-            .then(|| eval_accuracy::<B, M>(model, sizes, self.tasks, self.adapt, self.device))
-            .transpose()?;
-        Ok(Evaluated {
-            maml,
-            pretrained: other(self.pretrained)?,
-            random: other(self.random)?,
-            accuracy,
-        })
-    }
-}
-
 /// `maml eval` on tasks.
 struct EvalJob {
     checkpoint: ModelCheckpoint,
@@ -226,30 +173,6 @@ impl BackendJob for &EvalJob {
     fn run<B: Backend>(self, device: &B::Device) -> Result<Evaluated, CliError> {
         self.evaluate::<B>(device)
     }
-}
-
-/// The test-time adaptation of a checkpoint: first order; its inner steps (sinusoids: at
-/// least 10, as the paper's curves) unless given.
-fn test_adapt(
-    checkpoint: &ModelCheckpoint,
-    inner_steps: Option<usize>,
-    inner_lr: Option<f64>,
-) -> AdaptConfig {
-    let mut adapt = checkpoint
-        .config
-        .meta
-        .adapt
-        .clone()
-        .with_order(Order::First);
-    let default = match checkpoint.config.tasks {
-        TaskSource::Sinusoid(_) => adapt.inner_steps.max(10),
-        _ => adapt.inner_steps,
-    };
-    adapt.inner_steps = inner_steps.unwrap_or(default);
-    if let Some(lr) = inner_lr {
-        adapt.inner_lr = lr;
-    }
-    adapt
 }
 
 /// Evaluates the checkpoint in `dir` (and `pretrained.json` beside it) on `num_tasks`

@@ -20,9 +20,11 @@ mod metrics;
 #[cfg(feature = "mpi")]
 mod mpi;
 mod progress;
+mod scoring;
 mod train;
 mod train_args;
 mod training;
+mod validation;
 mod weights;
 mod workers;
 

@@ -154,6 +154,7 @@ fn config_from_flags(args: &TrainArgs) -> Result<TrainConfig, CliError> {
         .with_meta_sgd(args.meta_sgd)
         .with_inner_params(args.hyper.algorithm.algorithm.inner_params(params));
     let parts = args.family_parts.apply(adapt, model, meta_steps, meta_lr)?;
+    let validation = args.validation.validation(&tasks)?;
     let meta = MetaConfig::new(parts.adapt)
         .with_meta_lr(meta_lr)
         .with_meta_optimizer(args.meta_optimizer);
@@ -163,7 +164,8 @@ fn config_from_flags(args: &TrainArgs) -> Result<TrainConfig, CliError> {
         .with_seed(args.rng_seed)
         .with_model(parts.model)
         .with_divergence_threshold(args.divergence_threshold.0)
-        .with_schedule(parts.schedule);
+        .with_schedule(parts.schedule)
+        .with_validation(validation);
     Ok(config)
 }
 

@@ -11,6 +11,7 @@ use maml_burn::maml_data::few_shot::ImageSource;
 
 use crate::error::CliError;
 use crate::family_args::{AlgorithmArg, FamilyArgs};
+use crate::validation::ValidationArgs;
 use crate::{BackendArgs, parse};
 
 /// Built-in task families.
@@ -364,6 +365,9 @@ pub struct TrainArgs {
     #[allow(missing_docs)] // a flattened group: its fields document themselves
     #[command(flatten)]
     pub family_parts: FamilyArgs,
+    #[allow(missing_docs)] // a flattened group: its fields document themselves
+    #[command(flatten)]
+    pub validation: ValidationArgs,
     /// Classes per task of the blobs and omniglot families.
     #[arg(long, default_value_t = 5)]
     pub ways: usize,

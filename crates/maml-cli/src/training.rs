@@ -26,6 +26,7 @@ use crate::figures::figure3;
 use crate::metrics::{Row, metrics_csv};
 use crate::plot::{MOVING_AVERAGE_FROM, Series, Style, line_plot, with_moving_average};
 use crate::progress::{loss_message, progress};
+use crate::validation::{Scored, Validator};
 use crate::weights::{write_json, write_model};
 use crate::workers::{Event, Initial, Reduce, WorkerParts, run_workers};
 
@@ -104,6 +105,9 @@ pub struct Summary {
     seconds: f64,
     meta_steps_per_s: f64,
     baseline_seconds: f64,
+    /// The best validation (its checkpoint is `best.json`); absent without validation.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    best_validation: Option<Scored>,
 }
 
 /// The pretrained baseline's configuration: the same model and optimiser trained on the
@@ -140,6 +144,7 @@ impl BackendJob for TrainJob {
         let mut last_good = None;
         let mut finished = None;
         let mut failure = None;
+        let mut validator = Validator::new(&self.config, &self.out, self.start_step)?;
         let mut handle = |event: Event| -> Result<(), CliError> {
             match event {
                 Event::Step {
@@ -172,6 +177,10 @@ impl BackendJob for TrainJob {
                     let csv = metrics_csv(&rows);
                     write_atomic(&self.out.join("metrics.csv"), csv.as_bytes())?;
                     last_good = Some(step);
+                    if let Some(validator) = validator.as_mut() {
+                        let scored = validator.score::<B>(&checkpoint, device)?;
+                        bar.set_message(validation_message(&scored));
+                    }
                 }
                 Event::Done(done) => finished = Some(done),
                 Event::Failed(err) => failure = Some(err),
@@ -219,11 +228,16 @@ impl BackendJob for TrainJob {
             write_model(&self.out.join("step_sizes.json"), sizes, linear)?;
         }
         write_atomic(&self.out.join("metrics.csv"), metrics_csv(&rows).as_bytes())?;
+        let order = self.config.meta.adapt.order;
         let mut series = vec![Series {
             style: Style::Line,
-            name: format!("{}-order MAML", self.config.meta.adapt.order),
+            name: format!("{order}-order MAML"),
             points: rows.iter().map(|r| (r.step as f64, r.meta_loss)).collect(),
         }];
+        accuracy_plot(&self.out, &rows, validator.as_ref(), &series[0].name)?;
+        if let Some(validator) = validator.as_ref().filter(|_| !classifies(&rows)) {
+            series.push(validator.series());
+        }
         if self.compare
             && linear
             && let Some(final_weights) = weights.as_linear()
@@ -281,6 +295,7 @@ impl BackendJob for TrainJob {
             seconds,
             meta_steps_per_s: done as f64 / seconds.max(1e-9),
             baseline_seconds,
+            best_validation: validator.as_ref().and_then(|v| v.best().copied()),
         })
     }
 }
@@ -318,8 +333,52 @@ impl TrainJob {
             seconds,
             meta_steps_per_s: done as f64 / seconds.max(1e-9),
             baseline_seconds: 0.0,
+            best_validation: None,
         })
     }
+}
+
+/// Whether the run's steps recorded a query accuracy (classification).
+fn classifies(rows: &[Row]) -> bool {
+    rows.iter().any(|r| r.accuracy.is_some())
+}
+
+/// The progress bar's message after a validation.
+fn validation_message(scored: &Scored) -> String {
+    match scored.accuracy {
+        Some(a) => format!("validation accuracy {:.1}%", 100.0 * a),
+        None => format!("validation loss {:.4e}", scored.loss),
+    }
+}
+
+/// Classification: `accuracy.svg`, the training tasks' query accuracy after adaptation
+/// at every step (with its moving average) and the held-out tasks' at every checkpoint.
+fn accuracy_plot(
+    out: &std::path::Path,
+    rows: &[Row],
+    validator: Option<&Validator>,
+    name: &str,
+) -> Result<(), CliError> {
+    if !classifies(rows) {
+        return Ok(());
+    }
+    let mut series = vec![Series {
+        style: Style::Line,
+        name: format!("{name}, training tasks"),
+        points: rows
+            .iter()
+            .filter_map(|r| Some((r.step as f64, r.accuracy?)))
+            .collect(),
+    }];
+    series.extend(validator.map(Validator::series));
+    line_plot(
+        &out.join("accuracy.svg"),
+        "Query accuracy after adaptation",
+        "meta step",
+        "accuracy",
+        &with_moving_average(series, MOVING_AVERAGE_FROM),
+        false,
+    )
 }
 
 /// Prints a run's summary: one line on stderr, the JSON object on stdout.

@@ -89,6 +89,78 @@ pub struct TrainConfig {
     /// MAML++'s schedules by meta step (derivative-order annealing, multi-step loss
     /// annealing, cosine annealing of the meta learning rate); `None`: none.
     pub schedule: Option<maml_core::Schedule>,
+    /// Held-out tasks scored at every checkpoint (`None`: no validation).
+    pub validation: Option<Validation>,
+}
+
+/// Validation during training: a fixed set of held-out tasks, drawn once, scored after
+/// adaptation at every checkpoint; the best-scoring checkpoint is kept beside the last.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Validation {
+    /// Where the held-out tasks come from: for Omniglot, other alphabets of the same data;
+    /// for a generated family, the same family (tasks apart from every training step's).
+    pub tasks: TaskSource,
+    /// How many held-out tasks.
+    pub num_tasks: usize,
+}
+
+impl Validation {
+    /// Checks the held-out source against the training one: at least one task, a
+    /// family that draws fresh tasks, and no alphabet shared with the training split.
+    pub fn validate(&self, training: &TaskSource) -> maml_core::error::Result<()> {
+        if self.num_tasks == 0 {
+            return Err(MamlError::InvalidHyperparameter {
+                name: "validation.num_tasks",
+                value: "0".into(),
+                reason: "must be at least 1",
+            });
+        }
+        match (&self.tasks, training) {
+            (TaskSource::File { .. } | TaskSource::Seed, _) => {
+                Err(MamlError::InvalidHyperparameter {
+                    name: "validation.tasks",
+                    value: format!("{:?}", self.tasks),
+                    reason: "validation needs a family that draws held-out tasks, not a \
+                             fixed task set",
+                })
+            }
+            (TaskSource::Omniglot(held), TaskSource::Omniglot(train)) => {
+                held.validate()?;
+                if held.data != train.data {
+                    // A validation folder of its own: every alphabet in it is held out.
+                    return Ok(());
+                }
+                if held.alphabets.is_empty() {
+                    return Err(MamlError::InvalidHyperparameter {
+                        name: "validation alphabets",
+                        value: "all".into(),
+                        reason: "validation on the training data needs held-out alphabets",
+                    });
+                }
+                let shared = match train.alphabets.is_empty() {
+                    true => held.alphabets.first(),
+                    false => held.alphabets.iter().find(|a| train.alphabets.contains(a)),
+                };
+                match shared {
+                    Some(alphabet) => Err(MamlError::InvalidHyperparameter {
+                        name: "validation alphabet",
+                        value: alphabet.clone(),
+                        reason: "is also a training alphabet (training without --alphabets \
+                                 takes them all)",
+                    }),
+                    None => Ok(()),
+                }
+            }
+            (held, train) if std::mem::discriminant(held) != std::mem::discriminant(train) => {
+                Err(MamlError::InvalidHyperparameter {
+                    name: "validation.tasks",
+                    value: format!("{held:?}"),
+                    reason: "must be of the training family",
+                })
+            }
+            _ => Ok(()),
+        }
+    }
 }
 
 impl TrainConfig {
@@ -116,6 +188,9 @@ impl TrainConfig {
         }
         if let TaskSource::Omniglot(source) = &self.tasks {
             source.validate()?;
+        }
+        if let Some(validation) = &self.validation {
+            validation.validate(&self.tasks)?;
         }
         Ok(())
     }

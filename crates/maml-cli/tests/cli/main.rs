@@ -14,3 +14,4 @@ mod kill;
 mod parallel;
 mod plots;
 mod train;
+mod validation;
