@@ -1,6 +1,7 @@
 //! Shared code of the `cpu` and `gpu` examples: the seed's two recorded MAML runs, printed
 //! in the seed's order of lines, automatic and closed-form results side by side.
 
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use burn::prelude::Backend;
@@ -9,6 +10,10 @@ use maml_burn::emit;
 use maml_burn::maml_core::data::LinearWeights;
 use maml_burn::maml_core::data::families::SeedFamily;
 use maml_burn::maml_core::{AdaptConfig, Loss, MetaConfig, Order};
+use maml_burn::maml_data::graph::render::write_graph;
+use maml_burn::maml_data::graph::values::write_values;
+use maml_burn::maml_data::graph::{GraphOptions, meta_graph};
+use maml_burn::maml_data::problem::Problem;
 use maml_burn::maml_data::trace::trace_meta_step;
 use maml_burn::seed::seed_printout;
 
@@ -45,6 +50,34 @@ struct Args {
     /// Print each run's trace as JSON instead of text.
     #[arg(long)]
     json: bool,
+    /// Also draw each run's computation graph with its numbers: FILE.svg, .dot or .json
+    /// (both orders: FILE-first-order.svg and FILE-second-order.svg).
+    #[arg(long)]
+    graph: Option<PathBuf>,
+}
+
+/// Where the graph of the run of `order` goes: `path`, or with both orders drawn,
+/// `STEM-first-order.EXT` and `STEM-second-order.EXT` beside it.
+fn graph_path(path: &Path, order: Order, both: bool) -> PathBuf {
+    if !both {
+        return path.to_path_buf();
+    }
+    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("graph");
+    let ext = path.extension().and_then(|s| s.to_str()).unwrap_or("svg");
+    path.with_file_name(format!("{stem}-{order}-order.{ext}"))
+}
+
+/// Draws the graph of the seed's meta step from `initial` in `order`, with its values.
+fn draw<B: Backend>(
+    initial: &LinearWeights,
+    config: &MetaConfig,
+    path: &Path,
+    device: &B::Device,
+) -> maml_burn::maml_core::error::Result<()> {
+    let problem = Problem::linear(initial, vec![SeedFamily::task()], &config.adapt);
+    let mut graph = meta_graph(&problem, &GraphOptions::default())?;
+    write_values::<B>(&mut graph, &problem, device)?;
+    write_graph(&graph, path)
 }
 
 /// Parses the command line and prints the requested runs on backend `B`.
@@ -76,6 +109,14 @@ pub fn run<B: Backend>(device: &B::Device) -> ExitCode {
                 .with_loss(Loss::Sse),
         )
         .with_meta_lr(1.0);
+        if let Some(path) = &args.graph {
+            let path = graph_path(path, order, orders.len() == 2);
+            if let Err(err) = draw::<B>(&initial, &config, &path, device) {
+                eprintln!("error: {err}");
+                return ExitCode::FAILURE;
+            }
+            eprintln!("wrote the {order}-order graph to {}", path.display());
+        }
         match trace_meta_step::<B>(&initial, std::slice::from_ref(&task), config, device) {
             Ok(trace) if args.json => {
                 emit(&serde_json::to_string_pretty(&trace).expect("a trace holds only numbers"))

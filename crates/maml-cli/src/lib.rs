@@ -16,6 +16,7 @@ mod eval;
 mod family_args;
 mod figures;
 mod grad;
+mod graph;
 mod metrics;
 #[cfg(feature = "mpi")]
 mod mpi;
@@ -38,6 +39,7 @@ pub mod commands {
     pub use crate::compare::{OptimumArgs, optimum_cmd as optimum};
     pub use crate::eval::{EvalArgs, eval};
     pub use crate::grad::{check, grad};
+    pub use crate::graph::{GraphArgs, graph};
     pub use crate::train::train;
     pub use crate::train_args::TrainArgs;
 }

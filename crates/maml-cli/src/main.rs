@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use maml_cli::BackendArgs;
 use maml_cli::alloc::CountingMiMalloc;
-use maml_cli::commands::{self, BenchArgs, EvalArgs, OptimumArgs, TrainArgs};
+use maml_cli::commands::{self, BenchArgs, EvalArgs, GraphArgs, OptimumArgs, TrainArgs};
 
 #[global_allocator]
 static GLOBAL: CountingMiMalloc = CountingMiMalloc;
@@ -58,6 +58,9 @@ enum Command {
     Optimum(OptimumArgs),
     /// Meta-steps per second and peak memory of a benchmark configuration.
     Bench(BenchArgs),
+    /// Draw the computation graph of one meta step of a problem file (SVG, DOT or JSON):
+    /// the edges first order cuts dashed, the meta-gradient's backward path in red.
+    Graph(GraphArgs),
 }
 
 fn main() -> ExitCode {
@@ -74,6 +77,7 @@ fn main() -> ExitCode {
         Command::Eval(args) => commands::eval(args),
         Command::Optimum(args) => commands::optimum(args),
         Command::Bench(args) => commands::bench(args),
+        Command::Graph(args) => commands::graph(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

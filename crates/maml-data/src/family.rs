@@ -115,7 +115,7 @@ impl PerStepFile {
 }
 
 /// The name of a layer, for messages.
-fn layer_name(layer: &LayerSpec) -> &'static str {
+pub(crate) fn layer_name(layer: &LayerSpec) -> &'static str {
     match layer {
         LayerSpec::Conv2d { .. } => "conv2d",
         LayerSpec::BatchNorm { per_step: true, .. } => "per-step batch_norm",

@@ -10,6 +10,7 @@
 //! - [`problem`]: a problem file of any version read as one [`problem::Problem`] (a layer
 //!   list, tasks, the inner loop, and in version 4 the family's parts, [`family`]),
 //!   solved on any backend by [`solve::solve`];
+//! - [`graph`]: the computation graph of a problem's meta step, as DOT or SVG;
 //! - [`closed_form`], [`trace`]: the linear model's meta-gradient and MAML optimum in
 //!   closed form (independent checks), and everything the seed prints of a meta step;
 //! - [`run`], [`stored`], [`model_trainer`]: a run of a built-in model (its task source
@@ -19,6 +20,7 @@
 pub mod closed_form;
 pub mod family;
 pub mod few_shot;
+pub mod graph;
 pub mod images;
 pub mod model_trainer;
 pub mod problem;

@@ -22,7 +22,7 @@ fn is_share_of(value: f64, n: usize) -> bool {
     (0..=n).any(|k| (value - k as f64 / n as f64).abs() < 1e-6)
 }
 
-const TRAIN: &[&str] = &[
+pub(crate) const TRAIN: &[&str] = &[
     "train",
     "--family",
     "omniglot",

@@ -7,6 +7,7 @@ mod autotune;
 mod bad_inputs;
 mod family;
 mod grad;
+mod graph;
 mod images;
 mod implicit;
 mod inner_checkpoint;

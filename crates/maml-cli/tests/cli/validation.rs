@@ -19,23 +19,12 @@ fn zip() -> String {
 /// given, replaces the validation flags.
 fn train(out: &str, steps: &str, val: &[&str]) -> std::process::Output {
     let zip = zip();
-    let mut args = vec![
-        "train",
-        "--family",
-        "omniglot",
+    let mut args = super::images::TRAIN.to_vec();
+    args.extend([
         "--model",
         "conv4",
-        "--rotations",
-        "--filters",
-        "4",
         "--ways",
         "3",
-        "--meta-batch",
-        "2",
-        "--checkpoint-every",
-        "2",
-        "--backend",
-        "ndarray",
         "--meta-optimizer",
         "sgd",
         "--meta-lr",
@@ -48,7 +37,7 @@ fn train(out: &str, steps: &str, val: &[&str]) -> std::process::Output {
         steps,
         "--out",
         out,
-    ];
+    ]);
     match val {
         [] => args.extend(["--val-alphabets", "Latin", "--val-tasks", "10"]),
         val => args.extend(val),
