@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::run::TrainConfig;
 use crate::stored::{BuiltIn, ConfigInit, Sizes, StoredModel, check_step_table};
-use maml_core::algo::learn::{Fast, StepSizes, query_accuracies};
+use maml_core::algo::learn::{Fast, StepSizes, param_count, query_accuracies};
 use maml_core::algo::learner::{ConfiguredOptimizer, ModelLearner};
 use maml_core::config::{AdaptConfig, Order};
 use maml_core::data::batch::MetaBatch;
@@ -57,12 +57,14 @@ impl<B: Backend, M: BuiltIn<B>> ModelTrainer<B, M> {
         model.check_fits(step_sizes.as_ref(), family.as_ref(), "initial weights")?;
         let mut learner =
             ModelLearner::<B, M>::new(M::from_stored(&model, device)?, config.meta.clone())?;
+        let params = param_count::<MetaBackend<B>, M::Meta>(learner.model());
         if let Some(sizes) = step_sizes {
             learner = learner.with_step_sizes(M::from_stored(&sizes, device)?);
         }
         if let Some(rows) = step_table {
             let adapt = &config.meta.adapt;
-            check_step_table(Some(&rows), adapt.per_step_lr, adapt.inner_steps, "initial")?;
+            let (k, p) = (Some(adapt.inner_steps), Some(params));
+            check_step_table(Some(&rows), adapt.per_step_lr, k, p, "initial")?;
             learner = learner.with_step_table(table::<B>(&rows, device));
         }
         let lr = config.meta.meta_lr;
@@ -167,8 +169,7 @@ fn check_eval(
         model.check_step_sizes(sizes, "model")?;
     }
     // Any number of evaluation steps: beyond the table's rows its last row repeats.
-    let rows = sizes.per_step.map_or(0, <[_]>::len);
-    check_step_table(sizes.per_step, adapt.per_step_lr, rows, "model")?;
+    check_step_table(sizes.per_step, adapt.per_step_lr, None, None, "model")?;
     maml_core::data::validate_tasks(tasks, d_in, d_out)?;
     Ok(d_out)
 }
@@ -221,6 +222,8 @@ fn prepare<B: Backend, M: BuiltIn<B>>(
     let d_out = check_eval(model, sizes, tasks, adapt)?;
     check_device_precision::<B>(device)?;
     let initial = lift::<B, M>(model, device)?;
+    let params = Some(param_count::<MetaBackend<B>, M::Meta>(&initial));
+    check_step_table(sizes.per_step, adapt.per_step_lr, None, params, "model")?;
     Ok((d_out, initial, Lifted::new(sizes, device)?))
 }
 
@@ -272,7 +275,8 @@ pub fn eval_accuracy<'a, B: Backend, M: BuiltIn<B>>(
             &adapt,
         )
         .valid();
-        out.extend(to_f64(query_accuracies::<B, M::Plain>(&fast, &batch.query)));
+        let accuracy = query_accuracies::<B, M::Plain>(&fast, &batch.query, adapt.inner_steps);
+        out.extend(to_f64(accuracy));
     }
     Ok(out)
 }
@@ -295,13 +299,15 @@ pub fn adapted_predictions<'a, B: Backend, M: BuiltIn<B>>(
             y: None,
         },
     };
-    let step_sizes = step_sizes.into();
-    let d_out = check_eval(model, step_sizes, std::slice::from_ref(&probe), adapt)?;
-    check_device_precision::<B>(device)?;
+    let (d_out, initial, sizes) = prepare::<B, M>(
+        model,
+        step_sizes.into(),
+        std::slice::from_ref(&probe),
+        adapt,
+        device,
+    )?;
     let batch = MetaBatch::<B>::from_tasks(std::slice::from_ref(&probe), d_out, device)
         .with_loss(adapt.loss);
-    let initial = lift::<B, M>(model, device)?;
-    let sizes = Lifted::<B, M>::new(step_sizes, device)?;
     let mut out = Vec::new();
     for &k in steps {
         let config = adapt.clone().with_inner_steps(k).with_order(Order::First);
@@ -315,7 +321,8 @@ pub fn adapted_predictions<'a, B: Backend, M: BuiltIn<B>>(
             Fast::Batched(m) => m,
             Fast::PerTask(mut ms) => ms.remove(0),
         };
-        let pred = MetaModel::forward(&fast, Tensor::from_inner(batch.query.x.clone())).inner();
+        let x = Tensor::from_inner(batch.query.x.clone());
+        let pred = MetaModel::forward_at(&fast, x, k).inner();
         out.push(to_f64(pred).chunks(d_out).map(<[f64]>::to_vec).collect());
     }
     Ok(out)

@@ -378,7 +378,8 @@ impl ModelCheckpoint {
         check_step_table(
             checkpoint.step_table.as_deref(),
             adapt.per_step_lr,
-            adapt.inner_steps,
+            Some(adapt.inner_steps),
+            None,
             &name,
         )?;
         Ok(checkpoint)
@@ -386,11 +387,14 @@ impl ModelCheckpoint {
 }
 
 /// Checks a stored per-step table: present exactly when the run learns one
-/// (`per_step_lr`), `inner_steps` rows of equal length, every entry finite.
+/// (`per_step_lr`), `inner_steps` rows (`None`: any number, at least one; evaluation
+/// repeats the last row past the table) of `params` entries each (`None`: of equal
+/// length), every entry finite.
 pub fn check_step_table(
     table: Option<&[Vec<f64>]>,
     per_step_lr: bool,
-    inner_steps: usize,
+    inner_steps: Option<usize>,
+    params: Option<usize>,
     name: &str,
 ) -> Result<()> {
     let wrong = |detail: String| MamlError::Shape {
@@ -406,19 +410,23 @@ pub fn check_step_table(
             "given, but the run learns no per-step step sizes (per_step_lr is off)".into(),
         )),
         (Some(rows), true) => {
-            if rows.len() != inner_steps {
-                return Err(wrong(format!(
-                    "{} rows for inner_steps = {inner_steps}",
-                    rows.len()
-                )));
+            match inner_steps {
+                Some(k) if rows.len() != k => {
+                    return Err(wrong(format!("{} rows for inner_steps = {k}", rows.len())));
+                }
+                None if rows.is_empty() => return Err(wrong("no rows".into())),
+                _ => {}
             }
-            let p = rows.first().map_or(0, Vec::len);
+            let p = params.unwrap_or_else(|| rows.first().map_or(0, Vec::len));
             for (k, row) in rows.iter().enumerate() {
                 if row.len() != p {
-                    return Err(wrong(format!(
-                        "row {k} has {} entries, row 0 {p}",
-                        row.len()
-                    )));
+                    return Err(wrong(match params {
+                        Some(_) => format!(
+                            "row {k} has {} entries for a model of {p} parameter tensors",
+                            row.len()
+                        ),
+                        None => format!("row {k} has {} entries, row 0 {p}", row.len()),
+                    }));
                 }
                 if let Some(v) = row.iter().find(|v| !v.is_finite()) {
                     return Err(MamlError::NonFinite {

@@ -135,21 +135,23 @@ pub fn fast_query_losses<B: Backend, M: Learnable<B>>(
     }
 }
 
-/// Each task's query accuracy ([`Sets::task_accuracies`]) of fast weights on `B`,
-/// `[tasks]`.
+/// Each task's query accuracy ([`Sets::task_accuracies`]) of fast weights on `B` after
+/// `step` inner steps (the step that per-step model parts, such as MAML++'s per-step
+/// batch norm, are read at: [`MetaModel::forward_at`]), `[tasks]`.
 pub fn query_accuracies<B: Backend, P: MetaModel<B>>(
     fast: &Fast<P>,
     query: &Sets<B>,
+    step: usize,
 ) -> Tensor<B, 1> {
     match fast {
-        Fast::Batched(model) => query.task_accuracies(model.forward(query.x.clone())),
+        Fast::Batched(model) => query.task_accuracies(model.forward_at(query.x.clone(), step)),
         Fast::PerTask(models) => Tensor::cat(
             models
                 .iter()
                 .enumerate()
                 .map(|(t, model)| {
                     let q = query.task(t);
-                    q.task_accuracies(model.forward(q.x.clone()))
+                    q.task_accuracies(model.forward_at(q.x.clone(), step))
                 })
                 .collect(),
             0,

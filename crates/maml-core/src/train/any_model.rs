@@ -178,7 +178,7 @@ where
         let initial = self.learner.model().valid();
         let before = batch
             .query
-            .task_losses(MetaModel::forward(&initial, batch.query.x.clone()))
+            .task_losses(MetaModel::forward_at(&initial, batch.query.x.clone(), 0))
             .mean();
         let classify = self.learner.adapt_config().loss == Loss::CrossEntropy;
         let (meta_loss, accuracy) = if classify {
@@ -187,7 +187,8 @@ where
                 .fast
                 .take()
                 .expect("meta_gradient keeps the fast weights");
-            let accuracy = query_accuracies::<B, M::Plain>(&fast, &batch.query).mean();
+            let steps = self.learner.adapt_config().inner_steps;
+            let accuracy = query_accuracies::<B, M::Plain>(&fast, &batch.query, steps).mean();
             self.learner.apply(&mut gradient);
             (gradient.meta_loss, Some(to_f64(accuracy)[0]))
         } else {
@@ -276,7 +277,8 @@ where
                     &adapt.clone().with_order(crate::config::Order::First),
                 )
                 .valid();
-                accuracies.extend(to_f64(query_accuracies::<B, M::Plain>(&fast, &batch.query)));
+                let accuracy = query_accuracies::<B, M::Plain>(&fast, &batch.query, steps);
+                accuracies.extend(to_f64(accuracy));
             }
         }
         let n = tasks.len() as f64;

@@ -1,14 +1,15 @@
 //! The family's stated behaviours that no reference problem covers: MAML++'s annealed
 //! multi-step loss weights against their closed form, the schedule's derivative-order
 //! annealing, and per-step parts evaluated with more inner steps than they were trained
-//! with (the last set and the last step size repeat).
+//! with (the last set and the last step size repeat) or fewer (the step's own set).
 
 use burn::prelude::*;
 use burn_ndarray::NdArray;
+use maml_core::algo::learn::{Fast, query_accuracies};
 use maml_core::data::layers::{Array, LayerSpec, LayeredSpec};
 use maml_core::model::layered::Layered;
 use maml_core::train::schedule::multi_step_weights;
-use maml_core::{AdaptConfig, MetaModel, Order, Schedule};
+use maml_core::{AdaptConfig, MetaBatch, MetaModel, Order, Schedule, SetData, TaskData};
 
 type B = NdArray<f32>;
 
@@ -99,4 +100,44 @@ fn per_step_batch_norm_keeps_its_last_set_beyond_the_trained_steps() {
     let forward: Vec<f64> = model.forward(x.clone()).into_data().iter::<f64>().collect();
     assert_eq!(forward, at(1));
     assert_eq!(model.fixed_params(), vec![0, 1]);
+}
+
+/// The query accuracy of fast weights after `k` steps reads a per-step batch norm's set
+/// `k`: with the sets `γ = [1, 1]`, `[−1, −1]`, `[1, 1]` and no shift, the logits of the
+/// query `[[1, 0], [0, 1]]` are its normalised columns, `[[1, −1], [−1, 1]]`, times `γ`:
+/// both rows right (accuracy 1) at sets 0 and 2, both wrong (0) at set 1; step 7 keeps
+/// the last set.
+#[test]
+fn query_accuracy_reads_the_batch_norm_set_of_its_step() {
+    let device = Default::default();
+    let spec = LayeredSpec {
+        input: vec![2],
+        layers: vec![LayerSpec::BatchNorm {
+            weight: Array::new(vec![3, 2], vec![1.0, 1.0, -1.0, -1.0, 1.0, 1.0]),
+            bias: Array::new(vec![3, 2], vec![0.0; 6]),
+            per_step: true,
+        }],
+    };
+    let model = Layered::<B>::from_spec(&spec, &device).unwrap();
+    let eye = vec![vec![1.0, 0.0], vec![0.0, 1.0]];
+    let set = SetData {
+        x: eye.clone(),
+        y: Some(eye),
+    };
+    let task = TaskData {
+        support: set.clone(),
+        query: set,
+    };
+    let batch = MetaBatch::<B>::from_tasks(&[task], 2, &device);
+    let fast = Fast::Batched(model);
+    let accuracy = |k| {
+        query_accuracies::<B, Layered<B>>(&fast, &batch.query, k)
+            .into_data()
+            .iter::<f64>()
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(accuracy(0), vec![1.0]);
+    assert_eq!(accuracy(1), vec![0.0]);
+    assert_eq!(accuracy(2), vec![1.0]);
+    assert_eq!(accuracy(7), vec![1.0]);
 }
