@@ -57,12 +57,12 @@ impl<B: Backend, M: BuiltIn<B>> ModelTrainer<B, M> {
         model.check_fits(step_sizes.as_ref(), family.as_ref(), "initial weights")?;
         let mut learner =
             ModelLearner::<B, M>::new(M::from_stored(&model, device)?, config.meta.clone())?;
-        let params = param_count::<MetaBackend<B>, M::Meta>(learner.model());
         if let Some(sizes) = step_sizes {
             learner = learner.with_step_sizes(M::from_stored(&sizes, device)?);
         }
         if let Some(rows) = step_table {
             let adapt = &config.meta.adapt;
+            let params = param_count::<MetaBackend<B>, M::Meta>(learner.model());
             let (k, p) = (Some(adapt.inner_steps), Some(params));
             check_step_table(Some(&rows), adapt.per_step_lr, k, p, "initial")?;
             learner = learner.with_step_table(table::<B>(&rows, device));
@@ -168,8 +168,6 @@ fn check_eval(
     if let Some(sizes) = sizes.per_entry {
         model.check_step_sizes(sizes, "model")?;
     }
-    // Any number of evaluation steps: beyond the table's rows its last row repeats.
-    check_step_table(sizes.per_step, adapt.per_step_lr, None, None, "model")?;
     maml_core::data::validate_tasks(tasks, d_in, d_out)?;
     Ok(d_out)
 }
@@ -222,6 +220,7 @@ fn prepare<B: Backend, M: BuiltIn<B>>(
     let d_out = check_eval(model, sizes, tasks, adapt)?;
     check_device_precision::<B>(device)?;
     let initial = lift::<B, M>(model, device)?;
+    // Any number of evaluation steps: beyond the table's rows its last row repeats.
     let params = Some(param_count::<MetaBackend<B>, M::Meta>(&initial));
     check_step_table(sizes.per_step, adapt.per_step_lr, None, params, "model")?;
     Ok((d_out, initial, Lifted::new(sizes, device)?))
